@@ -1,0 +1,31 @@
+# moeviz: `make serve` and `make test` do every set-up step they need.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.moeviz-setup
+
+.PHONY: setup serve test bench clean
+
+setup: $(STAMP)
+
+# The venv, the patched llama-cpp-python (wheel cached in ~/.cache/moeviz: seconds
+# after the first ~10 min build), then moeviz itself and its test tools.
+$(STAMP): pyproject.toml patches/build-llama-cpp.sh $(wildcard patches/*.patch)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	bash patches/build-llama-cpp.sh $(PY)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import moeviz, llama_cpp, fastapi, gguf" || { echo "moeviz: set-up failed: packages missing from $(VENV)"; exit 1; }
+	@touch $(STAMP)
+
+serve: setup
+	$(VENV)/bin/moeviz serve $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+bench: setup
+	$(PY) bench/capture_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,131 @@
+"""Command line: translates arguments into calls, and errors into one line each."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_model_args(p, required=False):
+    p.add_argument("--model", "-m", required=required, help="GGUF model file (default: the built-in demo model)")
+    p.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens (default 4096)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1 = all)")
+    p.add_argument("--capture", choices=["auto", "native", "callback"], default="auto",
+                   help="routing capture backend (auto: native when the patched library is installed)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="moeviz", description="Mixture-of-Experts routing from llama.cpp, live and replayable.")
+    parser.add_argument("--version", action="version", version=f"moeviz {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("info", help="describe a GGUF model's MoE shape")
+    p.add_argument("model", nargs="?", help="GGUF model file (default: the built-in demo model)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("record", help="generate from a prompt and save the routing trace")
+    _add_model_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="prompt text")
+    src.add_argument("--prompt-file", help="file with the prompt text, or JSON chat messages [{role, content}, ...]")
+    p.add_argument("--chat", action="store_true", help="wrap --prompt as one user message in the model's chat template")
+    p.add_argument("--out", "-o", required=True, help="trace file to write (.json, or .moetrace for the binary form)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--probs", action="store_true", help="also record full router probabilities over all experts")
+    return parser
+
+
+def _prompt_from_args(args):
+    if args.prompt is not None:
+        return [{"role": "user", "content": args.prompt}] if args.chat else args.prompt
+    path = Path(args.prompt_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"prompt file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read prompt file {path}: {e}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"prompt file {path} is not valid JSON: {e}") from None
+        return data.get("messages", data) if isinstance(data, dict) else data
+    return [{"role": "user", "content": text}] if args.chat else text
+
+
+class UserError(Exception):
+    """Reported as one line, exit status 1."""
+
+
+def cmd_info(args) -> int:
+    from .demo import default_model_path  # noqa: PLC0415
+    from .gguf_info import describe, read_model_info  # noqa: PLC0415
+
+    info = read_model_info(args.model or default_model_path())
+    print(json.dumps(info.to_json(), indent=2) if args.json else describe(info))
+    return 0
+
+
+def cmd_record(args) -> int:
+    from .demo import default_model_path  # noqa: PLC0415
+    from .engine import Engine, SamplingSettings  # noqa: PLC0415
+    from .trace import save  # noqa: PLC0415
+    from .trace.builder import TraceBuilder  # noqa: PLC0415
+
+    prompt = _prompt_from_args(args)
+    settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                                top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
+    engine = Engine(args.model or default_model_path(), n_ctx=args.n_ctx, n_threads=args.threads,
+                    n_gpu_layers=args.n_gpu_layers, capture=args.capture)
+    try:
+        meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs}
+        builder = TraceBuilder(engine.info, prompt, meta)
+        for ev in engine.generate(prompt, settings, probs=args.probs):
+            builder.add(ev)
+        trace = builder.trace()
+        save(trace, args.out)
+    finally:
+        engine.close()
+    f = trace.finish or {}
+    print(f"moeviz: recorded {trace.n_prompt} prompt + {trace.n_tokens - trace.n_prompt} generated tokens "
+          f"x {len(trace.model['moe_layers'])} MoE layers (stopped: {f.get('reason')}) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "record": cmd_record}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("moeviz: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every error the user can cause is reported as one line
+        from .errors import user_message  # noqa: PLC0415
+
+        msg = user_message(e)
+        if msg is None:
+            raise
+        print(f"moeviz {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

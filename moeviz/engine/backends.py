@@ -1,0 +1,31 @@
+"""Choosing a capture backend for a model."""
+from __future__ import annotations
+
+from ..capture.callback import CallbackCapture
+from ..gguf_info import ModelInfo
+
+CAPTURE_CHOICES = ("auto", "native", "callback")
+
+
+class CaptureUnavailable(RuntimeError):
+    pass
+
+
+def native_available() -> bool:
+    try:
+        from ..capture import native  # noqa: PLC0415
+    except ImportError:
+        return False
+    return native.available()
+
+
+def make_capture(kind: str, info: ModelInfo):
+    if kind not in CAPTURE_CHOICES:
+        raise ValueError(f"unknown capture backend {kind!r}; choose one of {', '.join(CAPTURE_CHOICES)}")
+    if kind == "native" or (kind == "auto" and native_available()):
+        if not native_available():
+            raise CaptureUnavailable("native capture needs moeviz's patched llama.cpp (run 'make setup'); use --capture callback")
+        from ..capture.native import NativeCapture  # noqa: PLC0415
+
+        return NativeCapture(info.moe_layers, info.n_expert_used, info.n_expert)
+    return CallbackCapture(info.moe_layers, info.n_expert_used, info.n_expert)

@@ -1,0 +1,198 @@
+"""The generation loop: prefill, sample, decode one token at a time, routing per token.
+
+Routing belongs to the token whose hidden state was routed: prompt tokens get theirs
+from the prefill; a generated token gets its routing when it is fed back in (the
+decode that also yields the next token's logits). So every emitted token has been
+decoded, the last one included, and a trace never has a token without routing.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+import numpy as np
+
+from ..capture.lib import llama_cpp
+from ..capture.routing import BatchRouting
+from ..gguf_info import ModelInfo
+from .backends import make_capture
+from .events import Finished, PromptRouted, TokenInfo, TokenRouted
+from .model import LoadedModel
+from .sampling import Sampler, SamplingSettings
+from .text import Detokenizer, PromptError, render_chat, validate_messages
+
+
+class NotMoEError(ValueError):
+    """The model has no routed experts: nothing to record."""
+
+
+class DecodeError(RuntimeError):
+    """llama_decode returned an error status."""
+
+
+class BusyError(RuntimeError):
+    """A generation is already running on this engine."""
+
+
+# Host memory allowed for the logits of one prefill chunk when every prompt row must
+# be an output (callback capture: llama.cpp runs the last layer only for output rows).
+# With a 150k vocabulary that is ~100 rows per chunk instead of a 1 GB buffer.
+DEFAULT_OUTPUT_BUDGET = 64 << 20
+
+
+class Engine:
+    def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
+                 n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
+                 configure_model=None):
+        from ..gguf_info import read_model_info  # noqa: PLC0415
+
+        info = read_model_info(model_path)
+        if not info.is_moe:
+            raise NotMoEError(f"{model_path} is a dense model ({info.architecture}, no routed experts): nothing to record")
+        self.capture = make_capture(capture, info)
+        self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                              n_gpu_layers=n_gpu_layers, configure_model=configure_model,
+                              configure_context=self.capture.configure_context)
+        self.capture.attach(self.lm.ctx)
+        self.info: ModelInfo = self.lm.info
+        self.output_budget = output_budget
+        self._lock = threading.Lock()
+        lc = llama_cpp()
+        self._batch = lc.llama_batch_init(n_batch, 0, 1)
+
+    # Prompt ---------------------------------------------------------------------------
+    def prompt_tokens(self, prompt: str | list[dict]) -> list[int]:
+        """Tokens for a plain-text prompt, or for chat messages via the model's template."""
+        lm = self.lm
+        if isinstance(prompt, str):
+            tokens = lm.tokenize(prompt, add_special=lm.add_bos, parse_special=False)
+        else:
+            messages = validate_messages(prompt)
+            if not self.info.chat_template:
+                raise PromptError("this model has no chat template; give a plain-text prompt")
+            bos, eos = lm.bos_eos_text()
+            text = render_chat(self.info.chat_template, messages, bos, eos)
+            add_bos = lm.add_bos and not (bos and text.startswith(bos))
+            tokens = lm.tokenize(text, add_special=add_bos, parse_special=True)
+        if not tokens:
+            raise PromptError("the prompt is empty")
+        if len(tokens) >= lm.n_ctx:
+            raise PromptError(f"the prompt is {len(tokens)} tokens, longer than the context ({lm.n_ctx} tokens)")
+        return tokens
+
+    # Decoding -------------------------------------------------------------------------
+    def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool) -> BatchRouting:
+        lc = llama_cpp()
+        b = self._batch
+        n = len(tokens)
+        for i, tok in enumerate(tokens):
+            b.token[i] = tok
+            b.pos[i] = pos0 + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = all_outputs or i == n - 1
+        b.n_tokens = n
+        self.capture.begin(probs)
+        rc = lc.llama_decode(self.lm.ctx, b)
+        if rc != 0:
+            self.capture.abort()
+            raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
+        return self.capture.finish(n)
+
+    def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None) -> BatchRouting | None:
+        need_all = self.capture.needs_all_outputs and (self.info.n_layer - 1) in self.info.moe_layers
+        chunk = self.lm.n_batch
+        if need_all:
+            chunk = max(1, min(chunk, self.output_budget // (4 * self.lm.n_vocab)))
+        parts = []
+        for start in range(0, len(tokens), chunk):
+            if cancel is not None and cancel.is_set():
+                return None
+            parts.append(self._decode(tokens[start:start + chunk], start, need_all, probs))
+        return concat_routing(parts)
+
+    def generate(self, prompt: str | list[dict] | list[int], settings: SamplingSettings | None = None, *,
+                 probs: bool = False, cancel: threading.Event | None = None) -> Iterator:
+        """Yield PromptRouted, then TokenRouted per generated token, then Finished."""
+        settings = (settings or SamplingSettings()).validate()
+        if not self._lock.acquire(blocking=False):
+            raise BusyError("a generation is already running on this model")
+        try:
+            yield from self._generate(prompt, settings, probs, cancel)
+        finally:
+            self._lock.release()
+
+    def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel):
+        lm = self.lm
+        tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt)
+        lm.clear_memory()
+        t0 = time.perf_counter()
+        routing = self._prefill(tokens, probs, cancel)
+        prefill_s = time.perf_counter() - t0
+        if routing is None:
+            yield Finished("cancelled", len(tokens), 0, prefill_s, 0.0)
+            return
+        detok = Detokenizer()
+        infos = [TokenInfo(t, detok.push(lm.piece(t)), True) for t in tokens]
+        infos[-1].text += detok.flush()
+        yield PromptRouted(infos, self._postprocess(routing), prefill_s)
+
+        sampler = Sampler(settings)
+        detok = Detokenizer()
+        generated, decode_s, n_past, reason = "", 0.0, len(tokens), "length"
+        try:
+            for i in range(settings.max_tokens):
+                if cancel is not None and cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if n_past >= lm.n_ctx:
+                    reason = "context"
+                    break
+                t1 = time.perf_counter()
+                tok = sampler.sample(lm.ctx)
+                if lm.is_eog(tok):
+                    reason = "eos"
+                    break
+                r = self._decode([tok], n_past, True, probs)
+                dt = time.perf_counter() - t1
+                decode_s += dt
+                text = detok.push(lm.piece(tok))
+                yield TokenRouted(n_past, TokenInfo(tok, text, False), self._postprocess(r), dt)
+                n_past += 1
+                generated += text
+                if settings.stop and any(s in generated for s in settings.stop):
+                    reason = "stop"
+                    break
+        finally:
+            sampler.close()
+        yield Finished(reason, len(tokens), n_past - len(tokens), prefill_s, decode_s)
+
+    def _postprocess(self, r: BatchRouting) -> BatchRouting:
+        # For softmax_weight gating (gpt-oss) llama.cpp's `ffn_moe_probs` are the raw
+        # router logits; store the softmax over all experts so probs mean the same
+        # thing for every model.
+        if r.probs is not None and self.info.gating == "softmax_weight":
+            z = r.probs - r.probs.max(axis=-1, keepdims=True)
+            e = np.exp(z)
+            r.probs = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return r
+
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            llama_cpp().llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "lm", None) is not None:
+            self.lm.close()
+
+
+def _is_token_list(p) -> bool:
+    return isinstance(p, list) and bool(p) and all(isinstance(t, int) for t in p)
+
+
+def concat_routing(parts: list[BatchRouting]) -> BatchRouting:
+    if len(parts) == 1:
+        return parts[0]
+    probs = None if parts[0].probs is None else np.concatenate([p.probs for p in parts])
+    return BatchRouting(np.concatenate([p.expert_ids for p in parts]),
+                        np.concatenate([p.weights for p in parts]), probs)

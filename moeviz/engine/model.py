@@ -1,0 +1,127 @@
+"""Owner of a loaded llama.cpp model and context (frees them; maps load failures).
+
+The C API returns NULL for a model it cannot load, and using NULL crashes the
+process, so every pointer is checked here and turned into a one-line error built
+from llama.cpp's own log message.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ..capture.lib import llama_cpp, llama_log
+from ..gguf_info import ModelFileError, ModelInfo, read_model_info
+
+
+class ModelLoadError(RuntimeError):
+    """llama.cpp refused the model or could not create a context."""
+
+
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    if not _backend_ready:
+        llama_log()  # route llama.cpp's log before it says anything
+        llama_cpp().llama_backend_init()
+        _backend_ready = True
+
+
+class LoadedModel:
+    """A llama_model + one llama_context + its vocab; closed with close()."""
+
+    def __init__(self, path: str | os.PathLike, *, n_ctx: int, n_batch: int, n_threads: int | None,
+                 n_gpu_layers: int, configure_model=None, configure_context=None):
+        self.info: ModelInfo = read_model_info(path)  # raises ModelFileError first: cheap and precise
+        lc = llama_cpp()
+        _init_backend()
+        mp = lc.llama_model_default_params()
+        mp.n_gpu_layers = n_gpu_layers
+        if configure_model:
+            configure_model(mp)
+        log = llama_log()
+        self.model = lc.llama_model_load_from_file(os.fsencode(str(path)), mp)
+        if not self.model:
+            why = log.last_error() or "unknown reason"
+            raise ModelLoadError(f"llama.cpp could not load {path}: {why}")
+        self.vocab = lc.llama_model_get_vocab(self.model)
+        self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = n_batch
+        cp.n_ubatch = min(n_batch, 512)
+        cp.n_seq_max = 1
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        cp.n_threads = threads
+        cp.n_threads_batch = threads
+        cp.no_perf = True
+        if configure_context:
+            configure_context(cp)
+        self.ctx = lc.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            lc.llama_model_free(self.model)
+            self.model = None
+            raise ModelLoadError(f"llama.cpp could not create a context for {path}: {log.last_error() or 'unknown reason'}")
+        self.n_ctx = lc.llama_n_ctx(self.ctx)
+        self.n_batch = n_batch
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    # Tokens ---------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        lc = llama_cpp()
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        buf = (lc.llama_token * n_max)()
+        n = lc.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, parse_special)
+        if n < 0:  # buffer too small: -n is the size needed
+            buf = (lc.llama_token * -n)()
+            n = lc.llama_tokenize(self.vocab, data, len(data), buf, -n, add_special, parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        lc = llama_cpp()
+        n = lc.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, True)
+        if n < 0:
+            self._piece_buf = ctypes.create_string_buffer(-n)
+            n = lc.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, True)
+        return self._piece_buf.raw[:n]
+
+    def token_text(self, token: int) -> str:
+        return llama_cpp().llama_vocab_get_text(self.vocab, token).decode("utf-8", "replace")
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(llama_cpp().llama_vocab_get_add_bos(self.vocab))
+
+    def bos_eos_text(self) -> tuple[str, str]:
+        lc = llama_cpp()
+        bos, eos = lc.llama_vocab_bos(self.vocab), lc.llama_vocab_eos(self.vocab)
+        return (self.piece(bos).decode("utf-8", "replace") if bos >= 0 else "",
+                self.piece(eos).decode("utf-8", "replace") if eos >= 0 else "")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp().llama_vocab_is_eog(self.vocab, token))
+
+    # State ----------------------------------------------------------------------------
+    def clear_memory(self) -> None:
+        lc = llama_cpp()
+        lc.llama_memory_clear(lc.llama_get_memory(self.ctx), True)
+
+    def close(self) -> None:
+        lc = llama_cpp()
+        if getattr(self, "ctx", None):
+            lc.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            lc.llama_model_free(self.model)
+            self.model = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+__all__ = ["LoadedModel", "ModelLoadError", "ModelFileError"]

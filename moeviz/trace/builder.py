@@ -1,0 +1,53 @@
+"""Assembling a Trace from the engine's events."""
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+
+from ..engine.events import Finished, PromptRouted, TokenRouted
+from .schema import Trace, model_description
+
+
+class TraceBuilder:
+    """Feed it the events of one generation (in order); `trace()` gives the Trace."""
+
+    def __init__(self, info, prompt, settings: dict):
+        self.model = model_description(info)
+        self.prompt = prompt
+        self.settings = settings
+        self.tokens: list[dict] = []
+        self._ids: list[np.ndarray] = []
+        self._w: list[np.ndarray] = []
+        self._p: list[np.ndarray] = []
+        self.finish: dict | None = None
+
+    def add(self, ev) -> None:
+        if isinstance(ev, PromptRouted):
+            toks, r = [{"id": t.id, "text": t.text, "prompt": True} for t in ev.tokens], ev.routing
+        elif isinstance(ev, TokenRouted):
+            toks, r = [{"id": ev.token.id, "text": ev.token.text, "prompt": False}], ev.routing
+        elif isinstance(ev, Finished):
+            self.finish = {"reason": ev.reason, "n_prompt": ev.n_prompt, "n_generated": ev.n_generated,
+                           "prefill_seconds": round(ev.prefill_seconds, 6), "decode_seconds": round(ev.decode_seconds, 6)}
+            return
+        else:
+            raise TypeError(f"unknown engine event {ev!r}")
+        self.tokens.extend(toks)
+        self._ids.append(r.expert_ids)
+        self._w.append(r.weights)
+        if r.probs is not None:
+            self._p.append(r.probs)
+
+    def trace(self) -> Trace:
+        from .. import __version__  # noqa: PLC0415
+
+        L, k, E = len(self.model["moe_layers"]), self.model["n_expert_used"], self.model["n_expert"]
+        ids = np.concatenate(self._ids) if self._ids else np.zeros((0, L, k), np.int32)
+        w = np.concatenate(self._w) if self._w else np.zeros((0, L, k), np.float32)
+        probs = np.concatenate(self._p) if self._p and len(self._p) == len(self._ids) else None
+        if probs is None and self.settings.get("probs") and not self._ids:
+            probs = np.zeros((0, L, E), np.float32)
+        meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "moeviz_version": __version__}
+        return Trace(self.model, self.prompt, self.settings, self.tokens, ids, w, probs, self.finish, meta).validate()

@@ -1,0 +1,181 @@
+"""Trace files: JSON (`.json`) and the compact binary form (`.moetrace`).
+
+Binary layout (all little-endian), documented in docs/trace-format.md:
+    8 bytes   magic b"MOETRACE"
+    4 bytes   uint32 header length H
+    H bytes   UTF-8 JSON header: the trace without routing, plus "arrays":
+              {name: {"dtype": "int16"|"int32"|"float32", "shape": [...], "offset": o}}
+              with offsets counted from the start of the data section
+    padding   zero bytes up to a multiple of 8
+    data      the arrays, each C-ordered and 8-byte aligned
+Readers in any language need no compression library; browsers read it with
+DataView/TypedArray, numpy with frombuffer.
+
+Files are always written atomically (temporary file in the same folder, then
+rename), so a crash or a full disk never leaves a half-written trace.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .schema import Trace, TraceFormatError, validate_header
+
+MAGIC = b"MOETRACE"
+_DTYPES = {"int16": np.int16, "int32": np.int32, "float32": np.float32}
+
+
+def to_json_dict(trace: Trace) -> dict:
+    d = trace.header()
+    routing = {"expert_ids": trace.expert_ids.tolist(), "weights": trace.weights.tolist()}
+    if trace.probs is not None:
+        routing["probs"] = trace.probs.tolist()
+    d["routing"] = routing
+    return d
+
+
+def from_json_dict(d) -> Trace:
+    validate_header(d)
+    routing = d.get("routing")
+    if not isinstance(routing, dict):
+        raise TraceFormatError("trace has no 'routing' object")
+    arrays = {}
+    for name, dtype in (("expert_ids", np.int32), ("weights", np.float32), ("probs", np.float32)):
+        if name not in routing:
+            if name == "probs":
+                continue
+            raise TraceFormatError(f"routing.{name} is missing")
+        try:
+            arr = np.asarray(routing[name], dtype=np.float64)
+        except (ValueError, TypeError):
+            raise TraceFormatError(f"routing.{name} must be a rectangular nested list of numbers") from None
+        if name == "expert_ids" and arr.size and not np.array_equal(arr, np.round(arr)):
+            raise TraceFormatError("routing.expert_ids must hold integers")
+        if arr.size == 0:  # an empty list has shape (0,): give it the documented rank
+            arr = arr.reshape(0, len(d["model"]["moe_layers"]),
+                              d["model"]["n_expert"] if name == "probs" else d["model"]["n_expert_used"])
+        arrays[name] = arr.astype(dtype) if name != "expert_ids" else np.clip(arr, -1, 2**31 - 1).astype(dtype)
+    return Trace(model=d["model"], prompt=d.get("prompt"), settings=d.get("settings", {}), tokens=d["tokens"],
+                 expert_ids=arrays["expert_ids"], weights=arrays["weights"], probs=arrays.get("probs"),
+                 finish=d.get("finish"), meta=d.get("meta", {})).validate()
+
+
+def to_binary(trace: Trace) -> bytes:
+    ids_dtype = np.int16 if trace.model["n_expert"] <= 32767 else np.int32
+    arrays = {"expert_ids": trace.expert_ids.astype(ids_dtype), "weights": trace.weights.astype(np.float32)}
+    if trace.probs is not None:
+        arrays["probs"] = trace.probs.astype(np.float32)
+    desc, offset, blobs = {}, 0, []
+    for name, arr in arrays.items():
+        raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        desc[name] = {"dtype": arr.dtype.name, "shape": list(arr.shape), "offset": offset}
+        pad = (-len(raw)) % 8
+        blobs.append(raw + b"\0" * pad)
+        offset += len(raw) + pad
+    header = json.dumps({**trace.header(), "arrays": desc}, ensure_ascii=False, separators=(",", ":")).encode()
+    pad = (-(len(MAGIC) + 4 + len(header))) % 8
+    return b"".join([MAGIC, struct.pack("<I", len(header)), header, b"\0" * pad, *blobs])
+
+
+def from_binary(buf: bytes) -> Trace:
+    if buf[:8] != MAGIC:
+        raise TraceFormatError("not a binary moeviz trace (bad magic)")
+    if len(buf) < 12:
+        raise TraceFormatError("binary trace is truncated (no header length)")
+    (hlen,) = struct.unpack_from("<I", buf, 8)
+    if 12 + hlen > len(buf):
+        raise TraceFormatError("binary trace is truncated (header runs past the end of the file)")
+    try:
+        header = json.loads(buf[12:12 + hlen].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TraceFormatError(f"binary trace header is not valid JSON: {e}") from None
+    validate_header(header)
+    data_start = 12 + hlen + (-(12 + hlen)) % 8
+    arrays = {}
+    for name, spec in (header.get("arrays") or {}).items():
+        if name not in ("expert_ids", "weights", "probs"):
+            continue
+        try:
+            dtype = np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
+            shape = tuple(int(s) for s in spec["shape"])
+            start = data_start + int(spec["offset"])
+        except (KeyError, TypeError, ValueError):
+            raise TraceFormatError(f"binary trace array {name!r} has a bad description") from None
+        count = int(np.prod(shape))
+        if start < data_start or start + count * dtype.itemsize > len(buf):
+            raise TraceFormatError(f"binary trace is truncated (array {name!r} runs past the end of the file)")
+        arrays[name] = np.frombuffer(buf, dtype=dtype, count=count, offset=start).reshape(shape)
+    for name in ("expert_ids", "weights"):
+        if name not in arrays:
+            raise TraceFormatError(f"binary trace has no {name} array")
+    return Trace(model=header["model"], prompt=header.get("prompt"), settings=header.get("settings", {}),
+                 tokens=header["tokens"], expert_ids=arrays["expert_ids"].astype(np.int32),
+                 weights=arrays["weights"].astype(np.float32),
+                 probs=arrays["probs"].astype(np.float32) if "probs" in arrays else None,
+                 finish=header.get("finish"), meta=header.get("meta", {})).validate()
+
+
+def is_binary_path(path: str | os.PathLike) -> bool:
+    return str(path).endswith(".moetrace")
+
+
+def dumps(trace: Trace, binary: bool = False) -> bytes:
+    if binary:
+        return to_binary(trace)
+    return json.dumps(to_json_dict(trace), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def loads(buf: bytes) -> Trace:
+    """Parse a trace from bytes, either form (detected by the magic)."""
+    if buf[:8] == MAGIC:
+        return from_binary(buf)
+    try:
+        d = json.loads(buf.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TraceFormatError(f"trace is neither binary nor valid JSON: {e}") from None
+    return from_json_dict(d)
+
+
+def save(trace: Trace, path: str | os.PathLike) -> Path:
+    """Validate, then write atomically; `.moetrace` gets the binary form, anything else JSON."""
+    trace.validate()
+    path = Path(path)
+    atomic_write(path, dumps(trace, binary=is_binary_path(path)))
+    return path
+
+
+def load(path: str | os.PathLike) -> Trace:
+    p = Path(path)
+    try:
+        buf = p.read_bytes()
+    except FileNotFoundError:
+        raise TraceFormatError(f"trace file not found: {p}") from None
+    except IsADirectoryError:
+        raise TraceFormatError(f"trace path is a directory: {p}") from None
+    try:
+        return loads(buf)
+    except TraceFormatError as e:
+        raise TraceFormatError(f"{p}: {e}") from None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,150 @@
+"""moeviz trace format v1: one schema for trace files, the websocket and static exports.
+
+See docs/trace-format.md. A trace is the model description, the prompt and settings,
+the token list, and routing arrays shaped [n_tokens][n_moe_layers][k] (and optionally
+[n_tokens][n_moe_layers][n_expert] router probabilities). In memory the arrays are
+numpy; in JSON they are nested lists; in the binary form, raw little-endian blocks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+FORMAT = "moeviz-trace"
+VERSION = 1
+MODEL_FIELDS = ("name", "architecture", "n_layer", "moe_layers", "n_expert", "n_expert_used",
+                "total_params", "active_params")
+
+
+class TraceFormatError(ValueError):
+    """A trace file or message does not follow the schema; the message says where."""
+
+
+def model_description(info) -> dict:
+    """The `model` object of a trace from a gguf_info.ModelInfo."""
+    return {
+        "name": info.name, "architecture": info.architecture, "n_layer": info.n_layer,
+        "moe_layers": list(info.moe_layers), "dense_layers": list(info.dense_layers),
+        "n_expert": info.n_expert, "n_expert_used": info.n_expert_used,
+        "n_shared_experts": info.n_shared_experts, "gating": info.gating,
+        "weights_normalized": info.weights_normalized, "weights_scale": info.weights_scale,
+        "n_expert_groups": info.n_expert_groups, "n_group_used": info.n_group_used,
+        "n_vocab": info.n_vocab, "n_embd": info.n_embd,
+        "total_params": info.total_params, "active_params": info.active_params,
+    }
+
+
+@dataclasses.dataclass
+class Trace:
+    model: dict
+    prompt: Any                      # str, or a list of chat messages
+    settings: dict
+    tokens: list[dict]               # {"id": int, "text": str, "prompt": bool}
+    expert_ids: np.ndarray           # int32 [n_tokens, n_moe_layers, k]
+    weights: np.ndarray              # float32 [n_tokens, n_moe_layers, k]
+    probs: np.ndarray | None = None  # float32 [n_tokens, n_moe_layers, n_expert]
+    finish: dict | None = None       # {"reason", "prefill_seconds", "decode_seconds"}
+    meta: dict = dataclasses.field(default_factory=dict)  # created, moeviz_version, ...
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_prompt(self) -> int:
+        return sum(1 for t in self.tokens if t["prompt"])
+
+    @property
+    def prompt_mask(self) -> np.ndarray:
+        return np.fromiter((t["prompt"] for t in self.tokens), dtype=bool, count=len(self.tokens))
+
+    def header(self) -> dict:
+        """Everything but the routing arrays (JSON-ready)."""
+        h = {"format": FORMAT, "version": VERSION, "model": self.model, "prompt": self.prompt,
+             "settings": self.settings, "tokens": self.tokens}
+        if self.finish is not None:
+            h["finish"] = self.finish
+        if self.meta:
+            h["meta"] = self.meta
+        return h
+
+    def validate(self) -> "Trace":
+        validate_header(self.header())
+        n, L, k, E = self.n_tokens, len(self.model["moe_layers"]), self.model["n_expert_used"], self.model["n_expert"]
+        _check_array("routing.expert_ids", self.expert_ids, (n, L, k))
+        _check_array("routing.weights", self.weights, (n, L, k))
+        if n and (self.expert_ids.min() < 0 or self.expert_ids.max() >= E):
+            bad = np.argwhere((self.expert_ids < 0) | (self.expert_ids >= E))[0]
+            raise TraceFormatError(f"routing.expert_ids[{bad[0]}][{bad[1]}][{bad[2]}] = "
+                                   f"{self.expert_ids[tuple(bad)]} is outside [0, {E})")
+        _check_finite("routing.weights", self.weights)
+        if self.probs is not None:
+            _check_array("routing.probs", self.probs, (n, L, E))
+            _check_finite("routing.probs", self.probs)
+        return self
+
+    def equals(self, other: "Trace") -> bool:
+        same = self.header() == other.header()
+        same = same and np.array_equal(self.expert_ids, other.expert_ids) and np.array_equal(self.weights, other.weights)
+        if (self.probs is None) != (other.probs is None):
+            return False
+        return same and (self.probs is None or np.array_equal(self.probs, other.probs))
+
+
+def _check_array(name: str, arr, shape: tuple[int, ...]) -> None:
+    if not isinstance(arr, np.ndarray):
+        raise TraceFormatError(f"{name} is missing")
+    if arr.shape != shape:
+        raise TraceFormatError(f"{name} has shape {list(arr.shape)}, expected {list(shape)} "
+                               "[n_tokens][n_moe_layers][k or n_expert]")
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise TraceFormatError(f"{name}[{']['.join(map(str, bad))}] is not a finite number")
+
+
+def validate_header(h: Any) -> None:
+    if not isinstance(h, dict):
+        raise TraceFormatError("a trace must be a JSON object")
+    if h.get("format") != FORMAT:
+        raise TraceFormatError(f"not a moeviz trace (format is {h.get('format')!r}, expected {FORMAT!r})")
+    if h.get("version") != VERSION:
+        raise TraceFormatError(f"unsupported trace version {h.get('version')!r} (this moeviz reads version {VERSION})")
+    model = h.get("model")
+    if not isinstance(model, dict):
+        raise TraceFormatError("trace has no 'model' object")
+    for f in MODEL_FIELDS:
+        if f not in model:
+            raise TraceFormatError(f"model.{f} is missing")
+    for f in ("n_layer", "n_expert", "n_expert_used", "total_params", "active_params"):
+        if not isinstance(model[f], int) or isinstance(model[f], bool) or model[f] < 0:
+            raise TraceFormatError(f"model.{f} must be a non-negative integer")
+    if model["n_expert"] < 1 or not 1 <= model["n_expert_used"] <= model["n_expert"]:
+        raise TraceFormatError("model.n_expert_used must be between 1 and model.n_expert")
+    ml = model["moe_layers"]
+    if not isinstance(ml, list) or not all(isinstance(i, int) and 0 <= i < model["n_layer"] for i in ml):
+        raise TraceFormatError("model.moe_layers must list layer indices below model.n_layer")
+    if len(set(ml)) != len(ml) or ml != sorted(ml):
+        raise TraceFormatError("model.moe_layers must be increasing and distinct")
+    if not isinstance(h.get("settings", {}), dict):
+        raise TraceFormatError("settings must be an object")
+    tokens = h.get("tokens")
+    if not isinstance(tokens, list):
+        raise TraceFormatError("trace has no 'tokens' list")
+    seen_generated = False
+    for i, t in enumerate(tokens):
+        if not (isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("text"), str)
+                and isinstance(t.get("prompt"), bool)):
+            raise TraceFormatError(f"tokens[{i}] must be {{\"id\": int, \"text\": str, \"prompt\": bool}}")
+        if t["prompt"] and seen_generated:
+            raise TraceFormatError(f"tokens[{i}] is a prompt token after a generated one")
+        seen_generated = seen_generated or not t["prompt"]
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Build llama-cpp-python 0.3.36 from its source distribution with moeviz's patches
+# applied, and install it into the given Python environment.
+#
+# The built wheel is cached outside the repo (in $MOEVIZ_CACHE, default
+# ~/.cache/moeviz) under a key made of everything that changes the binary: the
+# sdist hash, the patches, the CMake arguments, the Python version and the CPU
+# flags (ggml builds with -march=native). A repeat run installs from the cache in
+# seconds; a change to any patch rebuilds (~7 min on 2 cores).
+set -euo pipefail
+
+PY=${1:?usage: build-llama-cpp.sh PYTHON}
+VERSION=0.3.36
+SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=${MOEVIZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moeviz}
+SDIST=$CACHE/sdist/llama_cpp_python-$VERSION.tar.gz
+# Only what moeviz uses: no multimodal library, no llama.cpp tools/examples/tests.
+CMAKE_ARGS_MOEVIZ="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF ${CMAKE_ARGS:-}"
+
+mkdir -p "$CACHE/sdist" "$CACHE/wheels"
+
+if [ ! -f "$SDIST" ] || ! echo "$SDIST_SHA256  $SDIST" | sha256sum -c --status; then
+  echo "moeviz: downloading llama-cpp-python $VERSION source distribution"
+  tmp=$(mktemp -d)
+  "$PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$tmp"
+  if ! echo "$SDIST_SHA256  $tmp/llama_cpp_python-$VERSION.tar.gz" | sha256sum -c --status; then
+    echo "moeviz: llama-cpp-python $VERSION sdist sha256 mismatch (expected $SDIST_SHA256)" >&2
+    exit 1
+  fi
+  mv "$tmp/llama_cpp_python-$VERSION.tar.gz" "$SDIST"
+  rm -rf "$tmp"
+fi
+
+key=$( {
+  echo "$SDIST_SHA256"
+  echo "$CMAKE_ARGS_MOEVIZ"
+  "$PY" -c 'import sys; print(sys.version)'
+  grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m
+  for p in "$HERE"/*.patch; do
+    if [ -f "$p" ]; then basename "$p"; cat "$p"; fi
+  done
+} | sha256sum | cut -c1-16)
+WHEELDIR=$CACHE/wheels/$key
+
+if ! ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl >/dev/null 2>&1; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  tar xzf "$SDIST" -C "$work"
+  src=$work/llama_cpp_python-$VERSION
+  for p in "$HERE"/*.patch; do
+    [ -f "$p" ] || continue
+    if ! patch -p1 --forward --batch --silent -d "$src" < "$p"; then
+      echo "moeviz: patch $(basename "$p") does not apply to llama-cpp-python $VERSION" >&2
+      exit 1
+    fi
+    echo "moeviz: applied $(basename "$p")"
+  done
+  echo "moeviz: building llama-cpp-python $VERSION (takes several minutes on 2 cores; cached afterwards)"
+  CMAKE_ARGS="$CMAKE_ARGS_MOEVIZ" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$PY" -m pip wheel --quiet --no-deps -w "$work/out" "$src"
+  mkdir -p "$WHEELDIR.tmp"
+  cp "$work"/out/llama_cpp_python-$VERSION-*.whl "$WHEELDIR.tmp/"
+  rm -rf "$WHEELDIR" && mv "$WHEELDIR.tmp" "$WHEELDIR"   # atomic: no half-written cache entry
+fi
+
+"$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl
+echo "moeviz: llama-cpp-python $VERSION installed from $WHEELDIR"
