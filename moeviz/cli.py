@@ -21,6 +21,9 @@ def _add_model_args(p, required=False):
     p.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1 = all)")
     p.add_argument("--capture", choices=["auto", "native", "callback"], default="auto",
                    help="routing capture backend (auto: native when the patched library is installed)")
+    p.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
+    p.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
+                   help="flash attention (off + --kv-type f32 gives the most exact arithmetic on the CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +94,8 @@ def cmd_record(args) -> int:
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                                 top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
     engine = Engine(args.model or default_model_path(), n_ctx=args.n_ctx, n_threads=args.threads,
-                    n_gpu_layers=args.n_gpu_layers, capture=args.capture)
+                    n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
+                    flash_attn=args.flash_attn)
     try:
         meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs}
         builder = TraceBuilder(engine.info, prompt, meta)

@@ -39,21 +39,35 @@ class BusyError(RuntimeError):
 # be an output (callback capture: llama.cpp runs the last layer only for output rows).
 # With a 150k vocabulary that is ~100 rows per chunk instead of a 1 GB buffer.
 DEFAULT_OUTPUT_BUDGET = 64 << 20
+KV_TYPES = {"f16": 1, "f32": 0}  # ggml types for the KV cache (f16 is llama.cpp's default)
+# Flash attention on the CPU rounds Q to f16: with it off and an f32 KV cache, routing
+# matches a float64 reference to ~1e-7 instead of ~1e-3 (tests use that for exactness).
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
 
 class Engine:
     def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
                  n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
-                 configure_model=None):
+                 kv_type: str = "f16", flash_attn: str = "auto", configure_model=None):
         from ..gguf_info import read_model_info  # noqa: PLC0415
 
         info = read_model_info(model_path)
         if not info.is_moe:
             raise NotMoEError(f"{model_path} is a dense model ({info.architecture}, no routed experts): nothing to record")
         self.capture = make_capture(capture, info)
+        if kv_type not in KV_TYPES:
+            raise ValueError(f"unknown KV cache type {kv_type!r}; choose one of {', '.join(KV_TYPES)}")
+        if flash_attn not in FLASH_ATTN:
+            raise ValueError(f"unknown flash attention setting {flash_attn!r}; choose one of {', '.join(FLASH_ATTN)}")
+
+        def configure_context(cp):
+            cp.type_k = cp.type_v = KV_TYPES[kv_type]
+            cp.flash_attn_type = FLASH_ATTN[flash_attn]
+            self.capture.configure_context(cp)
+
         self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                               n_gpu_layers=n_gpu_layers, configure_model=configure_model,
-                              configure_context=self.capture.configure_context)
+                              configure_context=configure_context)
         self.capture.attach(self.lm.ctx)
         self.info: ModelInfo = self.lm.info
         self.output_budget = output_budget
