@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml patches/build-llama-cpp.sh $(wildcard patches/*.patch)
 	@touch $(STAMP)
 
 serve: setup
-	$(VENV)/bin/moeviz serve $(ARGS)
+	@if $(VENV)/bin/moeviz --help | grep -q "serve"; then $(VENV)/bin/moeviz serve $(ARGS); \
+	else echo "moeviz: the web visualizer (moeviz serve) is not built yet; try: $(VENV)/bin/moeviz record --help"; fi
 
 test: setup
 	$(PY) -m pytest $(ARGS)

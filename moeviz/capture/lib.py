@@ -67,6 +67,10 @@ def llama_cpp():
 
 @functools.cache
 def lib_dir() -> Path:
+    """Where libllama was loaded from (llama-cpp-python honours LLAMA_CPP_LIB_PATH)."""
+    override = os.environ.get("LLAMA_CPP_LIB_PATH")
+    if override:
+        return Path(override)
     import llama_cpp as pkg  # noqa: PLC0415
 
     return Path(pkg.__file__).parent / "lib"
