@@ -19,6 +19,10 @@ def _add_model_args(p, required=False):
     p.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens (default 4096)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1 = all)")
+    p.add_argument("--cpu-moe", action="store_true",
+                   help="keep all routed-expert weights in CPU memory (attention and the rest follow --n-gpu-layers)")
+    p.add_argument("--n-cpu-moe", type=int, default=0, metavar="N",
+                   help="keep the routed-expert weights of the first N layers in CPU memory")
     p.add_argument("--capture", choices=["auto", "native", "callback"], default="auto",
                    help="routing capture backend (auto: native when the patched library is installed)")
     p.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
@@ -95,7 +99,7 @@ def cmd_record(args) -> int:
                                 top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
     engine = Engine(args.model or default_model_path(), n_ctx=args.n_ctx, n_threads=args.threads,
                     n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
-                    flash_attn=args.flash_attn)
+                    flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe)
     try:
         meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs}
         builder = TraceBuilder(engine.info, prompt, meta)

@@ -118,6 +118,9 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     if data_end > p.stat().st_size:
         raise ModelFileError(f"truncated GGUF file {p}: tensor data ends at byte {data_end}, file has {p.stat().st_size}")
     moe = sorted(moe_layers) if n_expert else []
+    if moe and not 1 <= n_expert_used <= n_expert:
+        # llama.cpp asserts (aborts the process) on this; refuse it before loading
+        raise ModelFileError(f"invalid MoE metadata in {p}: {n_expert_used} experts used per token of {n_expert}")
     # Active parameters: everything but the unselected share of routed experts
     # (embeddings count in full, as model cards do).
     active = total - (expert_params * (n_expert - n_expert_used) // n_expert if n_expert else 0)

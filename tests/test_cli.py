@@ -74,6 +74,34 @@ def test_bad_input_gives_one_line_errors(fixture_models, dense_fixture, tmp_path
     assert not out.exists()
 
 
+def write_gguf(path, arch, kv, tensors):
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), arch)
+    for key, value in kv.items():
+        w.add_uint32(f"{arch}.{key}", value)
+    for name, shape in tensors.items():
+        w.add_tensor(name, np.zeros(shape, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_llama_cpp_load_failures_are_reported_with_its_reason(tmp_path):
+    out = tmp_path / "o.json"
+    unknown = write_gguf(tmp_path / "u.gguf", "foomoe", {"block_count": 1, "expert_count": 2, "expert_used_count": 1},
+                         {"blk.0.ffn_gate_inp.weight": (2, 8)})
+    one_line_error(run_cli("record", "-m", unknown, "--prompt", "x", "-o", out),
+                   r"llama.cpp could not load .*u.gguf: .*unknown model architecture: 'foomoe'")
+    bad_k = write_gguf(tmp_path / "k.gguf", "llama", {"block_count": 1, "expert_count": 2, "expert_used_count": 3},
+                       {"blk.0.ffn_gate_inp.weight": (2, 8)})
+    one_line_error(run_cli("record", "-m", bad_k, "--prompt", "x", "-o", out),
+                   "invalid MoE metadata .*3 experts used per token of 2")
+
+
 def test_dense_model_info_says_dense(dense_fixture):
     r = run_cli("info", dense_fixture, check=True)
     assert "dense model" in r.stdout

@@ -152,9 +152,10 @@ class LlamaLog:
     """
 
     def __init__(self) -> None:
-        self.lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=64)
+        self.lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=4096)
         self.echo = os.environ.get("MOEVIZ_LLAMA_LOG") == "1"
         self._partial = ""
+        self.count = 0  # lines ever logged (the deque keeps only the last ones)
         self._cfunc = llama_cpp().llama_log_callback(self._on_log)
         llama_cpp().llama_log_set(self._cfunc, ctypes.c_void_p(0))
 
@@ -166,16 +167,31 @@ class LlamaLog:
         while "\n" in self._partial:
             line, self._partial = self._partial.split("\n", 1)
             self.lines.append((level, line))
+            self.count += 1
 
     def mark(self) -> int:
-        return len(self.lines)
+        """A position in the log; `since(mark)` gives the lines logged after it."""
+        return self.count
 
-    def last_error(self) -> str | None:
-        """The most recent error-looking line, without llama.cpp's function prefix."""
-        for level, line in reversed(self.lines):
-            if level == 3 or "error" in line.lower() or "failed" in line.lower():
-                return line.split(": ", 1)[-1].strip() if ": " in line else line.strip()
-        return None
+    def since(self, mark: int) -> list[tuple[int, str]]:
+        n = self.count - mark
+        return list(self.lines)[-n:] if n > 0 else []
+
+    def last_error(self, since: int = 0) -> str | None:
+        """llama.cpp's explanation of a failure logged after `since` (a mark).
+
+        It logs the cause first ("error loading model: unknown model architecture:
+        'x'") and generic lines after ("failed to load model"): prefer the cause.
+        """
+        lines = [line for level, line in self.since(since)
+                 if level == 3 or "error" in line.lower() or "failed" in line.lower()]
+        for line in lines:
+            if "error loading model:" in line:
+                return line.split("error loading model:", 1)[1].strip()
+        if not lines:
+            return None
+        line = lines[0]
+        return line.split(": ", 1)[1].strip() if ": " in line else line.strip()
 
 
 @functools.cache

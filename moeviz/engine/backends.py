@@ -21,7 +21,7 @@ def native_available() -> bool:
 
 def make_capture(kind: str, info: ModelInfo):
     if kind not in CAPTURE_CHOICES:
-        raise ValueError(f"unknown capture backend {kind!r}; choose one of {', '.join(CAPTURE_CHOICES)}")
+        raise CaptureUnavailable(f"unknown capture backend {kind!r}; choose one of {', '.join(CAPTURE_CHOICES)}")
     if kind == "native" or (kind == "auto" and native_available()):
         if not native_available():
             raise CaptureUnavailable("native capture needs moeviz's patched llama.cpp (run 'make setup'); use --capture callback")

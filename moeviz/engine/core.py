@@ -14,12 +14,13 @@ from typing import Iterator
 import numpy as np
 
 from ..capture.lib import llama_cpp
+from ..capture.offload import TensorOverrides, expert_patterns
 from ..capture.routing import BatchRouting
 from ..gguf_info import ModelInfo
 from .backends import make_capture
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
 from .model import LoadedModel
-from .sampling import Sampler, SamplingSettings
+from .sampling import Sampler, SamplingSettings, SettingsError
 from .text import Detokenizer, PromptError, render_chat, validate_messages
 
 
@@ -48,7 +49,7 @@ FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 class Engine:
     def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
                  n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
-                 kv_type: str = "f16", flash_attn: str = "auto", configure_model=None):
+                 kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0):
         from ..gguf_info import read_model_info  # noqa: PLC0415
 
         info = read_model_info(model_path)
@@ -56,17 +57,21 @@ class Engine:
             raise NotMoEError(f"{model_path} is a dense model ({info.architecture}, no routed experts): nothing to record")
         self.capture = make_capture(capture, info)
         if kv_type not in KV_TYPES:
-            raise ValueError(f"unknown KV cache type {kv_type!r}; choose one of {', '.join(KV_TYPES)}")
+            raise SettingsError(f"unknown KV cache type {kv_type!r}; choose one of {', '.join(KV_TYPES)}")
         if flash_attn not in FLASH_ATTN:
-            raise ValueError(f"unknown flash attention setting {flash_attn!r}; choose one of {', '.join(FLASH_ATTN)}")
+            raise SettingsError(f"unknown flash attention setting {flash_attn!r}; choose one of {', '.join(FLASH_ATTN)}")
 
         def configure_context(cp):
             cp.type_k = cp.type_v = KV_TYPES[kv_type]
             cp.flash_attn_type = FLASH_ATTN[flash_attn]
             self.capture.configure_context(cp)
 
+        # Expert tensors in host memory (--cpu-moe / --n-cpu-moe), as llama.cpp does it.
+        if n_cpu_moe < 0:
+            raise SettingsError(f"--n-cpu-moe must be zero or more, got {n_cpu_moe}")
+        self.offload = TensorOverrides(expert_patterns(cpu_moe, n_cpu_moe))
         self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                              n_gpu_layers=n_gpu_layers, configure_model=configure_model,
+                              n_gpu_layers=n_gpu_layers, configure_model=self.offload.apply,
                               configure_context=configure_context)
         self.capture.attach(self.lm.ctx)
         self.info: ModelInfo = self.lm.info

@@ -41,9 +41,10 @@ class LoadedModel:
         if configure_model:
             configure_model(mp)
         log = llama_log()
+        mark = log.mark()
         self.model = lc.llama_model_load_from_file(os.fsencode(str(path)), mp)
         if not self.model:
-            why = log.last_error() or "unknown reason"
+            why = log.last_error(mark) or "unknown reason"
             raise ModelLoadError(f"llama.cpp could not load {path}: {why}")
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
@@ -62,7 +63,7 @@ class LoadedModel:
         if not self.ctx:
             lc.llama_model_free(self.model)
             self.model = None
-            raise ModelLoadError(f"llama.cpp could not create a context for {path}: {log.last_error() or 'unknown reason'}")
+            raise ModelLoadError(f"llama.cpp could not create a context for {path}: {log.last_error(mark) or 'unknown reason'}")
         self.n_ctx = lc.llama_n_ctx(self.ctx)
         self.n_batch = n_batch
         self._piece_buf = ctypes.create_string_buffer(256)
