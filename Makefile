@@ -12,9 +12,10 @@ setup: $(STAMP)
 # after the first ~10 min build), then moeviz itself and its test tools.
 $(STAMP): pyproject.toml patches/build-llama-cpp.sh $(wildcard patches/*.patch)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	bash patches/build-llama-cpp.sh $(PY)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	@echo "moeviz: installing moeviz and its dependencies into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@$(PY) -c "import moeviz, llama_cpp, fastapi, gguf" || { echo "moeviz: set-up failed: packages missing from $(VENV)"; exit 1; }
 	@touch $(STAMP)
 

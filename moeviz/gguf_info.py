@@ -17,6 +17,7 @@ _NORM_HARDCODED = {
     "llama": True, "mixtral": True, "qwen2moe": False, "qwen3moe": True, "qwen3vlmoe": True,
     "qwen35moe": True, "olmoe": False, "dbrx": True, "ernie4_5-moe": True, "hunyuan-moe": True,
     "gemma4": True, "granitemoe": True,
+    "gpt-oss": True,  # softmax over the selected experts: sums to 1
 }
 # gpt-oss applies a softmax over the selected experts' logits instead.
 _GATING_HARDCODED = {"gpt-oss": "softmax_weight"}
@@ -53,6 +54,8 @@ class ModelInfo:
     active_params: int
     expert_params: int
     tensor_types: dict[str, int]
+    expert_bytes: int = 0            # routed-expert weights, what --cpu-moe keeps in host memory
+    file_bytes_other: int = 0        # every other tensor
     chat_template: str | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -101,7 +104,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     n_layer = int(a("block_count", 0))
     n_expert = int(a("expert_count", 0) or 0)
     n_expert_used = int(a("expert_used_count", 0) or 0)
-    moe_layers, shared_layers, total, expert_params = set(), set(), 0, 0
+    moe_layers, shared_layers, total, expert_params, expert_bytes, other_bytes = set(), set(), 0, 0, 0, 0
     types: dict[str, int] = {}
     data_end = 0
     for t in reader.tensors:
@@ -113,6 +116,9 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
             moe_layers.add(int(m.group(1)))
         if _EXPERT_TENSOR.match(t.name):
             expert_params += n
+            expert_bytes += int(t.n_bytes)
+        else:
+            other_bytes += int(t.n_bytes)
         if m := _SHARED_TENSOR.match(t.name):
             shared_layers.add(int(m.group(1)))
     if data_end > p.stat().st_size:
@@ -140,7 +146,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         n_expert_groups=int(a("expert_group_count", 0) or 0),
         n_group_used=int(a("expert_group_used_count", 0) or 0),
         total_params=int(total), active_params=int(active), expert_params=int(expert_params),
-        tensor_types=types, chat_template=_field(reader, "tokenizer.chat_template"),
+        tensor_types=types, expert_bytes=expert_bytes, file_bytes_other=other_bytes, chat_template=_field(reader, "tokenizer.chat_template"),
     )
 
 
@@ -169,5 +175,11 @@ def describe(info: ModelInfo) -> str:
             lines.append(f"  expert groups {info.n_expert_groups}, {info.n_group_used} used per token")
     lines.append(f"  parameters    {human_count(info.total_params)} total, {human_count(info.active_params)} active per token"
                  + (f" ({human_count(info.expert_params)} in routed experts)" if info.expert_params else ""))
+    if info.expert_bytes:
+        per_layer = info.expert_bytes / max(1, len(info.moe_layers)) / 2**20
+        lines.append(f"  memory        routed experts {info.expert_bytes / 2**20:.1f} MiB ({per_layer:.1f} MiB per MoE layer), "
+                     f"everything else {info.file_bytes_other / 2**20:.1f} MiB")
+        lines.append("                --cpu-moe keeps all routed experts in CPU memory; --n-cpu-moe N those of the first N layers;"
+                     " the rest follows --n-gpu-layers")
     lines.append("  tensor types  " + ", ".join(f"{k} {human_count(v)}" for k, v in sorted(info.tensor_types.items(), key=lambda kv: -kv[1])))
     return "\n".join(lines)

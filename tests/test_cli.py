@@ -12,6 +12,7 @@ def test_info_and_record_every_fixture(fixture_models, tmp_path, arch):
     path = fixture_models[arch]
     r = run_cli("info", path, check=True)
     assert arch in r.stdout and "MoE layers" in r.stdout and "active per token" in r.stdout
+    assert "--cpu-moe keeps all routed experts in CPU memory" in r.stdout
     info = json.loads(run_cli("info", path, "--json", check=True).stdout)
     assert info["architecture"] == arch and info["is_moe"] and info["active_params"] < info["total_params"]
     out = tmp_path / f"{arch}.moetrace"

@@ -16,7 +16,7 @@ def record(engine, prompt, **kw):
     return b.trace()
 
 
-@pytest.mark.parametrize("capture", ["callback"])
+@pytest.mark.parametrize("capture", ["callback", "native"])
 def test_routing_matches_numpy_reference(engines, llama_fixture, capture):
     # f32 KV cache and no flash attention keep llama.cpp's arithmetic within ~1e-6 of
     # float64 numpy (CPU flash attention rounds Q to f16: ~1e-3 drift over 4 layers).
