@@ -62,6 +62,8 @@ if ! ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl >/dev/null 2>&1; then
   mkdir -p "$WHEELDIR.tmp"
   cp "$work"/out/llama_cpp_python-$VERSION-*.whl "$WHEELDIR.tmp/"
   rm -rf "$WHEELDIR" && mv "$WHEELDIR.tmp" "$WHEELDIR"   # atomic: no half-written cache entry
+  # keep the cache bounded: the 4 most recent builds (patch iterations pile up)
+  ls -1dt "$CACHE"/wheels/*/ 2>/dev/null | tail -n +5 | xargs -r rm -rf
 fi
 
 "$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl

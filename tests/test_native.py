@@ -72,3 +72,15 @@ def test_native_logits_unchanged_by_capture(fixture_models, arch):
         np.testing.assert_allclose(out[0], out[1], atol=1e-5)
     finally:
         e.close()
+
+
+def test_copy_refuses_buffers_sized_for_another_batch(engines):
+    """The C copy is told the caller's row count: a mismatch is an error, not a heap overflow."""
+    from moeviz.capture import MissingRouting
+
+    e = engines("llama", "native")
+    toks = e.prompt_tokens("several tokens of prompt here")
+    e.lm.clear_memory()
+    e._decode(toks, 0, False, False)
+    with pytest.raises(MissingRouting, match="does not match the decoded batch"):
+        e.capture.finish(1)

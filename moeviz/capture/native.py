@@ -32,7 +32,8 @@ def _api():
     set_fn.restype = None
     layers_fn.argtypes = [ctypes.c_void_p, _P_I32, ctypes.c_int32]
     layers_fn.restype = ctypes.c_int32
-    copy_fn.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    copy_fn.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32,
+                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     copy_fn.restype = ctypes.c_int32
     return set_fn, layers_fn, copy_fn
 
@@ -45,7 +46,7 @@ def available() -> bool:
 
 
 _COPY_ERRORS = {-1: "routing capture was off during the decode",
-                -3: "captured routing tensors had an unexpected shape or type"}
+                -3: "captured routing does not match the decoded batch (token count, top-k, expert count or type)"}
 
 
 class NativeCapture:
@@ -83,14 +84,12 @@ class NativeCapture:
         ids = np.empty((L, n_tokens, self.k), np.int32)
         w = np.empty((L, n_tokens, self.k), np.float32)
         p = np.empty((L, n_tokens, self.n_expert), np.float32) if self._probs else None
-        rc = copy_fn(self.ctx, self.k, self.n_expert, ids.ctypes.data, w.ctypes.data,
+        rc = copy_fn(self.ctx, n_tokens, self.k, self.n_expert, ids.ctypes.data, w.ctypes.data,
                      p.ctypes.data if p is not None else None)
         if rc == -2:
             raise MissingRouting(f"a MoE layer is missing rows for some of the {n_tokens} tokens")
         if rc < 0:
             raise MissingRouting(_COPY_ERRORS.get(rc, f"routing copy failed ({rc})"))
-        if rc != n_tokens:
-            raise MissingRouting(f"captured routing for {rc} tokens, decoded {n_tokens}")
         # layer-major from C; the trace is token-major
         return BatchRouting(ids.transpose(1, 0, 2).copy(), w.transpose(1, 0, 2).copy(),
                             None if p is None else p.transpose(1, 0, 2).copy())
