@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.moeviz-setup
 
-.PHONY: setup serve test bench clean
+.PHONY: setup serve test bench clean chromium
 
 setup: $(STAMP)
 
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml patches/build-llama-cpp.sh $(wildcard patches/*.patch)
 	@touch $(STAMP)
 
 serve: setup
-	@if $(VENV)/bin/moeviz --help | grep -q "serve"; then $(VENV)/bin/moeviz serve $(ARGS); \
-	else echo "moeviz: the web visualizer (moeviz serve) is not built yet; try: $(VENV)/bin/moeviz record --help"; fi
+	$(VENV)/bin/moeviz serve $(ARGS)
 
-test: setup
+# Browser tests drive Debian's chromium (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "moeviz: installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup chromium
 	$(PY) -m pytest $(ARGS)
 
 bench: setup

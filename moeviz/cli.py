@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--probs", action="store_true", help="also record full router probabilities over all experts")
+    p = sub.add_parser("serve", help="serve the live visualizer")
+    _add_model_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument("--prompts", default=None, help="prompt folder (default: the bundled prompts/)")
+    p.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask for")
+    p.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest prompt a client may send, in tokens")
     return parser
 
 
@@ -89,17 +97,14 @@ def cmd_info(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from .demo import default_model_path  # noqa: PLC0415
-    from .engine import Engine, SamplingSettings  # noqa: PLC0415
+    from .engine import SamplingSettings  # noqa: PLC0415
     from .trace import save  # noqa: PLC0415
     from .trace.builder import TraceBuilder  # noqa: PLC0415
 
     prompt = _prompt_from_args(args)
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                                 top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
-    engine = Engine(args.model or default_model_path(), n_ctx=args.n_ctx, n_threads=args.threads,
-                    n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
-                    flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe)
+    engine = _engine_from_args(args)
     try:
         meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs}
         builder = TraceBuilder(engine.info, prompt, meta)
@@ -115,7 +120,44 @@ def cmd_record(args) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "record": cmd_record}
+def _engine_from_args(args):
+    from .demo import default_model_path  # noqa: PLC0415
+    from .engine import Engine  # noqa: PLC0415
+
+    return Engine(args.model or default_model_path(), n_ctx=args.n_ctx, n_threads=args.threads,
+                  n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
+                  flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe)
+
+
+def cmd_serve(args) -> int:
+    import threading  # noqa: PLC0415
+    import webbrowser  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from .prompts import DEFAULT_DIR  # noqa: PLC0415
+    from .server import ServerSettings, create_app  # noqa: PLC0415
+
+    settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
+                              max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit)
+    engine = _engine_from_args(args)
+    app = create_app(engine, settings)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{args.port}/"
+    info = engine.info
+    print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
+          f"{info.n_expert} experts, top-{info.n_expert_used}, capture {engine.capture.name}) at {url}", flush=True)
+    if args.open:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                    ws_max_size=4 * settings.max_message_bytes)
+    finally:
+        engine.close()
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,124 @@
+"""`create_app(engine, settings)`: the page, its JSON, and the live websocket.
+
+Handlers stay thin: validation is in requests.py, generation in worker.py (a
+thread), message shapes in moeviz.trace.messages.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts
+from ..trace.messages import error_message, model_message
+from ..trace.schema import model_description
+from .requests import RequestError, generate_request, parse_message
+from .worker import GenerationWorker, Job, dumps
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+@dataclasses.dataclass
+class ServerSettings:
+    prompts_dir: Path = DEFAULT_PROMPTS
+    max_prompt_tokens: int = 2048
+    max_tokens: int = 1024
+    max_message_bytes: int = 64 * 1024
+    web_dir: Path = WEB_DIR
+
+
+def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    prompts = load_prompts(settings.prompts_dir)
+    model = {**model_description(engine.info)}
+    app = FastAPI(title="moeviz", docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.engine = engine
+    # (perf_counter of the decode event, perf_counter after the websocket send) per token
+    app.state.token_latency = collections.deque(maxlen=100_000)
+    worker = GenerationWorker(engine, settings.max_prompt_tokens)
+    app.state.worker = worker
+    templates = Environment(loader=FileSystemLoader(str(settings.web_dir)), autoescape=select_autoescape(["html"]))
+
+    @app.on_event("shutdown")
+    def _stop_worker() -> None:
+        worker.stop()
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return templates.get_template("index.html").render(model=model, capture=engine.capture.name)
+
+    @app.get("/api/model")
+    def api_model() -> dict:
+        return {**model, "capture": engine.capture.name}
+
+    @app.get("/api/prompts")
+    def api_prompts() -> dict:
+        return {"prompts": [p.to_json() for p in prompts.values()]}
+
+    @app.get("/api/limits")
+    def api_limits() -> dict:
+        return {"max_prompt_tokens": settings.max_prompt_tokens, "max_tokens": settings.max_tokens,
+                "max_message_bytes": settings.max_message_bytes}
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "queue": worker.queue_length}
+
+    app.mount("/static", StaticFiles(directory=str(settings.web_dir)), name="static")
+
+    @app.websocket("/ws")
+    async def live(ws: WebSocket) -> None:
+        await ws.accept()
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue = asyncio.Queue()
+
+        def send_threadsafe(text: str, t_event: float) -> None:
+            loop.call_soon_threadsafe(out.put_nowait, (text, t_event))
+
+        async def sender() -> None:
+            while True:
+                text, t_event = await out.get()
+                await ws.send_text(text)
+                if t_event:
+                    app.state.token_latency.append((t_event, time.perf_counter()))
+
+        send_task = asyncio.create_task(sender())
+        out.put_nowait((dumps(model_message(model)), 0.0))
+        job: Job | None = None
+        try:
+            while True:
+                event = await ws.receive()
+                if event["type"] == "websocket.disconnect":
+                    break
+                raw = event.get("text") if event.get("text") is not None else event.get("bytes", b"")
+                try:
+                    msg = parse_message(raw, settings.max_message_bytes)
+                    kind = msg["type"]
+                    if kind == "generate":
+                        if job is not None and not job.done.is_set():
+                            raise RequestError("a generation is already running on this connection; "
+                                               "send cancel or wait for done")
+                        req = generate_request(msg, prompts, settings.max_tokens)
+                        job = Job(req, send_threadsafe)
+                        worker.submit(job)
+                    elif kind == "cancel":
+                        if job is not None:
+                            worker.cancel(job)
+                    else:
+                        raise RequestError(f"unknown message type {kind[:40]!r}")
+                except RequestError as e:
+                    out.put_nowait((dumps(error_message(str(e))), 0.0))
+        finally:
+            if job is not None:
+                worker.cancel(job)   # a client that leaves cancels its run
+            send_task.cancel()
+
+    return app

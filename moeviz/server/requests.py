@@ -1,0 +1,80 @@
+"""Validating what a client asks for: one place, one-line errors."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ..engine import SamplingSettings, SettingsError
+from ..engine.text import PromptError, validate_messages
+
+
+class RequestError(ValueError):
+    """A bad client message; the text is sent back as an `error` message."""
+
+
+@dataclasses.dataclass
+class GenerateRequest:
+    prompt: str | list[dict]
+    prompt_name: str | None
+    settings: SamplingSettings
+    probs: bool
+
+
+_SETTING_FIELDS = {"max_tokens": int, "temperature": (int, float), "top_p": (int, float), "top_k": int, "seed": int}
+_KNOWN = {"type", "prompt_name", "text", "messages", "probs", "stop", *_SETTING_FIELDS}
+
+
+def parse_message(raw: str | bytes, max_bytes: int) -> dict:
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise RequestError(f"message is {size} bytes; the limit is {max_bytes}")
+    try:
+        msg = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError("message is not valid JSON") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise RequestError("message must be a JSON object with a string 'type'")
+    return msg
+
+
+def generate_request(msg: dict, prompts: dict, max_tokens_cap: int) -> GenerateRequest:
+    unknown = sorted(set(msg) - _KNOWN)
+    if unknown:
+        raise RequestError(f"unknown field(s) in generate: {', '.join(unknown)}")
+    given = [k for k in ("prompt_name", "text", "messages") if msg.get(k) is not None]
+    if len(given) != 1:
+        raise RequestError("generate needs exactly one of 'prompt_name', 'text' or 'messages'")
+    name = msg.get("prompt_name")
+    if name is not None:
+        if not isinstance(name, str) or name not in prompts:
+            raise RequestError(f"unknown prompt name {str(name)[:80]!r}")
+        prompt = prompts[name].prompt
+    elif msg.get("text") is not None:
+        if not isinstance(msg["text"], str) or not msg["text"]:
+            raise RequestError("'text' must be a non-empty string")
+        prompt = msg["text"]
+    else:
+        try:
+            prompt = validate_messages(msg["messages"])
+        except PromptError as e:
+            raise RequestError(str(e)) from None
+    values = {}
+    for field, types in _SETTING_FIELDS.items():
+        if field in msg:
+            v = msg[field]
+            if isinstance(v, bool) or not isinstance(v, types):
+                raise RequestError(f"'{field}' must be a number" if types != int else f"'{field}' must be an integer")
+            values[field] = v
+    stop = msg.get("stop", [])
+    values["stop"] = stop
+    settings = SamplingSettings(**values)
+    try:
+        settings.validate()
+    except SettingsError as e:
+        raise RequestError(str(e)) from None
+    if settings.max_tokens > max_tokens_cap:
+        raise RequestError(f"max_tokens {settings.max_tokens} is over this server's limit of {max_tokens_cap}")
+    probs = msg.get("probs", False)
+    if not isinstance(probs, bool):
+        raise RequestError("'probs' must be true or false")
+    return GenerateRequest(prompt, name, settings, probs)

@@ -1,0 +1,133 @@
+"""The generation worker: one thread owns the engine; runs are queued in arrival order.
+
+Generation blocks (llama.cpp decodes), so it never runs on the event loop. Each job
+carries a thread-safe `send(text, t_event)` into its client's websocket queue and a
+cancel event that the client's disconnect sets.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import secrets
+import threading
+import time
+from typing import Callable
+
+from ..engine import Finished, TokenRouted
+from ..engine.text import PromptError
+from ..errors import user_message
+from ..trace.messages import error_message, event_message, queued_message, start_message
+from ..trace.summary import ExpertCounter
+from .requests import GenerateRequest
+
+
+def dumps(msg: dict) -> str:
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    request: GenerateRequest
+    send: Callable[[str, float], None]        # (json text, perf_counter when the event was made)
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    run_id: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(9))
+    seq: int = dataclasses.field(default_factory=itertools.count().__next__)
+
+
+class GenerationWorker:
+    def __init__(self, engine, max_prompt_tokens: int, on_run_finished: Callable | None = None):
+        self.engine = engine
+        self.max_prompt_tokens = max_prompt_tokens
+        self.on_run_finished = on_run_finished
+        self._queue: collections.deque[Job] = collections.deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self.current: Job | None = None
+        self._thread = threading.Thread(target=self._loop, name="moeviz-generation", daemon=True)
+        self._thread.start()
+
+    # Called from the event loop ---------------------------------------------------------
+    def submit(self, job: Job) -> int:
+        """Queue a job; returns how many runs are ahead of it."""
+        with self._cv:
+            self._queue.append(job)
+            ahead = len(self._queue) - 1 + (self.current is not None)
+            self._cv.notify()
+        if ahead:
+            job.send(dumps(queued_message(ahead)), time.perf_counter())
+        return ahead
+
+    def cancel(self, job: Job) -> None:
+        job.cancel.set()
+        with self._cv:
+            if job in self._queue:
+                self._queue.remove(job)
+                job.done.set()
+                self._announce_positions()
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue) + (self.current is not None)
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            for job in self._queue:
+                job.cancel.set()
+            if self.current:
+                self.current.cancel.set()
+            self._cv.notify()
+        self._thread.join(timeout=10)
+
+    # The worker thread ------------------------------------------------------------------
+    def _announce_positions(self) -> None:
+        """Tell waiting clients their new place (call with the lock held)."""
+        for i, job in enumerate(self._queue):
+            job.send(dumps(queued_message(i + 1)), time.perf_counter())
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stopping:
+                    self._cv.wait()
+                if self._stopping:
+                    return
+                job = self._queue.popleft()
+                self.current = job
+                self._announce_positions()
+            try:
+                self._run(job)
+            finally:
+                with self._cv:
+                    self.current = None
+                job.done.set()
+
+    def _run(self, job: Job) -> None:
+        req, engine = job.request, self.engine
+        try:
+            tokens = engine.prompt_tokens(req.prompt)
+            if len(tokens) > self.max_prompt_tokens:
+                raise PromptError(f"the prompt is {len(tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
+            settings = {**dataclasses.asdict(req.settings), "probs": req.probs, "capture": engine.capture.name}
+            job.send(dumps(start_message(job.run_id, req.prompt, settings)), time.perf_counter())
+            counter = ExpertCounter(len(engine.info.moe_layers), engine.info.n_expert)
+            events = []
+            for ev in engine.generate(tokens, req.settings, probs=req.probs, cancel=job.cancel):
+                t_event = time.perf_counter()
+                msg = event_message(ev)
+                if isinstance(ev, Finished):
+                    msg["summary"] = counter.summary()
+                else:
+                    counter.add(ev.routing.expert_ids)
+                job.send(dumps(msg), t_event if isinstance(ev, TokenRouted) else 0.0)
+                events.append(ev)
+            if self.on_run_finished:
+                self.on_run_finished(job, events)
+        except Exception as e:  # a bad run must never take the worker down
+            msg = user_message(e)
+            if msg is None:
+                msg = f"internal error: {type(e).__name__}: {e}"
+            job.send(dumps(error_message(msg)), 0.0)
