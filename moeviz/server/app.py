@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -38,18 +39,21 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     prompts = load_prompts(settings.prompts_dir)
     model = {**model_description(engine.info)}
-    app = FastAPI(title="moeviz", docs_url=None, redoc_url=None)
+    worker = GenerationWorker(engine, settings.max_prompt_tokens)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        worker.stop()
+
+    app = FastAPI(title="moeviz", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
-    # (perf_counter of the decode event, perf_counter after the websocket send) per token
-    app.state.token_latency = collections.deque(maxlen=100_000)
-    worker = GenerationWorker(engine, settings.max_prompt_tokens)
     app.state.worker = worker
+    # per token: perf_counter when the engine yielded it, when its message was queued
+    # for the event loop, when the loop took it, and after the websocket send
+    app.state.token_latency = collections.deque(maxlen=100_000)
     templates = Environment(loader=FileSystemLoader(str(settings.web_dir)), autoescape=select_autoescape(["html"]))
-
-    @app.on_event("shutdown")
-    def _stop_worker() -> None:
-        worker.stop()
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -81,17 +85,18 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
         out: asyncio.Queue = asyncio.Queue()
 
         def send_threadsafe(text: str, t_event: float) -> None:
-            loop.call_soon_threadsafe(out.put_nowait, (text, t_event))
+            loop.call_soon_threadsafe(out.put_nowait, (text, t_event, time.perf_counter()))
 
         async def sender() -> None:
             while True:
-                text, t_event = await out.get()
+                text, t_event, t_queued = await out.get()
+                t_dequeued = time.perf_counter()
                 await ws.send_text(text)
                 if t_event:
-                    app.state.token_latency.append((t_event, time.perf_counter()))
+                    app.state.token_latency.append((t_event, t_queued, t_dequeued, time.perf_counter()))
 
         send_task = asyncio.create_task(sender())
-        out.put_nowait((dumps(model_message(model)), 0.0))
+        out.put_nowait((dumps(model_message(model)), 0.0, 0.0))
         job: Job | None = None
         try:
             while True:
@@ -115,7 +120,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
                     else:
                         raise RequestError(f"unknown message type {kind[:40]!r}")
                 except RequestError as e:
-                    out.put_nowait((dumps(error_message(str(e))), 0.0))
+                    out.put_nowait((dumps(error_message(str(e))), 0.0, 0.0))
         finally:
             if job is not None:
                 worker.cancel(job)   # a client that leaves cancels its run
