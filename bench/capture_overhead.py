@@ -72,9 +72,9 @@ def measure(engine, prompt_tokens, n_decode, probs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
-    ap.add_argument("--tokens", type=int, default=48, help="tokens decoded per measurement")
+    ap.add_argument("--tokens", type=int, default=96, help="tokens decoded per measurement")
     ap.add_argument("--prompt-tokens", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
 
@@ -97,7 +97,7 @@ def main():
     prompt = [int(t) for t in rng.integers(0, info.n_vocab - 8, args.prompt_tokens)]
     results = {m: ([], []) for m in modes}
     for r in range(args.rounds + 1):
-        for m in modes:
+        for m in (modes if r % 2 == 0 else modes[::-1]):   # alternate the order: drift cancels out
             p, d = measure(engines[m], prompt, args.tokens, probs=(m == "native+probs"))
             if r > 0:  # round 0 warms caches and page-ins
                 results[m][0].append(p)

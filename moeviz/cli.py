@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", default=None, help="prompt folder (default: the bundled prompts/)")
     p.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask for")
     p.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest prompt a client may send, in tokens")
+    p.add_argument("--data-dir", default=None, help="where runs behind permalinks are kept (default ~/.local/share/moeviz/runs)")
+    p.add_argument("--public", action="store_true",
+                   help="shared hosted server: read-only permalinks, capped requests, per-client rate limit")
     return parser
 
 
@@ -139,14 +142,16 @@ def cmd_serve(args) -> int:
     from .server import ServerSettings, create_app  # noqa: PLC0415
 
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
-                              max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit)
+                              max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit,
+                              data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public)
     engine = _engine_from_args(args)
     app = create_app(engine, settings)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     info = engine.info
     print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
-          f"{info.n_expert} experts, top-{info.n_expert_used}, capture {engine.capture.name}) at {url}", flush=True)
+          f"{info.n_expert} experts, top-{info.n_expert_used}, capture {engine.capture.name}"
+          f"{', public mode' if args.public else ''}) at {url}", flush=True)
     if args.open:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     try:

@@ -14,8 +14,9 @@ from moeviz.trace.messages import TraceAssembler
 
 
 @pytest.fixture(scope="module")
-def client(engines):
-    app = create_app(engines("llama", "native"), ServerSettings(max_prompt_tokens=200, max_tokens=300))
+def client(engines, tmp_path_factory):
+    app = create_app(engines("llama", "native"), ServerSettings(max_prompt_tokens=200, max_tokens=300,
+                                                                data_dir=tmp_path_factory.mktemp("runs")))
     with TestClient(app) as c:
         yield c
 

@@ -10,8 +10,9 @@ from moeviz.trace.messages import TraceAssembler
 
 
 @pytest.fixture(scope="module")
-def server(fixture_models):
-    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024") as s:
+def server(fixture_models, tmp_path_factory):
+    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024",
+                       "--data-dir", tmp_path_factory.mktemp("runs")) as s:
         yield s
 
 

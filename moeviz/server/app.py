@@ -9,21 +9,32 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import os
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts
+from ..trace import TraceFormatError, loads
+from ..trace.io import to_json_dict
 from ..trace.messages import error_message, model_message
 from ..trace.schema import model_description
+from ..trace.store import RunNotFound, RunStore
+from .limits import RateLimiter, UploadTooLarge, read_limited
 from .requests import RequestError, generate_request, parse_message
 from .worker import GenerationWorker, Job, dumps
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("MOEVIZ_DATA") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "moeviz")
+    return Path(base) / "runs"
 
 
 @dataclasses.dataclass
@@ -33,13 +44,28 @@ class ServerSettings:
     max_tokens: int = 1024
     max_message_bytes: int = 64 * 1024
     web_dir: Path = WEB_DIR
+    data_dir: Path | None = None          # where permalinked runs live (None: default_data_dir())
+    max_runs: int = 500
+    max_run_bytes: int = 256 << 20        # all stored runs together
+    max_upload_bytes: int = 32 << 20
+    public: bool = False                  # a shared hosted server (docs/public-mode.md)
+    rate_limit_per_minute: int = 12       # generations per client address, public mode only
+
+    def effective(self) -> "ServerSettings":
+        """Public mode caps what a request may cost."""
+        if not self.public:
+            return self
+        return dataclasses.replace(self, max_tokens=min(self.max_tokens, 256),
+                                   max_prompt_tokens=min(self.max_prompt_tokens, 512))
 
 
 def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
-    settings = settings or ServerSettings()
+    settings = (settings or ServerSettings()).effective()
     prompts = load_prompts(settings.prompts_dir)
     model = {**model_description(engine.info)}
-    worker = GenerationWorker(engine, settings.max_prompt_tokens)
+    store = RunStore(settings.data_dir or default_data_dir(), settings.max_runs, settings.max_run_bytes)
+    limiter = RateLimiter(settings.rate_limit_per_minute) if settings.public else None
+    worker = GenerationWorker(engine, settings.max_prompt_tokens, store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -55,9 +81,46 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     app.state.token_latency = collections.deque(maxlen=100_000)
     templates = Environment(loader=FileSystemLoader(str(settings.web_dir)), autoescape=select_autoescape(["html"]))
 
+    def render(**context) -> str:
+        return templates.get_template("index.html").render(model=model, capture=engine.capture.name,
+                                                            public=settings.public, **context)
+
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return templates.get_template("index.html").render(model=model, capture=engine.capture.name)
+        return render(mode="live", run_id=None)
+
+    @app.get("/r/{run_id}", response_class=HTMLResponse)
+    def permalink_page(run_id: str):
+        store.path(run_id)             # raises RunNotFound for anything but a well-formed id
+        if not store.path(run_id).exists():
+            raise RunNotFound("no such run")
+        return render(mode="replay", run_id=run_id)
+
+    @app.get("/api/runs/{run_id}")
+    def run_json(run_id: str):
+        if run_id.endswith(".moetrace"):
+            return Response(store.load_bytes(run_id[: -len(".moetrace")]), media_type="application/octet-stream")
+        return JSONResponse(to_json_dict(store.load(run_id)))
+
+    @app.post("/api/runs")
+    async def upload_run(request: Request):
+        if settings.public:
+            return JSONResponse({"error": "this server's permalinks are read-only"}, status_code=403)
+        body = await read_limited(request, settings.max_upload_bytes)
+        run_id = store.save(loads(body))
+        return {"id": run_id, "url": f"/r/{run_id}"}
+
+    @app.exception_handler(RunNotFound)
+    def _not_found(_request, _exc):
+        return JSONResponse({"error": "no such run"}, status_code=404)
+
+    @app.exception_handler(TraceFormatError)
+    def _bad_trace(_request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(UploadTooLarge)
+    def _too_large(_request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=413)
 
     @app.get("/api/model")
     def api_model() -> dict:
@@ -112,6 +175,8 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
                             raise RequestError("a generation is already running on this connection; "
                                                "send cancel or wait for done")
                         req = generate_request(msg, prompts, settings.max_tokens)
+                        if limiter is not None:
+                            limiter.check(ws.client.host if ws.client else "?")
                         job = Job(req, send_threadsafe)
                         worker.submit(job)
                     elif kind == "cancel":

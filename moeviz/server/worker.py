@@ -19,6 +19,7 @@ from ..engine import Finished, TokenRouted
 from ..engine.text import PromptError
 from ..errors import user_message
 from ..trace.messages import error_message, event_message, queued_message, start_message
+from ..trace.builder import TraceBuilder
 from ..trace.summary import ExpertCounter
 from .requests import GenerateRequest
 
@@ -38,10 +39,10 @@ class Job:
 
 
 class GenerationWorker:
-    def __init__(self, engine, max_prompt_tokens: int, on_run_finished: Callable | None = None):
+    def __init__(self, engine, max_prompt_tokens: int, store=None):
         self.engine = engine
         self.max_prompt_tokens = max_prompt_tokens
-        self.on_run_finished = on_run_finished
+        self.store = store          # a RunStore: finished runs get a permalink
         self._queue: collections.deque[Job] = collections.deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -114,18 +115,18 @@ class GenerationWorker:
             settings = {**dataclasses.asdict(req.settings), "probs": req.probs, "capture": engine.capture.name}
             job.send(dumps(start_message(job.run_id, req.prompt, settings)), time.perf_counter())
             counter = ExpertCounter(len(engine.info.moe_layers), engine.info.n_expert)
-            events = []
+            builder = TraceBuilder(engine.info, req.prompt, {**settings, "prompt_name": req.prompt_name})
             for ev in engine.generate(tokens, req.settings, probs=req.probs, cancel=job.cancel):
                 t_event = time.perf_counter()
+                builder.add(ev)
                 msg = event_message(ev)
                 if isinstance(ev, Finished):
                     msg["summary"] = counter.summary()
+                    if self.store is not None:
+                        msg["permalink"] = "/r/" + self.store.save(builder.trace())
                 else:
                     counter.add(ev.routing.expert_ids)
                 job.send(dumps(msg), t_event if isinstance(ev, TokenRouted) else 0.0)
-                events.append(ev)
-            if self.on_run_finished:
-                self.on_run_finished(job, events)
         except Exception as e:  # a bad run must never take the worker down
             msg = user_message(e)
             if msg is None:

@@ -1,0 +1,46 @@
+"""Request limits: upload size (refused before the body is read in full) and a
+per-client rate limit for public mode."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from .requests import RequestError
+
+
+class UploadTooLarge(ValueError):
+    pass
+
+
+async def read_limited(request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge(f"upload is {int(declared)} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UploadTooLarge(f"upload is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RateLimiter:
+    """At most `per_minute` generations per client address in any sliding minute."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._hits: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits[client]
+            while hits and now - hits[0] > 60:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                wait = 60 - (now - hits[0])
+                raise RequestError(f"rate limit: {self.per_minute} generations a minute; try again in {wait:.0f} s")
+            hits.append(now)
