@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.moeviz-setup
 
-.PHONY: setup serve test bench clean chromium
+.PHONY: setup serve test bench clean chromium demo-site
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ test: setup chromium
 
 bench: setup
 	$(PY) bench/capture_overhead.py
+	$(PY) bench/server_latency.py
+
+# A static demo site from the default model and the bundled prompts (publish site/ anywhere).
+demo-site: setup
+	$(VENV)/bin/moeviz export --out site --prompts prompts
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="where runs behind permalinks are kept (default ~/.local/share/moeviz/runs)")
     p.add_argument("--public", action="store_true",
                    help="shared hosted server: read-only permalinks, capped requests, per-client rate limit")
+    p = sub.add_parser("export", help="write a static demo site (replays traces; any static host serves it)")
+    p.add_argument("traces", nargs="*", help="trace files to include")
+    p.add_argument("--out", "-o", required=True, help="site folder to write")
+    p.add_argument("--model", "-m", help="record every prompt of --prompts with this model first")
+    p.add_argument("--prompts", help="prompt folder to record (default: the bundled prompts/)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--probs", action="store_true", help="record router probabilities too")
     return parser
 
 
@@ -162,7 +171,47 @@ def cmd_serve(args) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve}
+def cmd_export(args) -> int:
+    from .export import export_site  # noqa: PLC0415
+    from .trace import load  # noqa: PLC0415
+
+    runs = [(Path(t).stem, load(t)) for t in args.traces]
+    if args.model or args.prompts or not runs:
+        runs += _record_prompts(args)
+    site = export_site(args.out, runs)
+    print(f"moeviz: wrote a static site with {len(runs)} runs to {site} (serve it with any static file host)",
+          file=sys.stderr)
+    return 0
+
+
+def _record_prompts(args) -> list:
+    """Record every prompt of the library with one engine, showing progress."""
+    from .demo import default_model_path  # noqa: PLC0415
+    from .engine import Engine, SamplingSettings  # noqa: PLC0415
+    from .prompts import DEFAULT_DIR, load_prompts  # noqa: PLC0415
+    from .trace.builder import TraceBuilder  # noqa: PLC0415
+
+    prompts = list(load_prompts(args.prompts or DEFAULT_DIR).values())
+    settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).validate()
+    engine = Engine(args.model or default_model_path())
+    runs = []
+    try:
+        for i, p in enumerate(prompts):
+            bar = "#" * (20 * i // len(prompts))
+            print(f"\rrecording [{bar:<20}] {i}/{len(prompts)} {p.name:<30}", end="", file=sys.stderr, flush=True)
+            meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs, "prompt_name": p.name,
+                    "prompt_title": p.title, "prompt_domain": p.domain}
+            b = TraceBuilder(engine.info, p.prompt, meta)
+            for ev in engine.generate(p.prompt, settings, probs=args.probs):
+                b.add(ev)
+            runs.append((p.name, b.trace()))
+        print(f"\rrecording [{'#' * 20}] {len(prompts)}/{len(prompts)} done{' ' * 30}", file=sys.stderr)
+    finally:
+        engine.close()
+    return runs
+
+
+COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,7 +83,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
 
     def render(**context) -> str:
         return templates.get_template("index.html").render(model=model, capture=engine.capture.name,
-                                                            public=settings.public, **context)
+                                                            public=settings.public, static_url="/static/", **context)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

@@ -1,0 +1,88 @@
+"""Static demo sites: the page in replay mode plus traces and a manifest.
+
+The result is plain files — any static host serves it (GitHub Pages, S3, `python -m
+http.server`); no Python runs there. Layout:
+    index.html            the page (static mode: reads manifest.json)
+    static/...            the page's CSS and ES modules, copied from web/
+    manifest.json         {"format": "moeviz-site", "version": 1, "model": ..., "runs": [...]}
+    runs/<name>.json      one trace per run (trace format v1, JSON form)
+Written into a temporary folder next to the target, then moved into place, so an
+interrupted export never leaves a half-written site.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .trace import Trace
+from .trace.io import to_json_dict
+
+SITE_FORMAT = "moeviz-site"
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+
+
+class ExportError(ValueError):
+    pass
+
+
+def slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-").lower()
+    return s[:60] or "run"
+
+
+def run_entry(name: str, trace: Trace, file: str) -> dict:
+    return {"name": name, "file": file, "title": trace.settings.get("prompt_title") or name,
+            "domain": trace.settings.get("prompt_domain", ""), "n_tokens": trace.n_tokens,
+            "n_prompt": trace.n_prompt, "model": trace.model["name"]}
+
+
+def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: Path = WEB_DIR) -> Path:
+    """Write a static site for `runs` ((name, trace) pairs) to `out` (replaced if present)."""
+    if not runs:
+        raise ExportError("nothing to export: no traces given")
+    models = {json.dumps(t.model, sort_keys=True) for _, t in runs}
+    out = Path(out).resolve()
+    if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
+        raise ExportError(f"{out} exists and is not a moeviz site; refusing to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        shutil.copytree(web_dir, tmp / "static", ignore=shutil.ignore_patterns("index.html", "*.py", "__pycache__"))
+        (tmp / "runs").mkdir()
+        entries, used = [], set()
+        for name, trace in runs:
+            base = slug(name)
+            file, i = f"runs/{base}.json", 2
+            while file in used:
+                file, i = f"runs/{base}-{i}.json", i + 1
+            used.add(file)
+            (tmp / file).write_text(json.dumps(to_json_dict(trace.validate()), ensure_ascii=False,
+                                               separators=(",", ":")), encoding="utf-8")
+            entries.append(run_entry(name, trace, file))
+        first = runs[0][1].model
+        manifest = {"format": SITE_FORMAT, "version": 1, "model": first if len(models) == 1 else None,
+                    "runs": entries}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        env = Environment(loader=FileSystemLoader(str(web_dir)), autoescape=select_autoescape(["html"]))
+        html = env.get_template("index.html").render(model=first, capture=runs[0][1].settings.get("capture", ""),
+                                                     public=True, mode="static", run_id=None, static_url="static/")
+        (tmp / "index.html").write_text(html, encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
