@@ -5,6 +5,7 @@ generated fixture written once to the cache folder.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def default_model_path() -> Path:
 
     spec = FixtureSpec(arch="llama", n_layer=8, n_embd=128, n_head=4, n_head_kv=2, n_ff=128, n_expert=16,
                        n_expert_used=2, seed=1)
-    path = cache_dir() / f"fixture-demo-{abs(hash(spec)) % 10**8:08d}.gguf"
+    # str hashes change per process; name the file by a stable digest of the spec
+    digest = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
+    path = cache_dir() / f"fixture-demo-{digest}.gguf"
     if not path.exists():
         write_fixture(path, spec)
     return path
