@@ -1,0 +1,275 @@
+"""The page in real headless Chromium against a real `moeviz serve` subprocess.
+
+What the page shows is checked against the trace of the same run: the websocket
+frames the page received are collected through Playwright and rebuilt into a trace
+with TraceAssembler; token counts, dormant experts (per layer, overall, per phase),
+experts hit and the heatmap's pixels must all agree with a numpy recount of it.
+"""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from serverproc import ServerProcess
+
+from moeviz.trace.messages import TraceAssembler
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+DORMANT_RGB = (22, 27, 38)      # index 0 of web/js/heatmap.js HEAT_PALETTE and panel.js PANEL_PALETTE
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(fixture_models, tmp_path_factory):
+    # deepseek2 fixture: a dense layer 0, 3 MoE layers x 16 experts, top-4, 2 shared experts
+    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024",
+                       "--data-dir", tmp_path_factory.mktemp("runs")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page on the live server, recording every websocket frame it sends and receives."""
+
+    def __init__(self, browser, url):
+        self.page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        self.received, self.sent, self.errors = [], [], []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("websocket", self._socket)
+        self.page.goto(url)
+        self.page.wait_for_function("window.moeviz !== undefined")
+
+    def _socket(self, ws):
+        ws.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
+        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
+
+    def js(self, expr):
+        return self.page.evaluate(expr)
+
+    def generate(self, *, prompt_name=None, text=None, max_tokens, temperature=0.0, seed=0, probs=False,
+                 mode="sequence", stop_after=None):
+        p = self.page
+        p.wait_for_function("document.querySelectorAll('#prompt-select option').length > 1")
+        p.click(f"[data-mode={mode}]")
+        if prompt_name:
+            p.select_option("#prompt-select", prompt_name)
+        else:
+            p.select_option("#prompt-select", "")
+            p.fill("#prompt-text", text)
+        p.fill("#max-tokens", str(max_tokens))
+        p.fill("#temperature", str(temperature))
+        p.fill("#seed", str(seed))
+        p.set_checked("#probs", probs)
+        p.wait_for_function("!document.getElementById('generate').disabled")
+        first = len(self.received)
+        p.click("#generate")
+        if stop_after is not None:
+            p.wait_for_function(f"moeviz.tokens > moeviz.promptTokens + {stop_after}", timeout=30_000)
+            p.click("#stop")
+        p.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens && moeviz.tokens > 0", timeout=30_000)
+        self.settle()
+        run = [m for m in self.received[first:] if m["type"] != "queued"]
+        assert run[-1]["type"] == "done", run[-1]
+        asm = TraceAssembler()
+        for m in [self.received[0]] + run:          # the model message came on connect
+            asm.add(m)
+        return asm.trace(), run[-1]
+
+    def settle(self):
+        """Let two more animation frames run, so every view has drawn the latest state."""
+        n = self.js("moeviz.frames")
+        self.page.wait_for_function(f"moeviz.frames >= {n + 2}")
+
+    def pixel(self, canvas, x, y):
+        return self.js(f"Array.from(document.getElementById('{canvas}').getContext('2d')"
+                       f".getImageData({x}, {y}, 1, 1).data.slice(0, 3))")
+
+    def cell_pixels(self, view, L, E):
+        """The colour drawn at the centre of every (MoE layer, expert) cell of a view."""
+        return self.js(f"""(() => {{
+            const c = document.getElementById('{view}-canvas').getContext('2d'), out = [];
+            for (let l = 0; l < {L}; l++) for (let e = 0; e < {E}; e++) {{
+                const p = moeviz.cellCenter('{view}', l, e);
+                out.push(Array.from(c.getImageData(p.x, p.y, 1, 1).data.slice(0, 3)));
+            }}
+            return out; }})()""")
+
+    def close(self):
+        self.page.close()
+
+
+def counts(trace, n=None):
+    """Selections per phase: {"prefill"|"decode"|"both": int array [n_moe_layers, n_expert]}."""
+    ids = trace.expert_ids[:n]
+    prompt = trace.prompt_mask[:n]
+    L, E = ids.shape[1], trace.model["n_expert"]
+    flat = ids + (np.arange(L) * E)[None, :, None]
+
+    def count(sel):
+        return np.bincount(flat[sel].ravel(), minlength=L * E).reshape(L, E)
+    return {"prefill": count(prompt), "decode": count(~prompt), "both": count(np.ones_like(prompt))}
+
+
+def check_dormant(pg, trace, n=None):
+    """Page figures (window.moeviz and the dormant panel's text) against the numpy recount."""
+    c = counts(trace, n)
+    shown = pg.js("moeviz.dormant")
+    for phase, cnt in c.items():
+        per_layer = (cnt == 0).sum(axis=1)
+        assert shown[phase]["perLayer"] == per_layer.tolist(), phase
+        assert shown[phase]["total"] == int(per_layer.sum()), phase
+        pg.page.click(f"[data-phase={phase}]")
+        pg.settle()
+        assert pg.page.inner_text("#dormant-count") == str(per_layer.sum())
+        assert pg.page.inner_text("#dormant-pct") == f"{100 * per_layer.sum() / cnt.size:.1f}%"
+        rows = pg.js("Array.from(document.querySelectorAll('#dormant-layers .drow[data-layer]'), "
+                     "r => [Number(r.dataset.layer), Number(r.dataset.dormant)])")
+        assert rows == [[layer, int(d)] for layer, d in zip(trace.model["moe_layers"], per_layer)]
+    hit = int((c["both"] > 0).sum())
+    assert pg.js("moeviz.expertsHit") == hit
+    assert pg.page.inner_text("#stat-hit") == f"{hit} / {c['both'].size}"
+    return c
+
+
+def test_live_run_matches_its_trace(server, browser):
+    pg = Page(browser, server.url + "/")
+    try:
+        # A custom prompt full of markup: token text must arrive as text, never as HTML.
+        hostile = 'Hi <b>bold</b> & <img src=x onerror="window.__xss=1">'
+        trace, done = pg.generate(text=hostile, max_tokens=6, seed=1)
+        assert pg.sent[-1] == {"type": "generate", "text": hostile, "max_tokens": 6, "temperature": 0, "seed": 1,
+                               "probs": False}
+        n, n_prompt = trace.n_tokens, trace.n_prompt
+        assert n == done["finish"]["n_prompt"] + done["finish"]["n_generated"] and n_prompt > 0
+
+        # token stream: every token, prompt ones styled apart, text exactly the trace's
+        assert pg.js("moeviz.tokens") == n and pg.js("moeviz.promptTokens") == n_prompt
+        assert pg.page.locator("#tokens .tok").count() == n
+        assert pg.page.locator("#tokens .tok.prompt").count() == n_prompt
+        assert pg.js("document.getElementById('tokens').textContent") == "".join(t["text"] for t in trace.tokens)
+        assert "<b>bold</b>" in pg.js("document.getElementById('tokens').textContent")
+        assert pg.js("document.querySelectorAll('#tokens *:not(.tok)').length") == 0
+        assert pg.js("window.__xss") is None
+        assert pg.page.inner_text("#stat-token").split() == [str(n), "/", str(n)]
+
+        # header from the model
+        assert pg.page.inner_text("#stat-total") != "–" and pg.page.inner_text("#stat-active") != "–"
+
+        c = check_dormant(pg, trace)
+
+        # heatmap: a cell is drawn in the dormant colour exactly when the trace never selected it
+        L, E = c["both"].shape
+        pixels = np.array(pg.cell_pixels("heatmap", L, E)).reshape(L, E, 3)
+        is_dormant = (pixels == DORMANT_RGB).all(axis=2)
+        assert (is_dormant == (c["both"] == 0)).all()
+        assert (~is_dormant).sum() == (c["both"] > 0).sum() > 0          # not empty
+        # more selections never draw darker (log colour scale, same palette ramp)
+        hot, cold = np.unravel_index(c["both"].argmax(), c["both"].shape), np.argwhere(c["both"] == 1)
+        if len(cold):
+            assert pixels[hot].sum() > pixels[tuple(cold[0])].sum()
+        # the dense layer 0 is a labelled band, not dormant cells
+        assert trace.model["dense_layers"] == [0]
+        assert pg.page.locator("#dormant-layers .drow.dense").inner_text().startswith("L0")
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_probabilities_playback_and_permalink(server, browser):
+    pg = Page(browser, server.url + "/")
+    try:
+        trace, done = pg.generate(prompt_name="story-lighthouse", max_tokens=8, probs=True, mode="all")
+        assert pg.sent[-1]["probs"] is True and pg.sent[-1]["prompt_name"] == "story-lighthouse"
+        assert trace.probs is not None and pg.js("moeviz.hasProbs")
+        n, n_prompt = trace.n_tokens, trace.n_prompt
+        check_dormant(pg, trace)
+
+        # panel shows the newest token: selected cells bright, others faint by probability
+        assert pg.js("moeviz.panelToken") == n - 1
+        L, E = trace.expert_ids.shape[1], trace.model["n_expert"]
+        pixels = np.array(pg.cell_pixels("panel", L, E)).reshape(L, E, 3)
+        selected = np.zeros((L, E), bool)
+        for layer in range(L):
+            selected[layer, trace.expert_ids[n - 1, layer]] = True
+        brightness = pixels.sum(axis=2)
+        assert brightness[selected].min() > brightness[~selected].max()
+        probs = trace.probs[n - 1]
+        faint = ~selected & (probs > 0.05 * probs.max(axis=1, keepdims=True))
+        assert faint.any() and (brightness[faint] > sum(DORMANT_RGB)).all()
+
+        # playback: scrub back to the end of prefill; figures follow the cursor exactly
+        pg.page.fill("#pb-scrub", str(n_prompt))
+        pg.settle()
+        assert pg.js("moeviz.applied") == n_prompt and not pg.js("moeviz.playing")
+        assert pg.page.inner_text("#pb-pos") == f"{n_prompt} / {n}"
+        c = check_dormant(pg, trace, n_prompt)
+        assert (c["decode"] == 0).all()          # no decode token yet: every expert dormant for decode
+        # "all at once" steps whole batches: back over the prompt batch, then forward again
+        pg.page.click("#pb-back")
+        pg.settle()
+        assert pg.js("moeviz.applied") == 0 and pg.js("moeviz.dormant.both.total") == L * E
+        pg.page.click("#pb-fwd")
+        pg.settle()
+        assert pg.js("moeviz.applied") == n_prompt
+        # single-token mode steps one token
+        pg.page.click("[data-mode=single]")
+        pg.page.click("#pb-fwd")
+        pg.settle()
+        assert pg.js("moeviz.applied") == n_prompt + 1
+        check_dormant(pg, trace, n_prompt + 1)
+        pg.page.click("[data-mode=all]")
+        pg.page.click("#pb-play")
+        pg.page.wait_for_function(f"moeviz.applied === {n} && !moeviz.playing")
+        check_dormant(pg, trace)
+
+        # hovering a token shows its routing; clicking pins it
+        pg.page.hover("#tokens .tok >> nth=2")
+        pg.settle()
+        assert pg.js("moeviz.panelToken") == 2
+        pg.page.click("#tokens .tok >> nth=3")
+        pg.page.mouse.move(5, 5)
+        pg.settle()
+        assert pg.js("moeviz.panelToken") == 3
+        assert re.match(r"#3 .* pinned", pg.page.inner_text("#panel-title"))
+
+        # the run's permalink replays the same trace through the same views
+        link = done["permalink"]
+        assert pg.page.get_attribute("#permalink", "href") == link
+        pg.page.goto(server.url + link)
+        pg.page.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens", timeout=15_000)
+        assert pg.js("moeviz.mode") == "replay" and pg.js("moeviz.tokens") == n
+        assert pg.js("moeviz.tokenTexts()") == [t["text"] for t in trace.tokens]
+        check_dormant(pg, trace)
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_stop_cancels_and_keeps_what_arrived(server, browser):
+    pg = Page(browser, server.url + "/")
+    try:
+        trace, done = pg.generate(prompt_name="code-fibonacci", max_tokens=400, temperature=0.8, seed=7,
+                                  mode="all", stop_after=2)
+        assert pg.sent[-1] == {"type": "cancel"}
+        assert done["finish"]["reason"] == "cancelled" and pg.js("moeviz.status") == "cancelled"
+        assert 2 < done["finish"]["n_generated"] < 400 and pg.js("moeviz.tokens") == trace.n_tokens
+        check_dormant(pg, trace)
+        assert pg.page.is_enabled("#generate") and not pg.page.is_enabled("#stop")
+        assert pg.errors == []
+    finally:
+        pg.close()

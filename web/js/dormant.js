@@ -1,0 +1,82 @@
+// Dormant experts: routed experts never selected so far, per MoE layer and overall,
+// for prefill (prompt tokens), decode (generated tokens) or both. Dense layers are
+// listed as dense, not counted: they have no routed experts to be dormant.
+
+export class DormantView {
+  constructor(root, state) {
+    this.state = state;
+    this.phase = "both";
+    this.countEl = root.querySelector("#dormant-count");
+    this.ofEl = root.querySelector("#dormant-of");
+    this.pctEl = root.querySelector("#dormant-pct");
+    this.tokensEl = root.querySelector("#dormant-tokens");
+    this.list = root.querySelector("#dormant-layers");
+    this.buttons = [...root.querySelectorAll("[data-phase]")];
+    for (const b of this.buttons) b.addEventListener("click", () => this.setPhase(b.dataset.phase));
+    this.model = null;
+    this.rows = [];              // per MoE row: {val, fill, last}
+    this.key = "";
+  }
+
+  setPhase(phase) {
+    this.phase = phase;
+    for (const b of this.buttons) b.setAttribute("aria-pressed", String(b.dataset.phase === phase));
+    this.key = "";
+  }
+
+  build(model) {
+    this.model = model;
+    this.rows = [];
+    const frag = document.createDocumentFragment();
+    const moeRowOf = new Map(model.moe_layers.map((layer, row) => [layer, row]));
+    for (let layer = 0; layer < model.n_layer; layer++) {
+      const row = document.createElement("div");
+      row.className = "drow";
+      const name = document.createElement("span");
+      name.className = "dname";
+      name.textContent = `L${layer}`;
+      row.appendChild(name);
+      if (!moeRowOf.has(layer)) {
+        row.classList.add("dense");
+        const note = document.createElement("span");
+        note.className = "dnote";
+        note.textContent = "dense — not routed";
+        row.appendChild(note);
+      } else {
+        row.dataset.layer = String(layer);
+        const bar = document.createElement("span"), fill = document.createElement("span"), val = document.createElement("span");
+        bar.className = "dbar"; fill.className = "dfill"; val.className = "dval";
+        bar.appendChild(fill);
+        row.append(bar, val);
+        this.rows.push({ val, fill, row, last: -1 });
+      }
+      frag.appendChild(row);
+    }
+    this.list.replaceChildren(frag);
+    this.key = "";
+  }
+
+  update() {
+    const s = this.state;
+    if (!s.model) return;
+    if (this.model !== s.model) this.build(s.model);
+    // redraw only when the figures moved (checked before building the per-layer array)
+    const key = `${s.gen}:${this.phase}:${s.hit[this.phase]}:${s.appliedPerPhase[this.phase]}`;
+    if (key === this.key) return;
+    this.key = key;
+    const d = s.dormant(this.phase);
+    const all = s.L * s.E;
+    this.countEl.textContent = String(d.total);
+    this.ofEl.textContent = String(all);
+    this.pctEl.textContent = `${(100 * d.fraction).toFixed(1)}%`;
+    this.tokensEl.textContent = `over ${d.tokens} ${this.phase === "both" ? "" : this.phase + " "}token${d.tokens === 1 ? "" : "s"}`;
+    for (let l = 0; l < this.rows.length; l++) {
+      const r = this.rows[l], v = d.perLayer[l];
+      if (r.last === v) continue;
+      r.last = v;
+      r.val.textContent = `${v} · ${((100 * v) / s.E).toFixed(0)}%`;
+      r.fill.style.width = `${(100 * v) / s.E}%`;
+      r.row.dataset.dormant = String(v);
+    }
+  }
+}

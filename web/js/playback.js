@@ -1,0 +1,101 @@
+// Playback: moves the state's cursor (`applied`) toward the tokens received.
+//   single   – one token at a time, slowly (to watch each routing decision)
+//   sequence – staggered: one token per frame, a long prompt batch spread over ~0.5 s
+//   all      – a whole batch as one step (the prefill batch at once, then each token)
+// While a run streams, playing means following it. After a run (or a replay) the
+// same controls play / pause / step / scrub over all tokens.
+
+const SINGLE_MS = 180;
+const SEQUENCE_FRAMES_PER_BATCH = 30;
+
+export class Playback {
+  constructor(state, root) {
+    this.state = state;
+    this.mode = "sequence";
+    this.playing = true;
+    this.lastStep = 0;
+    this.els = {
+      play: root.querySelector("#pb-play"), back: root.querySelector("#pb-back"), fwd: root.querySelector("#pb-fwd"),
+      start: root.querySelector("#pb-start"), end: root.querySelector("#pb-end"),
+      scrub: root.querySelector("#pb-scrub"), pos: root.querySelector("#pb-pos"),
+      modes: [...root.querySelectorAll("[data-mode]")],
+    };
+    const e = this.els;
+    e.play.addEventListener("click", () => (this.playing ? this.pause() : this.play()));
+    e.back.addEventListener("click", () => this.step(-1));
+    e.fwd.addEventListener("click", () => this.step(1));
+    e.start.addEventListener("click", () => this.seek(0));
+    e.end.addEventListener("click", () => this.seek(this.state.nTokens));
+    e.scrub.addEventListener("input", () => this.seek(Number(e.scrub.value)));
+    for (const b of e.modes) b.addEventListener("click", () => this.setMode(b.dataset.mode));
+    this.setMode(this.mode);
+    this.shown = "";
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    for (const b of this.els.modes) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+  }
+
+  // A new run: follow it from its first token.
+  follow() { this.playing = true; this.lastStep = 0; }
+
+  play() {
+    if (this.state.done && this.state.applied >= this.state.nTokens) this.state.applyTo(0);   // replay from the start
+    this.playing = true;
+    this.lastStep = 0;
+  }
+
+  pause() { this.playing = false; }
+
+  step(dir) {
+    const s = this.state;
+    this.playing = false;
+    if (this.mode === "all") this.seek(dir > 0 ? s.batchEndAfter(s.applied) : s.batchStartBefore(s.applied), false);
+    else this.seek(s.applied + dir, false);
+  }
+
+  seek(n, pause = true) {
+    if (pause) this.playing = false;
+    this.state.applyTo(n);
+  }
+
+  // Called once per animation frame.
+  tick(now) {
+    const s = this.state;
+    if (!this.playing || s.applied >= s.nTokens) {
+      // a finished run that has been played to its end stops, so Play restarts it
+      if (this.playing && s.done && s.applied >= s.nTokens) this.playing = false;
+      return;
+    }
+    const batchEnd = s.batchEndAfter(s.applied);
+    let next = s.applied;
+    if (this.mode === "all") next = batchEnd;
+    else if (this.mode === "sequence") {
+      const batch = batchEnd - s.batchStartBefore(batchEnd);
+      next = Math.min(batchEnd, s.applied + Math.max(1, Math.ceil(batch / SEQUENCE_FRAMES_PER_BATCH)));
+    } else if (now - this.lastStep >= SINGLE_MS) {
+      next = s.applied + 1;
+      this.lastStep = now;
+    }
+    if (next !== s.applied) s.applyTo(next);
+  }
+
+  // The controls reflect the cursor (after tick and after seeks).
+  render() {
+    const s = this.state, e = this.els;
+    const key = `${s.applied}/${s.nTokens}/${this.playing}/${s.done}`;
+    if (key === this.shown) return;
+    this.shown = key;
+    e.scrub.max = String(s.nTokens);
+    e.scrub.value = String(s.applied);
+    e.pos.textContent = `${s.applied} / ${s.nTokens}`;
+    e.play.textContent = this.playing ? "❚❚" : "▶";
+    e.play.title = this.playing ? "pause" : "play";
+    e.play.setAttribute("aria-label", e.play.title);
+    const none = s.nTokens === 0;
+    for (const b of [e.back, e.start]) b.disabled = none || s.applied === 0;
+    for (const b of [e.fwd, e.end]) b.disabled = none || s.applied >= s.nTokens;
+    e.scrub.disabled = none;
+  }
+}
