@@ -1,0 +1,116 @@
+"""How long `moeviz stats` takes on a big trace, and how much memory it needs.
+
+Builds a synthetic trace shaped like a large MoE model's long run — by default
+1,000,000 tokens x 48 MoE layers x top-8 of 128 experts (384M expert assignments),
+with skewed expert popularity (some experts nearly dormant), weights in descending
+order as llama.cpp's softmax gating gives them, and Zipf-like token ids — then times
+every part of the analysis against the 2-second target.
+
+Run: `.venv/bin/python bench/analysis_speed.py [--tokens N] [--layers L] [--experts E] [--k K]`
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from moeviz import analysis as A  # noqa: E402
+from moeviz.trace import Trace  # noqa: E402
+
+TARGET_S = 2.0
+POOL = 4096          # distinct top-k rows drawn per layer, then sampled per token
+
+
+def synthetic_trace(n: int, L: int, E: int, k: int, seed: int = 0) -> Trace:
+    rng = np.random.default_rng(seed)
+    ids = np.empty((n, L, k), np.int32)
+    weights = np.empty((n, L, k), np.float32)
+    pools = np.empty((L, POOL, k), np.int32)
+    for i in range(L):
+        # Pareto popularity per layer: a few hot experts, a tail of rarely used ones.
+        log_pop = np.log(rng.pareto(1.0, E) + 0.02)
+        pools[i] = np.argpartition(-(log_pop + rng.gumbel(size=(POOL, E))), k - 1, axis=1)[:, :k]
+    w = np.sort(rng.dirichlet(np.ones(k), POOL).astype(np.float32), axis=1)[:, ::-1]
+    layer = np.arange(L)[None, :]
+    for s in range(0, n, 65536):
+        m = min(65536, n - s)
+        ids[s:s + m] = pools[layer, rng.integers(0, POOL, (m, L))]
+        weights[s:s + m] = w[rng.integers(0, POOL, (m, L))]
+    vocab = np.minimum(rng.zipf(1.3, n), 32000) - 1
+    n_prompt = min(n, 512)
+    tokens = [{"id": int(t), "text": f"w{t}", "prompt": i < n_prompt} for i, t in enumerate(vocab.tolist())]
+    model = {"name": "synthetic", "architecture": "synthetic", "n_layer": L + 1, "moe_layers": list(range(1, L + 1)),
+             "dense_layers": [0], "n_expert": E, "n_expert_used": k, "n_shared_experts": 0, "gating": "softmax",
+             "total_params": 0, "active_params": 0}
+    return Trace(model, "synthetic", {}, tokens, ids, weights)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=1_000_000)
+    ap.add_argument("--layers", type=int, default=48)
+    ap.add_argument("--experts", type=int, default=128)
+    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--no-cache", action="store_true", help="skip the expert cache simulation")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    trace = synthetic_trace(args.tokens, args.layers, args.experts, args.k)
+    built = time.perf_counter() - t0
+    base = rss_mb()
+    n_assign = args.tokens * args.layers * args.k
+    print(f"trace: {args.tokens:,} tokens x {args.layers} MoE layers x top-{args.k} of {args.experts} experts "
+          f"= {n_assign / 1e6:.0f}M assignments (arrays {(trace.expert_ids.nbytes + trace.weights.nbytes) / 2**30:.2f}"
+          f" GiB, built in {built:.1f} s); peak RSS so far {base:,.0f} MB")
+
+    parts: list[tuple[str, float]] = []
+
+    def timed(name, fn):
+        t = time.perf_counter()
+        out = fn()
+        parts.append((name, time.perf_counter() - t))
+        return out
+
+    r = timed("select tokens", lambda: A.select_tokens(trace, "all"))
+    timed("tally pass (counts, first use, top-1, overlap, transitions)", lambda: A.tally(r))
+    timed("balance + dormant + saturation", lambda: (A.load_balance(r), A.dormant_experts(r), A.saturation_curve(r)))
+    timed("locality + transitions summary", lambda: (A.consecutive_repetition(r), A.transition_summary(r)))
+    timed("vocabulary specialization", lambda: A.vocabulary_specialization(r))
+    summary_s = sum(s for _, s in parts)
+    if not args.no_cache:
+        timed("expert cache simulation (LRU, all C)", lambda: A.cache_hit_rates(r))
+    on_demand = []
+    for name, fn in (("co-activation, one layer", lambda: A.coactivation(r, r.moe_layers[0])),
+                     ("expert token profile, one expert", lambda: A.expert_token_profile(r, r.moe_layers[0], 0)),
+                     ("transition matrix, one layer pair", lambda: A.layer_transitions(r, r.moe_layers[0]))):
+        t = time.perf_counter()
+        fn()
+        on_demand.append((name, time.perf_counter() - t))
+    total = sum(s for _, s in parts)
+
+    print(f"\n{'part':<62}{'seconds':>9}")
+    for name, s in parts:
+        print(f"{name:<62}{s:>9.2f}")
+    print(f"{'all stats without the cache simulation':<62}{summary_s:>9.2f}   {summary_s / TARGET_S:.2f}x the 2 s target")
+    if not args.no_cache:
+        print(f"{'all stats':<62}{total:>9.2f}   {total / TARGET_S:.2f}x the 2 s target")
+    print("\non demand (the page asks for one at a time):")
+    for name, s in on_demand:
+        print(f"{name:<62}{s:>9.2f}")
+    peak = rss_mb()
+    print(f"\npeak RSS {peak:,.0f} MB ({peak - base:,.0f} MB above the loaded trace)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""One pass over the routing arrays that collects what most metrics are computed from.
+
+A million-token trace of a 48-layer top-8 model holds 384M expert assignments, so
+the arrays are read once, in chunks of about a million assignments, and each
+chunk's expert ids are narrowed to uint8/uint16 first. Every temporary lives in a
+buffer allocated once and reused through `out=`: a fresh multi-megabyte array per
+chunk costs page faults that, on small virtual machines, take longer than the
+arithmetic. Operations run over whole chunks with long inner loops (a broadcast
+over the short k axis would make numpy loop 8 elements at a time).
+
+Collected per MoE layer (index i on the layer axis, E experts, S_t = token t's top-k set):
+  counts[i, e]        tokens whose top-k at layer i includes expert e
+  first_use[i, e]     row of the first such token (-1: never selected)
+  top1[t, i]          the expert with the largest gate weight (the first one on a tie)
+  top1_counts[i, e]   tokens whose top-1 is e
+  overlap[i]          sum over consecutive tokens of |S_t ∩ S_t+1|
+  transitions[i]      [E, E] counts of top-1 a at layer i with top-1 b at layer i+1
+"""
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+import numpy as np
+
+from .routing import Routing, compact_dtype
+
+CHUNK_ASSIGNMENTS = 1 << 20       # assignments (token rows x layers x k) per chunk
+_ONE = np.uint64(1)
+
+
+@dataclasses.dataclass
+class Tallies:
+    counts: np.ndarray        # int64 [L, E]
+    first_use: np.ndarray     # int64 [L, E], -1 where never selected
+    top1_by_layer: np.ndarray  # [L, n], smallest unsigned dtype holding n_expert - 1
+    top1_counts: np.ndarray   # int64 [L, E]
+    overlap: np.ndarray       # int64 [L]
+    transitions: np.ndarray   # int32 [L-1, E, E]
+
+    @property
+    def top1(self) -> np.ndarray:
+        """[n, L] view: top-1 expert per token and MoE layer."""
+        return self.top1_by_layer.T
+
+
+_cache: "weakref.WeakKeyDictionary[Routing, Tallies]" = weakref.WeakKeyDictionary()
+
+
+def tally(routing: Routing) -> Tallies:
+    """The shared per-layer tallies of `routing` (computed once per Routing, then cached)."""
+    if routing not in _cache:
+        _cache[routing] = _tally(routing)
+    return _cache[routing]
+
+
+class _Buffers:
+    def __init__(self, rows: int, L: int, k: int, udt: np.dtype):
+        self.u = np.empty((rows + 1, L, k), udt)         # narrowed ids, plus the row before the chunk
+        self.shifted = np.empty((rows + 1, L, k), udt)   # ids - 64 * word, wrapping
+        self.codes = np.empty(rows * L * k, np.intp)     # bincount takes intp without copying
+        self.descending = np.empty(rows * L * k, bool)
+        self.mask = np.empty((rows + 1, L), np.uint64)
+        self.bit = np.empty((rows + 1, L), np.uint64)
+        self.common = np.empty((rows, L), np.uint64)
+        self.popcount = np.empty((rows, L), np.uint8)
+
+
+def _tally(routing: Routing) -> Tallies:
+    ids, weights = routing.expert_ids, routing.weights
+    n, L, k = ids.shape
+    E = routing.n_expert
+    rows = max(1, min(n, CHUNK_ASSIGNMENTS // (L * k)))
+    buf = _Buffers(rows, L, k, compact_dtype(E))
+    layer_code = np.repeat(np.arange(L, dtype=np.intp) * E, k)   # (layer, expert) -> one bin, per column
+    # A gate-weight row is descending when each weight is >= the next; comparisons
+    # that straddle two rows are masked out by `row_end`.
+    row_end = (np.arange(rows * L * k) % k) == k - 1
+    counts = np.zeros(L * E, np.int64)
+    first = np.full(L * E, -1, np.int64)
+    overlap = np.zeros(L, np.int64)
+    top1 = np.empty((L, n), buf.u.dtype)
+    for s in range(0, n, rows):
+        e = min(s + rows, n)
+        lo = s - 1 if s > 0 else s          # the row before: its pair with row s belongs to this chunk
+        u_all = buf.u[:e - lo]
+        np.copyto(u_all, ids[lo:e], casting="unsafe")
+        u = u_all[s - lo:]
+        codes = buf.codes[:u.size]
+        np.add(ids[s:e].reshape(e - s, L * k), layer_code, out=codes.reshape(e - s, L * k))
+        c = np.bincount(codes, minlength=L * E)
+        new = (c > 0) & (first < 0)
+        if new.any():
+            pos = np.flatnonzero(new[codes])
+            found, at = np.unique(codes[pos], return_index=True)  # first occurrence of each new code
+            first[found] = s + pos[at] // (L * k)
+        counts += c
+        top1[:, s:e] = _top1(u, weights[s:e], row_end, buf).T
+        if e - lo >= 2:
+            overlap += _consecutive_overlap(u_all, E, buf)
+    transitions = _transitions(top1, E)
+    return Tallies(counts=counts.reshape(L, E), first_use=first.reshape(L, E), top1_by_layer=top1,
+                   top1_counts=_top1_counts(top1, transitions, E), overlap=overlap, transitions=transitions)
+
+
+def _top1(u: np.ndarray, w: np.ndarray, row_end: np.ndarray, buf: _Buffers) -> np.ndarray:
+    """Expert with the largest weight per (token, layer). llama.cpp lists the selected
+    experts by descending score, which for softmax gating is descending weight, so
+    most chunks only need the check; others (biased sigmoid gating) take argmax."""
+    if u.shape[2] == 1:
+        return u[..., 0]
+    wf = w.reshape(-1)
+    descending = buf.descending[:wf.size - 1]
+    np.greater_equal(wf[:-1], wf[1:], out=descending)
+    descending |= row_end[:descending.size]
+    if descending.all():
+        return u[..., 0]
+    pos = np.argmax(w, axis=-1)
+    return np.take_along_axis(u, pos[..., None], axis=-1)[..., 0]
+
+
+def _expert_masks(u: np.ndarray, word: int, buf: _Buffers) -> np.ndarray:
+    """Bit set of each row's experts 64*word .. 64*word+63, as uint64 (u is [R, L, k]).
+
+    The shift count wraps in u's unsigned type for ids outside this word, and numpy
+    shifts by 64 or more give 0, so no comparison is needed."""
+    R = len(u)
+    if word:
+        u = np.subtract(u, u.dtype.type(64 * word), out=buf.shifted[:R])
+    mask, bit = buf.mask[:R], buf.bit[:R]
+    np.left_shift(_ONE, u[..., 0], out=mask)
+    for j in range(1, u.shape[-1]):
+        np.left_shift(_ONE, u[..., j], out=bit)
+        mask |= bit
+    return mask
+
+
+def _consecutive_overlap(u: np.ndarray, n_expert: int, buf: _Buffers) -> np.ndarray:
+    """Per layer, sum over consecutive rows of |S_t ∩ S_t+1|: the popcount of the AND
+    of the rows' expert bit sets, one 64-expert word at a time."""
+    R = len(u)
+    total = np.zeros(u.shape[1], np.int64)
+    common, popcount = buf.common[:R - 1], buf.popcount[:R - 1]
+    for word in range((n_expert + 63) // 64):
+        mask = _expert_masks(u, word, buf)
+        np.bitwise_and(mask[1:], mask[:-1], out=common)
+        np.bitwise_count(common, out=popcount)
+        total += popcount.sum(axis=0, dtype=np.int64)
+    return total
+
+
+def _transitions(top1: np.ndarray, E: int) -> np.ndarray:
+    """[L-1, E, E]: tokens with top-1 a at MoE layer i and top-1 b at layer i+1."""
+    L, n = top1.shape
+    out = np.zeros((max(L - 1, 0), E, E), np.int32)    # a count never exceeds n tokens
+    code = np.empty(n, np.intp)
+    for i in range(L - 1):
+        np.multiply(top1[i], np.intp(E), out=code)
+        code += top1[i + 1]
+        out[i] = np.bincount(code, minlength=E * E).reshape(E, E)
+    return out
+
+
+def _top1_counts(top1: np.ndarray, transitions: np.ndarray, E: int) -> np.ndarray:
+    """Top-1 tallies per layer; the transition tables already hold them as margins."""
+    L = top1.shape[0]
+    if L == 1:
+        return np.bincount(top1[0], minlength=E)[None].astype(np.int64)
+    return np.concatenate([transitions.sum(axis=2), transitions[-1].sum(axis=0)[None]])
