@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="where runs behind permalinks are kept (default ~/.local/share/moeviz/runs)")
     p.add_argument("--public", action="store_true",
                    help="shared hosted server: read-only permalinks, capped requests, per-client rate limit")
+    from .analysis.cli import add_stats_parser  # noqa: PLC0415
+
+    add_stats_parser(sub)
+
     p = sub.add_parser("export", help="write a static demo site (replays traces; any static host serves it)")
     p.add_argument("traces", nargs="*", help="trace files to include")
     p.add_argument("--out", "-o", required=True, help="site folder to write")
@@ -211,7 +215,13 @@ def _record_prompts(args) -> list:
     return runs
 
 
-COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export}
+def cmd_stats(args) -> int:
+    from .analysis.cli import cmd_stats as run  # noqa: PLC0415
+
+    return run(args)
+
+
+COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export, "stats": cmd_stats}
 
 
 def main(argv: list[str] | None = None) -> int:

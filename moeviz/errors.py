@@ -13,12 +13,13 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from .engine import BusyError, DecodeError, ModelLoadError, NotMoEError, PromptError, SettingsError  # noqa: PLC0415
     from .engine.backends import CaptureUnavailable  # noqa: PLC0415
     from .gguf_info import ModelFileError  # noqa: PLC0415
+    from .analysis.routing import AnalysisError  # noqa: PLC0415
     from .export import ExportError  # noqa: PLC0415
     from .prompts import PromptLibraryError  # noqa: PLC0415
     from .trace import TraceFormatError  # noqa: PLC0415
 
     return (LlamaCppUnavailable, MissingRouting, UserError, BusyError, DecodeError, ModelLoadError, NotMoEError,
-            PromptError, SettingsError, CaptureUnavailable, ModelFileError, TraceFormatError, PromptLibraryError, ExportError)
+            PromptError, SettingsError, CaptureUnavailable, ModelFileError, TraceFormatError, PromptLibraryError, ExportError, AnalysisError)
 
 
 def user_message(e: BaseException) -> str | None:
