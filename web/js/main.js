@@ -125,6 +125,17 @@ async function startReplay() {
 function play(trace, runId) {
   for (const msg of traceToMessages(trace, runId)) handle(msg);
   state.message = `replay: ${state.message}`;
+  selectFromHash();
+}
+
+// `#t=<n>` in a link selects token n: the cursor stops just after it and it is pinned.
+function selectFromHash() {
+  const t = new URLSearchParams(location.hash.slice(1)).get("t");
+  if (t === null || !/^\d+$/.test(t) || Number(t) >= state.nTokens) return;
+  const n = Number(t);
+  playback.seek(n + 1);
+  tokens.pin(n);
+  panel.pinned = n;
 }
 
 // ---- window.moeviz: the page's figures, read-only, for tests and the console ----

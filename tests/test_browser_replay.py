@@ -1,0 +1,88 @@
+"""Replays in real Chromium: an exported static site served by a plain static file
+server, and a permalink reopened at the token in its `#t=<n>` fragment."""
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import run_cli
+from serverproc import ServerProcess, free_port
+from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark  # noqa: F401
+from websockets.sync.client import connect
+
+from moeviz.trace import load
+
+
+@pytest.fixture(scope="module")
+def static_site(fixture_models, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("site")
+    traces = []
+    for name, prompt in (("code", "def f(x):\n    return x * 2"), ("story", "Once upon a time there was")):
+        path = tmp / f"{name}.json"
+        run_cli("record", "-m", fixture_models["deepseek2"], "--prompt", prompt, "-o", path,
+                "--max-tokens", 12, "--temperature", 0, check=True)
+        traces.append(path)
+    site = tmp / "out"
+    run_cli("export", "--out", site, *traces, check=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url, traces
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_static_site_replays_with_the_traces_dormant_numbers(static_site, browser):
+    url, traces = static_site
+    pg = Page(browser, url)
+    try:
+        pg.page.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens && moeviz.tokens > 0",
+                                  timeout=30_000)
+        pg.settle()
+        first = load(traces[0])
+        assert pg.js("moeviz.tokens") == first.n_tokens and pg.js("moeviz.mode") == "static"
+        check_dormant(pg, first)
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_permalink_reopens_the_run_at_the_fragment_token(fixture_models, tmp_path, browser):
+    with ServerProcess("--model", fixture_models["deepseek2"], "--data-dir", tmp_path / "runs") as s:
+        with connect(s.ws_url) as ws:
+            ws.recv()
+            ws.send(json.dumps({"type": "generate", "text": "Hello there, friend", "max_tokens": 10, "temperature": 0}))
+            while True:
+                m = json.loads(ws.recv(timeout=60))
+                if m["type"] in ("done", "error"):
+                    break
+        assert m["type"] == "done"
+        run_id = m["permalink"].rsplit("/", 1)[1]
+        trace = load_bytes(s.url + f"/api/runs/{run_id}.moetrace")
+        n = trace.n_prompt + 3
+        pg = Page(browser, s.url + m["permalink"] + f"#t={n}")
+        try:
+            pg.page.wait_for_function(f"moeviz.done && moeviz.applied === {n + 1}", timeout=30_000)
+            pg.settle()
+            assert pg.js("moeviz.tokens") == trace.n_tokens
+            assert pg.js("moeviz.panelToken") == n
+            check_dormant(pg, trace, n + 1)
+            assert pg.errors == []
+        finally:
+            pg.close()
+
+
+def load_bytes(url):
+    from moeviz.trace import loads
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return loads(r.read())
