@@ -29,7 +29,7 @@ import numpy as np
 from .routing import Routing, compact_dtype
 from .tallies import tally
 
-CHUNK_TOKENS = 1 << 15
+CHUNK_TOKENS = 1 << 13     # tokens per chunk: its sort and tables stay in cache
 
 
 def stack_distances(routing: Routing) -> np.ndarray:
