@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.moeviz-setup
 
-.PHONY: setup serve test bench clean chromium demo-site
+.PHONY: setup serve test bench clean chromium demo-site demo-model
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ test: setup chromium
 bench: setup
 	$(PY) bench/capture_overhead.py
 	$(PY) bench/server_latency.py
+
+# Retrain the shipped demo model (moeviz/data/demo-moe.gguf): about an hour on 2 cores.
+# PyTorch (CPU build) is needed only here, never by moeviz at run time or by the tests.
+demo-model: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m moeviz.demo_model.train --out moeviz/data/demo-moe.gguf --seed 0 --steps 1800
 
 # A static demo site from the default model and the bundled prompts (publish site/ anywhere).
 demo-site: setup
