@@ -1,7 +1,7 @@
 """The shipped demo model (moeviz/data/demo-moe.gguf): faithful through llama.cpp, and trained.
 
 Held-out text is read from this interpreter's standard library (the corpus the model
-was trained on; these two documents are in the held-out split). An independent float64
+was trained on; the four documents used are in its held-out split). An independent float64
 numpy forward pass of the GGUF (tests/reference_llama.py) is the ground truth: llama.cpp's
 logits and captured routing must match it, and its perplexity and routing must show a
 trained model, which a random-weight model of the same shape is not.
