@@ -11,6 +11,7 @@ import { HeatmapView } from "./heatmap.js";
 import { DormantView } from "./dormant.js";
 import { HeaderView } from "./header.js";
 import { traceToMessages, fetchTrace, fetchManifest } from "./replay.js";
+import { mountAnalysis } from "./analysis/panels.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("moeviz-config").textContent);
@@ -29,7 +30,10 @@ const header = new HeaderView({
   token: $("stat-token"), tokenText: $("stat-token-text"), hit: $("stat-hit"), sharedNote: $("shared-note"),
 }, state);
 const playback = new Playback(state, $("playback"));
-const views = [tokens, panel, heatmap, dormant, header];
+// Analysis panels (web/js/analysis/): figures of moeviz.analysis over the tokens
+// applied so far; a view like the others.
+const analysis = mountAnalysis({ root: $("analysis"), state, heatmap });
+const views = [tokens, panel, heatmap, dormant, header, analysis];
 
 for (const b of document.querySelectorAll("[data-measure]")) {
   b.addEventListener("click", () => {
@@ -164,6 +168,8 @@ const api = {
   get dormantPhase() { return dormant.phase; },
   get panelToken() { return panel.drawn.t; },
   get frames() { return frames; },
+  // the analysis panels' figures at the cursor (plain JSON; see web/js/analysis/panels.js)
+  analysis: (opts = {}) => analysis.figures(opts),
   tokenTexts: () => state.tokens.map((t) => t.text),
   counts: (phase = "both") => Array.from(state.counts[phase]),
   // where a cell is drawn, in canvas device pixels (view: "heatmap" | "panel")
