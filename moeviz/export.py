@@ -20,6 +20,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from . import __version__
 from .trace import Trace
 from .trace.io import to_json_dict
 
@@ -71,7 +72,8 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         env = Environment(loader=FileSystemLoader(str(web_dir)), autoescape=select_autoescape(["html"]))
         html = env.get_template("index.html").render(model=first, capture=runs[0][1].settings.get("capture", ""),
-                                                     public=True, mode="static", run_id=None, static_url="static/")
+                                                     public=True, mode="static", run_id=None, static_url="static/",
+                                                     version=__version__)
         (tmp / "index.html").write_text(html, encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out.exists():

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from .. import __version__
 from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts
 from ..trace import TraceFormatError, loads
 from ..trace.io import to_json_dict
@@ -83,7 +84,8 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
 
     def render(**context) -> str:
         return templates.get_template("index.html").render(model=model, capture=engine.capture.name,
-                                                            public=settings.public, static_url="/static/", **context)
+                                                            public=settings.public, static_url="/static/",
+                                                            version=__version__, **context)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

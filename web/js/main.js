@@ -12,6 +12,11 @@ import { DormantView } from "./dormant.js";
 import { HeaderView } from "./header.js";
 import { traceToMessages, fetchTrace, fetchManifest } from "./replay.js";
 import { mountAnalysis } from "./analysis/panels.js";
+import { readTraceFile, traceFromState, downloadBlob, fileSlug, wireFileOpening } from "./files.js";
+import { figuresFromTrace, figuresFromState } from "./compare.js";
+import { RunLibrary } from "./library.js";
+import { CompareView } from "./compareview.js";
+import { downloadCanvasPNG, downloadCountsCSV } from "./exports.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("moeviz-config").textContent);
@@ -34,6 +39,11 @@ const playback = new Playback(state, $("playback"));
 // applied so far; a view like the others.
 const analysis = mountAnalysis({ root: $("analysis"), state, heatmap });
 const views = [tokens, panel, heatmap, dormant, header, analysis];
+// Runs the page can compare (finished live runs, the permalink's, opened files, a
+// site's runs) and the compare card over them.
+const library = new RunLibrary();
+const compareView = new CompareView($("compare"), library);
+views.push(compareView);
 
 for (const b of document.querySelectorAll("[data-measure]")) {
   b.addEventListener("click", () => {
@@ -44,6 +54,15 @@ for (const b of document.querySelectorAll("[data-measure]")) {
 
 let connection = "offline";     // live mode: connecting | open | closed
 let pending = false;            // a generate was sent and no start/error came back yet
+// The run shown: {kind: "live" | "permalink" | "site" | "file", name, meta, entry}.
+// Opened files replace it without touching the live connection.
+let shown = null;
+// The server's model (live mode). An opened file may hold another model's run:
+// every live run starts by putting the server's model back.
+let liveModel = hasShape(config.model) ? config.model : null;
+// A page-level message (a file that could not be opened, ...): shown in the status
+// line instead of the run's own until the next run or file replaces it.
+let notice = null;
 
 function handle(msg) {
   if (msg.type === "start") {
@@ -55,24 +74,53 @@ function handle(msg) {
   state.ingest(msg);
 }
 
+// Messages from the live socket: the model message (on every reconnect) must not
+// replace an opened file's run, and each finished run joins the library.
+function handleLive(msg) {
+  if (msg.type === "model") {
+    liveModel = msg.model;
+    if (shown && shown.kind !== "live") return;
+  }
+  if (msg.type === "start") {
+    if (liveModel) state.ingest({ type: "model", model: liveModel });
+    shown = { kind: "live", name: `run ${msg.run}`, meta: null, entry: null };
+    notice = null;
+    library.setShown(null);
+  }
+  handle(msg);
+  if (msg.type === "done" && shown && shown.kind === "live" && state.nTokens > 0) {
+    const entry = library.add({ name: shown.name, kind: "live", label: promptLabel(state.run && state.run.prompt) });
+    library.setFigures(entry, figuresFromState(state, entry.name));
+    library.setShown(entry);
+    shown.entry = entry;
+  }
+}
+
+function promptLabel(prompt) {
+  const text = typeof prompt === "string" ? prompt : (prompt || []).map((m) => m.content).join(" / ");
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
 // ---- status line ------------------------------------------------------------
 
 let shownStatus = "";
 function renderStatus() {
   const running = pending || state.status === "running" || state.status === "queued";
-  const text = connection === "closed" ? "disconnected from the server, reconnecting…"
+  const text = notice ? notice.text : connection === "closed" ? "disconnected from the server, reconnecting…"
     : pending ? "starting…" : state.message || (config.mode === "live" ? "ready" : "");
-  const key = `${text}|${state.status}|${running}|${connection}|${state.permalink}`;
+  const isError = notice ? notice.error : state.status === "error" || connection === "closed";
+  const key = `${text}|${isError}|${state.status}|${running}|${connection}|${state.permalink}|${state.nTokens}`;
   if (key === shownStatus) return;
   shownStatus = key;
   const el = $("status");
   el.textContent = text;
-  el.className = `status ${state.status === "error" || connection === "closed" ? "error" : ""}`;
+  el.className = `status ${isError ? "error" : ""}`;
   controls && controls.setRunning(running, connection === "open");
   const link = $("permalink");
   link.hidden = !state.permalink;
   if (state.permalink) link.href = state.permalink;
   document.body.dataset.status = state.status;
+  renderFileButtons(running);
 }
 
 // ---- the frame loop -----------------------------------------------------------
@@ -92,7 +140,7 @@ function frame(now) {
 let controls = null;
 if (config.mode === "live") {
   const socket = new LiveSocket(LiveSocket.defaultUrl(), {
-    onMessage: handle,
+    onMessage: handleLive,
     onStatus: (s) => { connection = s; },
   });
   controls = new Controls($("controls"), {
@@ -114,23 +162,120 @@ if (config.mode === "live") {
 async function startReplay() {
   if (config.mode === "replay") {
     $("replay-note").textContent = `run ${config.run_id}`;
-    play(await fetchTrace(`../api/runs/${encodeURIComponent(config.run_id)}`), config.run_id);
+    const trace = await fetchTrace(`../api/runs/${encodeURIComponent(config.run_id)}`);
+    const entry = library.add({ name: `run ${config.run_id}`, kind: "permalink", label: promptLabel(trace.prompt) });
+    library.setFigures(entry, figuresFromTrace(trace, entry.name));
+    play(trace, { kind: "permalink", name: entry.name, runId: config.run_id, entry });
+    selectFromHash();
     return;
   }
   const manifest = await fetchManifest("manifest.json");
   const select = $("run-select");
-  for (const r of manifest.runs) select.appendChild(new Option(`${r.title} · ${r.n_tokens} tokens`, r.file));
-  const load = async () => play(await fetchTrace(select.value), null);
+  const entries = new Map();       // manifest file -> library entry (figures fetched when first needed)
+  for (const r of manifest.runs) {
+    select.appendChild(new Option(`${r.title} · ${r.n_tokens} tokens`, r.file));
+    entries.set(r.file, library.add({ name: r.name, kind: "site", label: r.title, nTokens: r.n_tokens,
+      load: async (name) => figuresFromTrace(await fetchTrace(r.file), name) }));
+  }
+  const load = async () => {
+    const trace = await fetchTrace(select.value), entry = entries.get(select.value);
+    if (!entry.figures) library.setFigures(entry, figuresFromTrace(trace, entry.name));
+    notice = null;
+    play(trace, { kind: "site", name: entry.name, entry });
+  };
   select.addEventListener("change", () => load().catch((e) => { state.status = "error"; state.message = e.message; }));
   $("replay-note").textContent = `${manifest.runs.length} recorded run${manifest.runs.length === 1 ? "" : "s"}`;
-  if (manifest.runs.length) await load();
+  if (manifest.runs.length) {
+    await load();
+    selectFromHash();
+  }
 }
 
-function play(trace, runId) {
-  for (const msg of traceToMessages(trace, runId)) handle(msg);
-  state.message = `replay: ${state.message}`;
-  selectFromHash();
+// Show a whole trace (JSON form) through the same messages a live run sends.
+// source: {kind, name, runId?, entry}
+function play(trace, source) {
+  shown = { kind: source.kind, name: source.name, meta: trace.meta || null, entry: source.entry };
+  library.setShown(source.entry);
+  for (const msg of traceToMessages(trace, source.runId || null)) handle(msg);
+  state.message = `${source.kind === "file" ? source.name : "replay"}: ${state.message}`;
 }
+
+// ---- trace files: open (picker, drop), save ----------------------------------------
+
+async function openFiles(files) {
+  if (pending || state.status === "running" || state.status === "queued") {
+    notice = { text: "a run is in progress: stop it (or let it finish) before opening a trace file", error: true };
+    return;
+  }
+  let opened = null, failed = null;
+  for (const file of files) {
+    try {
+      const trace = await readTraceFile(file);
+      const entry = library.add({ name: file.name, kind: "file", label: promptLabel(trace.prompt) });
+      library.setFigures(entry, figuresFromTrace(trace, entry.name));
+      opened = { trace, entry };
+    } catch (e) {
+      // one line, whatever threw: the run shown stays as it was
+      failed = `could not open ${file.name}: ${String(e && e.message ? e.message : e).split("\n")[0]}`;
+    }
+  }
+  if (opened) {
+    notice = null;
+    play(opened.trace, { kind: "file", name: opened.entry.name, entry: opened.entry });
+    if (config.mode === "static") $("run-select").selectedIndex = -1;     // the run shown is not a site run now
+  }
+  if (failed) notice = { text: failed, error: true };
+}
+
+wireFileOpening({ input: $("open-file"), button: $("open-trace"), target: document.body,
+  onFiles: (files) => openFiles(files).catch((e) => { notice = { text: String(e.message || e), error: true }; }) });
+
+// The shown run as a trace JSON (moeviz record's schema), built from the page's state.
+function currentTrace() {
+  return traceFromState(state, { meta: shown && shown.meta, version: config.version || "" });
+}
+const currentSlug = () => fileSlug(shown ? shown.name : "run");
+
+$("save-trace").addEventListener("click", () => {
+  const blob = new Blob([JSON.stringify(currentTrace())], { type: "application/json" });
+  downloadBlob(blob, `moeviz-${currentSlug()}.json`);
+});
+
+// The stored binary trace, when the run has a permalink on this server.
+function storedTraceUrl() {
+  if (config.mode === "live" && state.permalink && shown && shown.kind === "live") {
+    return `/api/runs/${encodeURIComponent(state.permalink.slice(3))}.moetrace`;
+  }
+  if (config.mode === "replay" && shown && shown.kind === "permalink") return `../api/runs/${encodeURIComponent(config.run_id)}.moetrace`;
+  return null;
+}
+
+let shownFiles = "";
+function renderFileButtons(running) {
+  const url = storedTraceUrl();
+  const key = `${running}|${state.nTokens}|${url}`;
+  if (key === shownFiles) return;
+  shownFiles = key;
+  $("save-trace").disabled = running || state.nTokens === 0;
+  const a = $("save-moetrace");
+  a.hidden = !url || running;
+  if (url) { a.href = url; a.download = `moeviz-${currentSlug()}.moetrace`; }
+}
+
+// ---- exports: heatmap PNG and counts CSV, the delta heatmap's PNG ---------------------
+
+$("heatmap-png").addEventListener("click", () => {
+  if (state.model) downloadCanvasPNG(heatmap.grid.canvas, `moeviz-heatmap-${currentSlug()}.png`);
+});
+$("heatmap-csv").addEventListener("click", () => {
+  if (state.model) downloadCountsCSV(state.model, state.counts.both, `moeviz-counts-${currentSlug()}.csv`);
+});
+$("delta-png").addEventListener("click", () => {
+  const f = compareView.figures();
+  if (compareView.deltaCanvas && f && f.delta) {
+    downloadCanvasPNG(compareView.deltaCanvas, `moeviz-delta-${fileSlug(f.delta.a)}-vs-${fileSlug(f.delta.b)}.png`);
+  }
+});
 
 // `#t=<n>` in a link selects token n: the cursor stops just after it and it is pinned.
 function selectFromHash() {
@@ -168,12 +313,21 @@ const api = {
   get dormantPhase() { return dormant.phase; },
   get panelToken() { return panel.drawn.t; },
   get frames() { return frames; },
+  // the run shown ({kind, name}), the status line's page-level message, the runs listed for comparing
+  get source() { return shown ? { kind: shown.kind, name: shown.name } : null; },
+  get notice() { return notice ? notice.text : ""; },
+  get runs() { return library.entries.map((e) => ({ name: e.name, kind: e.kind, tokens: e.nTokens })); },
+  // the last comparison's figures (plain JSON; see web/js/compareview.js), or {error}, or null
+  compare: () => compareView.figures(),
+  // the shown run as the trace JSON "Save trace" downloads
+  trace: () => (state.model ? currentTrace() : null),
   // the analysis panels' figures at the cursor (plain JSON; see web/js/analysis/panels.js)
   analysis: (opts = {}) => analysis.figures(opts),
   tokenTexts: () => state.tokens.map((t) => t.text),
   counts: (phase = "both") => Array.from(state.counts[phase]),
-  // where a cell is drawn, in canvas device pixels (view: "heatmap" | "panel")
-  cellCenter: (view, moeRow, expert) => (view === "panel" ? panel : heatmap).grid.cellCenter(moeRow, expert),
+  // where a cell is drawn, in canvas device pixels (view: "heatmap" | "panel" | "delta")
+  cellCenter: (view, moeRow, expert) =>
+    (view === "panel" ? panel.grid : view === "delta" ? compareView.delta.grid : heatmap.grid).cellCenter(moeRow, expert),
 };
 Object.defineProperty(window, "moeviz", { value: Object.freeze(api), writable: false, configurable: false });
 

@@ -1,0 +1,107 @@
+// Comparing runs of one model: the figures of moeviz/analysis/compare.py, in the page.
+//   used set of a run   experts selected at least once (at a MoE layer) over all its tokens
+//   Jaccard, per layer  |A ∩ B| / |A ∪ B| of two runs' used sets; null when both sets
+//                       are empty (0/0), and a mean over layers skips those
+//   dormant in all      experts in no run's used set
+// With more than two runs every pair gets its per-layer Jaccard; the per-layer
+// figure shown is the mean over pairs (and a run × run matrix of the pairs' means).
+// Pure data: no DOM here (compareview.js draws it).
+
+// What a run contributes to a comparison: selection counts over all its tokens.
+// counts: Int32Array [n_moe_layers * n_expert], MoE row-major.
+export function figuresFromTrace(trace, name) {
+  const m = trace.model, L = m.moe_layers.length, E = m.n_expert, ids = trace.routing.expert_ids;
+  const counts = new Int32Array(L * E);
+  for (let t = 0; t < ids.length; t++) {
+    for (let l = 0; l < L; l++) {
+      const row = ids[t][l], base = l * E;
+      for (let k = 0; k < row.length; k++) counts[base + row[k]]++;
+    }
+  }
+  return { name, model: m, nTokens: ids.length, counts };
+}
+
+// The same from a RunState, over every token received (not just up to the cursor).
+export function figuresFromState(state, name) {
+  const { L, E, K } = state, counts = new Int32Array(L * E), n = state.nTokens;
+  for (let t = 0, o = 0; t < n; t++) for (let l = 0; l < L; l++) for (let k = 0; k < K; k++, o++) counts[l * E + state.ids[o]]++;
+  return { name, model: state.model, nTokens: n, counts };
+}
+
+export class CompareError extends Error {}
+
+// Expert e of one model is not expert e of another: refuse, as same_model() does.
+const SAME_MODEL_FIELDS = ["name", "architecture", "n_layer", "moe_layers", "n_expert", "n_expert_used"];
+
+export function checkSameModel(runs) {
+  const first = runs[0];
+  for (const r of runs.slice(1)) {
+    for (const f of SAME_MODEL_FIELDS) {
+      const a = JSON.stringify(first.model[f]), b = JSON.stringify(r.model[f]);
+      if (a !== b) {
+        throw new CompareError(`cannot compare runs of different models: ${first.name} has ${f} ${a}, ${r.name} has ${b}`);
+      }
+    }
+  }
+}
+
+export function compareRuns(runs) {
+  if (runs.length < 2) throw new CompareError("comparing needs at least two runs");
+  checkSameModel(runs);
+  const m = runs[0].model, L = m.moe_layers.length, E = m.n_expert;
+  const used = runs.map((r) => Uint8Array.from(r.counts, (c) => (c > 0 ? 1 : 0)));
+  const perRun = runs.map((r, i) => {
+    const dormantPerLayer = Array.from({ length: L }, (_, l) => E - sum(used[i], l * E, (l + 1) * E));
+    const dormant = dormantPerLayer.reduce((a, b) => a + b, 0);
+    return { name: r.name, tokens: r.nTokens, usedPerLayer: dormantPerLayer.map((d) => E - d), dormantPerLayer,
+      dormant, dormantFraction: L * E ? dormant / (L * E) : 0 };
+  });
+  const pairs = [];
+  for (let a = 0; a < runs.length; a++) {
+    for (let b = a + 1; b < runs.length; b++) {
+      const jaccard = Array.from({ length: L }, (_, l) => {
+        let inter = 0, union = 0;
+        for (let c = l * E; c < (l + 1) * E; c++) { inter += used[a][c] & used[b][c]; union += used[a][c] | used[b][c]; }
+        return union > 0 ? inter / union : null;
+      });
+      pairs.push({ runs: [a, b], names: [runs[a].name, runs[b].name], jaccard, meanJaccard: mean(jaccard) });
+    }
+  }
+  const jaccard = Array.from({ length: L }, (_, l) => (pairs.length === 1 ? pairs[0].jaccard[l] : mean(pairs.map((p) => p.jaccard[l]))));
+  const matrix = runs.map((_, a) => runs.map((__, b) => {
+    if (a === b) return 1;
+    const p = pairs.find((q) => q.runs[0] === Math.min(a, b) && q.runs[1] === Math.max(a, b));
+    return p.meanJaccard;
+  }));
+  const dormantExperts = Array.from({ length: L }, (_, l) => {
+    const out = [];
+    for (let e = 0; e < E; e++) if (used.every((u) => !u[l * E + e])) out.push(e);
+    return out;
+  });
+  const dormantTotal = dormantExperts.reduce((a, d) => a + d.length, 0);
+  return {
+    runs: perRun, moeLayers: m.moe_layers.slice(), nExpert: E, pairs, jaccard, meanJaccard: mean(jaccard), matrix,
+    dormantInAll: { perLayer: dormantExperts.map((d) => d.length), experts: dormantExperts, total: dormantTotal,
+      fraction: L * E ? dormantTotal / (L * E) : 0 },
+  };
+}
+
+// Delta of two runs: selections per token (count / n_tokens, in [0, 1]) of A minus
+// B's, per MoE layer and expert, so runs of different lengths compare fairly.
+export function deltaOf(a, b) {
+  const n = a.counts.length, values = new Float64Array(n);
+  const na = a.nTokens || 1, nb = b.nTokens || 1;
+  let max = 0;
+  for (let c = 0; c < n; c++) {
+    values[c] = a.counts[c] / na - b.counts[c] / nb;
+    max = Math.max(max, Math.abs(values[c]));
+  }
+  return { a: a.name, b: b.name, values, max };
+}
+
+function sum(a, from, to) { let s = 0; for (let i = from; i < to; i++) s += a[i]; return s; }
+
+function mean(xs) {
+  const v = xs.filter((x) => x !== null);
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+}

@@ -1,0 +1,96 @@
+// Reader of the binary trace form (`.moetrace`, docs/trace-format.md), by its
+// documented layout, all integers little-endian:
+//   8 bytes  magic "MOETRACE"
+//   4 bytes  uint32 H, the header length
+//   H bytes  UTF-8 JSON header: the trace without `routing`, plus
+//            "arrays": {name: {"dtype", "shape", "offset"}}
+//   padding  zeros up to a multiple of 8; then the data section, each array C-ordered
+//            at its `offset` from the start of the data section
+// Returns the trace in its JSON form, except that routing rows are typed-array views
+// into the file's buffer (ids[t][l] is a subarray of K values): nothing is copied.
+// Every size is checked before it is read, and problems come back as one-line errors.
+import { TraceError, validateHeader, validateRouting } from "./tracecheck.js";
+
+const MAGIC = "MOETRACE";
+const DTYPES = { int16: Int16Array, int32: Int32Array, float32: Float32Array };
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export function hasMoetraceMagic(buffer) {
+  const b = new Uint8Array(buffer, 0, Math.min(8, buffer.byteLength));
+  return b.length === 8 && String.fromCharCode(...b) === MAGIC;
+}
+
+export function parseMoetrace(buffer) {
+  if (!hasMoetraceMagic(buffer)) throw new TraceError("not a binary moeviz trace (bad magic)");
+  const size = buffer.byteLength;
+  if (size < 12) throw new TraceError("truncated .moetrace: the file ends before the header length");
+  const hlen = new DataView(buffer).getUint32(8, true);
+  if (12 + hlen > size) {
+    throw new TraceError(`truncated .moetrace: the header runs past the end of the file (${12 + hlen} bytes needed, ${size} present)`);
+  }
+  let header;
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(buffer, 12, hlen)));
+  } catch (e) {
+    throw new TraceError(`.moetrace header is not valid JSON: ${e.message}`);
+  }
+  validateHeader(header);
+  const m = header.model, n = header.tokens.length, L = m.moe_layers.length;
+  const dataStart = align8(12 + hlen);
+  const desc = header.arrays;
+  if (desc === null || typeof desc !== "object") throw new TraceError(".moetrace header has no 'arrays' description");
+  const routing = {};
+  const expected = { expert_ids: [n, L, m.n_expert_used], weights: [n, L, m.n_expert_used], probs: [n, L, m.n_expert] };
+  for (const name of ["expert_ids", "weights", "probs"]) {
+    const spec = desc[name];
+    if (spec === undefined) {
+      if (name === "probs") continue;
+      throw new TraceError(`.moetrace has no ${name} array`);
+    }
+    const data = readArray(buffer, dataStart, name, spec, expected[name]);
+    routing[name] = nest(data, n, L, expected[name][2]);
+  }
+  const trace = { ...header, routing };
+  delete trace.arrays;
+  validateRouting(trace);        // expert ids in range, finite weights
+  return trace;
+}
+
+function readArray(buffer, dataStart, name, spec, shape) {
+  const Type = spec && DTYPES[spec.dtype];
+  if (!Type) throw new TraceError(`.moetrace array '${name}' has an unknown dtype ${JSON.stringify(spec && spec.dtype)}`);
+  if ((name === "expert_ids") !== (Type !== Float32Array)) {
+    throw new TraceError(`.moetrace array '${name}' has dtype ${spec.dtype}, expected ${name === "expert_ids" ? "int16 or int32" : "float32"}`);
+  }
+  if (!Array.isArray(spec.shape) || !spec.shape.every((d) => Number.isInteger(d) && d >= 0) ||
+      !Number.isInteger(spec.offset) || spec.offset < 0) {
+    throw new TraceError(`.moetrace array '${name}' has a bad description`);
+  }
+  if (spec.shape.join(",") !== shape.join(",")) {
+    throw new TraceError(`.moetrace array '${name}' has shape [${spec.shape}], expected [${shape}] [n_tokens][n_moe_layers][k or n_expert]`);
+  }
+  const count = shape[0] * shape[1] * shape[2], start = dataStart + spec.offset;
+  const end = start + count * Type.BYTES_PER_ELEMENT;
+  if (end > buffer.byteLength) {
+    throw new TraceError(`truncated .moetrace: array '${name}' runs past the end of the file (${end} bytes needed, ${buffer.byteLength} present)`);
+  }
+  if (LITTLE_ENDIAN && start % Type.BYTES_PER_ELEMENT === 0) return new Type(buffer, start, count);
+  // a big-endian machine, or an offset the writer would never produce: read value by value
+  const view = new DataView(buffer, start, end - start), out = new Type(count);
+  const get = { Int16Array: "getInt16", Int32Array: "getInt32", Float32Array: "getFloat32" }[Type.name];
+  for (let i = 0; i < count; i++) out[i] = view[get](i * Type.BYTES_PER_ELEMENT, true);
+  return out;
+}
+
+// [n*L*K] flat -> rows[t][l] = a view of K values (what RunState and replay.js index)
+function nest(flat, n, L, K) {
+  const rows = new Array(n);
+  for (let t = 0; t < n; t++) {
+    const row = new Array(L);
+    for (let l = 0; l < L; l++) row[l] = flat.subarray((t * L + l) * K, (t * L + l + 1) * K);
+    rows[t] = row;
+  }
+  return rows;
+}
+
+function align8(n) { return n + ((8 - (n % 8)) % 8); }
