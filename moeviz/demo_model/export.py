@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import gguf
 import numpy as np
 
-from ..fixtures.models import CHATML_TEMPLATE
+from ..fixtures.gguf_file import write_bpe_gguf
 from .tokenizer import SPECIAL_TOKENS
 
 
@@ -76,12 +75,8 @@ def write_gguf(path: str | os.PathLike, cfg: ModelConfig, tokens: list[str], mer
     shapes = cfg.shapes()
     if tensors and set(tensors) != set(shapes):
         raise ValueError(f"tensor names differ from the model's: {sorted(set(tensors) ^ set(shapes))[:5]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        w = gguf.GGUFWriter(tmp, "llama")
-        w.add_name(name)
+
+    def kv(w: gguf.GGUFWriter) -> None:
         if description:
             w.add_description(description)
         for k, v in (extra or {}).items():
@@ -99,33 +94,17 @@ def write_gguf(path: str | os.PathLike, cfg: ModelConfig, tokens: list[str], mer
         w.add_feed_forward_length(cfg.n_ff)
         w.add_rope_dimension_count(cfg.head_dim)
         w.add_file_type(gguf.LlamaFileType.ALL_F32)
-        w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("gpt-2")
-        w.add_token_list(all_tokens)
-        w.add_token_types([gguf.TokenType.NORMAL] * len(tokens) + [gguf.TokenType.CONTROL] * len(SPECIAL_TOKENS))
-        w.add_token_merges(merges)
-        eot = all_tokens.index(SPECIAL_TOKENS[0])
-        w.add_bos_token_id(eot)
-        w.add_eos_token_id(eot)
-        w.add_add_bos_token(False)
-        w.add_chat_template(CHATML_TEMPLATE)
+
+    def arrays():
         for tname in shapes:  # the loader's order: embeddings, then layer by layer
             if tname not in tensors:
                 continue
             arr = np.ascontiguousarray(tensors[tname])
             if arr.shape != shapes[tname]:
                 raise ValueError(f"{tname}: shape {arr.shape}, expected {shapes[tname]}")
-            w.add_tensor(tname, arr.astype(np.float16 if tname in F16_TENSORS else np.float32))
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+            yield tname, arr.astype(np.float16 if tname in F16_TENSORS else np.float32)
+
+    return write_bpe_gguf(path, "llama", name, all_tokens, merges, arrays(), kv)
 
 
 def read_tokenizer(path: str | os.PathLike) -> tuple[list[str], list[str]]:
