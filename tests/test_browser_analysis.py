@@ -1,0 +1,276 @@
+"""The analysis panels (web/js/analysis/) in real Chromium, against moeviz.analysis.
+
+Traces are recorded with the real CLI, exported as static sites and served by a
+plain `python -m http.server`; the page's figures (window.moeviz.analysis(), the
+numbers the panels draw) must equal moeviz.analysis computed here on the same
+tokens: the whole run, a phase (--tokens), and the tokens applied at a cursor.
+"""
+import math
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from serverproc import free_port
+from test_browser import CHROMIUM, browser, Page, pytestmark  # noqa: F401
+
+from moeviz import analysis as A
+from moeviz.trace import load
+
+ROOT = Path(__file__).resolve().parents[1]
+REL, ABS = 1e-6, 1e-9
+# Simulated baselines (shuffles, uniform draws) use the page's own seeded generator:
+# they agree with numpy's up to sampling noise only.
+NOISY = 0.2
+
+RUNS = {  # name: (arch, prompt, max tokens, probs)
+    "ds-probs": ("deepseek2", "the cat sat on the mat. " * 6, 40, True),
+    "ds-plain": ("deepseek2", "Once upon a time there was", 10, False),
+    "llama-probs": ("llama", "a b c a b c a b c " * 4 + "def f(x): return x", 40, True),
+}
+
+
+@pytest.fixture(scope="module")
+def sites(fixture_models, tmp_path_factory):
+    """Two static sites (deepseek2 runs, llama run) under one static file server."""
+    tmp = tmp_path_factory.mktemp("analysis")
+    traces = {}
+    for name, (arch, prompt, max_tokens, probs) in RUNS.items():
+        path = tmp / f"{name}.json"
+        run_cli("record", "-m", fixture_models[arch], "--prompt", prompt, "-o", path, "--max-tokens", max_tokens,
+                "--temperature", 0, *(["--probs"] if probs else []), check=True)
+        traces[name] = path
+    root = tmp / "www"
+    run_cli("export", "--out", root / "ds", traces["ds-probs"], traces["ds-plain"], check=True)
+    run_cli("export", "--out", root / "llama", traces["llama-probs"], check=True)
+    with StaticServer(root) as url:
+        yield url, {name: load(p) for name, p in traces.items()}
+
+
+class StaticServer:
+    def __init__(self, root):
+        self.root = root
+
+    def __enter__(self):
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                      "-d", str(self.root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        return url
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# ---- helpers -------------------------------------------------------------------------
+
+def routing_at(trace, applied=None, tokens="all"):
+    """moeviz.analysis's Routing of the first `applied` tokens, then the --tokens selection."""
+    n = trace.n_tokens if applied is None else applied
+    cut = types.SimpleNamespace(
+        model=trace.model, n_tokens=n, prompt_mask=trace.prompt_mask[:n], tokens=trace.tokens[:n],
+        expert_ids=trace.expert_ids[:n], weights=trace.weights[:n],
+        probs=None if trace.probs is None else trace.probs[:n])
+    return A.select_tokens(cut, tokens, name="trace")
+
+
+def assert_close(page, py, path="figures", skip=()):
+    """Page JSON against moeviz.analysis's (to_json'd) on every key Python has."""
+    if isinstance(py, dict):
+        assert isinstance(page, dict), f"{path}: {page!r} is not an object"
+        for k, v in py.items():
+            if k in skip or k == "moe_layers":
+                continue
+            assert k in page, f"{path}.{k} missing from the page's figures"
+            assert_close(page[k], v, f"{path}.{k}", skip)
+    elif isinstance(py, list):
+        assert isinstance(page, list) and len(page) == len(py), f"{path}: length {len(page or [])} != {len(py)}"
+        for i, (a, b) in enumerate(zip(page, py)):
+            assert_close(a, b, f"{path}[{i}]", skip)
+    elif isinstance(py, bool) or py is None or isinstance(py, str):
+        assert page == py, f"{path}: page {page!r} != python {py!r}"
+    else:
+        assert isinstance(page, (int, float)) and not isinstance(page, bool), f"{path}: {page!r} is not a number"
+        assert math.isclose(page, py, rel_tol=REL, abs_tol=ABS), f"{path}: page {page!r} != python {py!r}"
+
+
+def assert_near(page, py, path, tol=NOISY):
+    for i, (a, b) in enumerate(zip(page, py)):
+        assert (a is None) == (b is None) and (a is None or abs(a - b) <= tol), f"{path}[{i}]: page {a} vs python {b}"
+
+
+def expected(r, layer, expert, min_count):
+    """Every figure the page computes, from moeviz.analysis (JSON types)."""
+    tal = A.tally(r)
+    k, E = r.k, r.n_expert
+    out = {
+        "utilization": {"counts": tal.counts, "top1_counts": tal.top1_counts},
+        "balance": A.load_balance(r),
+        "dormant": {**A.dormant_experts(r), "uniform_expected_fraction": (1 - k / E) ** r.n_tokens},
+        "saturation": A.saturation_curve(r, per_layer=True),
+        "profile": A.expert_token_profile(r, layer, expert),
+        "routing_map": {"top1": A.routing_map(r)["top1"]},
+        "locality": A.consecutive_repetition(r),
+        "coactivation": A.coactivation(r, layer),
+        "transitions": A.layer_transitions(r, layer) if layer != r.moe_layers[-1] else None,
+        "transition_summary": A.transition_summary(r),
+        "specialization": A.vocabulary_specialization(r, min_count=min_count),
+        "confidence": A.router_confidence(r) if r.probs is not None else None,
+        "cache": A.cache_hit_rates(r),
+    }
+    return A.to_json(out)
+
+
+def check_figures(fig, r, layer, expert, min_count):
+    """The page's figures (all groups) against moeviz.analysis on routing `r`."""
+    want = expected(r, layer, expert, min_count)
+    assert fig["tokens"] == r.n_tokens and fig["layers"] == r.moe_layers
+    assert fig["layer"] == layer and fig["expert"] == expert
+    for key in ("utilization", "balance", "dormant", "saturation", "profile", "routing_map", "locality",
+                "coactivation", "transitions", "confidence", "cache"):
+        assert_close(fig[key], want[key], key)
+    shuffled = ("mutual_information_shuffled", "predictability_shuffled")
+    assert_close(fig["transition_summary"], want["transition_summary"], "transition_summary", skip=shuffled)
+    for key in shuffled:
+        assert_near(fig["transition_summary"][key], want["transition_summary"][key], key, tol=0.35)
+    sp, spw = fig["specialization"], want["specialization"]
+    assert_close(sp, spw, "specialization", skip=("shuffled_baseline", "uniform_baseline"))
+    assert_near(sp["shuffled_baseline"], spw["shuffled_baseline"], "shuffled_baseline")
+    assert_near([sp["uniform_baseline"]], [spw["uniform_baseline"]], "uniform_baseline")
+    return want
+
+
+def open_run(browser, url, run=None, fragment=""):
+    pg = Page(browser, url + fragment)
+    if run is not None:
+        pg.page.wait_for_function("document.querySelectorAll('#run-select option').length > 1")
+        pg.page.select_option("#run-select", f"runs/{run}.json")
+    return pg
+
+
+def wait_played(pg, n):
+    pg.page.wait_for_function(f"moeviz.done && moeviz.tokens === {n} && moeviz.applied === {n}", timeout=30_000)
+    pg.settle()
+
+
+def analysis(pg, **opts):
+    return pg.page.evaluate("(o) => moeviz.analysis(o)", opts)
+
+
+def busiest(r, layer):
+    return int(A.tally(r).counts[r.layer_index(layer)].argmax())
+
+
+# ---- tests ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("site,run", [("ds", "ds-probs"), ("llama", "llama-probs")])
+def test_figures_equal_moeviz_analysis(sites, browser, site, run):
+    url, traces = sites
+    trace = traces[run]
+    pg = open_run(browser, url + f"{site}/", run if site == "ds" else None)
+    try:
+        wait_played(pg, trace.n_tokens)
+        assert trace.probs is not None and pg.js("moeviz.hasProbs")
+        layers = trace.model["moe_layers"]
+        if site == "ds":   # a dense layer 0 and shared experts: only the routed MoE layers 1-3 are analysed
+            assert trace.model["dense_layers"] == [0] and trace.model["n_shared_experts"] > 0 and layers == [1, 2, 3]
+            assert analysis(pg, layer=0)["error"].startswith("layer 0 is not a MoE layer")
+        for tokens in ("generated", "prompt", "all"):
+            r = routing_at(trace, tokens=tokens)
+            for layer in (layers[-1], layers[0]):
+                expert = busiest(r, layer)
+                fig = analysis(pg, tokens=tokens, layer=layer, expert=expert, minCount=3)
+                assert fig["selection"] == tokens and fig["applied"] == trace.n_tokens
+                want = check_figures(fig, r, layer, expert, 3)
+        # the checks are not vacuous (the last ones: all tokens, the first MoE layer)
+        assert want["specialization"]["tokens"] > 0 and want["profile"]["top"] and want["transitions"]
+        assert want["locality"]["pairs"] == trace.n_tokens - 1 and fig["confidence"]["top1"]["mean"][0] > 0
+        assert fig["cache"]["static_overall"][-1] == 1.0 and 0 < fig["cache"]["compulsory_miss"] < 1
+        # a dormant expert's profile says so
+        r = routing_at(trace)
+        dormant = [(layer, e) for layer, ids in zip(layers, A.dormant_experts(r)["per_layer"]) for e in ids]
+        if dormant:
+            layer, e = dormant[0]
+            prof = analysis(pg, layer=layer, expert=e, groups=["profile"])["profile"]
+            assert_close(prof, A.to_json(A.expert_token_profile(r, layer, e)), "profile")
+            assert prof["tokens_routed"] == 0 and prof["note"].startswith("dormant")
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_figures_cover_exactly_the_applied_tokens(sites, browser):
+    url, traces = sites
+    trace = traces["ds-probs"]          # the site's first run: the one a #t= link opens
+    n = trace.n_prompt + 5
+    pg = open_run(browser, url + "ds/", fragment=f"#t={n}")
+    try:
+        pg.page.wait_for_function(f"moeviz.done && moeviz.applied === {n + 1}", timeout=30_000)
+        pg.settle()
+        layer = 2
+        for tokens in ("all", "generated"):
+            r = routing_at(trace, n + 1, tokens)
+            fig = analysis(pg, tokens=tokens, layer=layer, expert=busiest(r, layer), minCount=2)
+            assert fig["applied"] == n + 1 and fig["tokens"] == (n + 1 if tokens == "all" else 6)
+            check_figures(fig, r, layer, busiest(r, layer), 2)
+        # the whole run differs from the cursor's figures (so the check above means something)
+        full = A.to_json(A.cache_hit_rates(routing_at(trace)))
+        assert full["stack_distance_histogram"] != fig["cache"]["stack_distance_histogram"] or \
+            A.to_json(A.tally(routing_at(trace)).counts) != analysis(pg)["utilization"]["counts"]
+        # step back with the playback control: one token fewer
+        pg.page.click("#pb-back")
+        pg.page.wait_for_function(f"moeviz.applied === {n}")
+        r = routing_at(trace, n)
+        fig = analysis(pg, layer=layer, expert=busiest(r, layer), minCount=2)
+        assert fig["tokens"] == n
+        check_figures(fig, r, layer, busiest(r, layer), 2)
+        # the visible panel follows the cursor (recomputed, not just the API)
+        pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === 'balance:{n}'")
+        assert f"cursor {n} of {trace.n_tokens}" in pg.page.inner_text("#analysis .an-status")
+        # the prompt-only selection at a cursor inside the prompt
+        pg.page.click("#pb-start")
+        pg.page.wait_for_function("moeviz.applied === 0")
+        assert analysis(pg)["tokens"] == 0 and "no tokens yet" in analysis(pg)["note"]
+        for _ in range(3):
+            pg.page.click("#pb-fwd")
+        pg.page.wait_for_function("moeviz.applied === 3")
+        r = routing_at(trace, 3, "prompt")
+        fig = analysis(pg, tokens="prompt", layer=1, expert=busiest(r, 1), minCount=1)
+        check_figures(fig, r, 1, busiest(r, 1), 1)
+        assert analysis(pg, tokens="generated")["tokens"] == 0
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_without_probabilities_confidence_is_not_captured(sites, browser):
+    url, traces = sites
+    trace = traces["ds-plain"]
+    assert trace.probs is None
+    pg = open_run(browser, url + "ds/", "ds-plain")
+    try:
+        wait_played(pg, trace.n_tokens)
+        assert not pg.js("moeviz.hasProbs")
+        fig = analysis(pg)
+        assert fig["confidence"] is None and "no router probabilities" in fig["confidence_note"]
+        check_figures(fig, routing_at(trace), fig["layer"], fig["expert"], 10)
+        pg.page.click("[data-an-tab=confidence]")
+        pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === 'confidence:{trace.n_tokens}'")
+        panel = pg.page.locator("[data-an-panel=confidence]")
+        assert panel.is_visible() and "not captured" in panel.inner_text()
+        assert panel.locator("table").count() == 0 and not any(ch.isdigit() for ch in panel.inner_text())
+        assert pg.errors == []
+    finally:
+        pg.close()
