@@ -89,6 +89,8 @@ function handleLive(msg) {
   }
   handle(msg);
   if (msg.type === "done" && shown && shown.kind === "live" && state.nTokens > 0) {
+    // the stored run's id (its permalink) is the one worth naming; the start message's is the job's
+    if (state.permalink) shown.name = `run ${state.permalink.slice(3)}`;
     const entry = library.add({ name: shown.name, kind: "live", label: promptLabel(state.run && state.run.prompt) });
     library.setFigures(entry, figuresFromState(state, entry.name));
     library.setShown(entry);
@@ -298,7 +300,8 @@ const api = {
   get model() { return state.model ? structuredClone(state.model) : null; },
   get status() { return state.status; },
   get message() { return state.message; },
-  get done() { return state.done; },
+  // a requested run that has not started yet makes the page not done (the old run is going away)
+  get done() { return state.done && !pending; },
   get tokens() { return state.nTokens; },
   get promptTokens() { return state.nPrompt; },
   get applied() { return state.applied; },
