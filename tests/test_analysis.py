@@ -325,6 +325,11 @@ def test_cmd_stats_on_saved_trace_files(tmp_path, capsys):
     assert first["balance"]["moe_layers"] == [1, 2, 3] and len(first["expert_cache"]["lru"][0]) == 8
     assert out["comparison"]["traces"] == [str(tmp_path / "a.moetrace"), str(tmp_path / "b.json")]
     assert len(out["comparison"]["pairs"][0]["jaccard"]) == 3
+    for flags in ((), ("--no-cache-sim",)):
+        assert stats_cli.cmd_stats(stats_args(str(tmp_path / "b.json"), "--json", *flags)) == 0
+    full, skipped = (json.loads(line)["traces"][0] for line in capsys.readouterr().out.splitlines())
+    assert full["expert_cache"] is not None and skipped["expert_cache"] is None
+    assert {k: v for k, v in skipped.items() if k != "expert_cache"} == {k: v for k, v in full.items() if k != "expert_cache"}
 
 
 def test_cmd_stats_refuses_traces_of_different_models(tmp_path):
