@@ -106,8 +106,9 @@ function promptLabel(prompt) {
 // ---- status line ------------------------------------------------------------
 
 let shownStatus = "";
+const isRunning = () => pending || state.status === "running" || state.status === "queued";
 function renderStatus() {
-  const running = pending || state.status === "running" || state.status === "queued";
+  const running = isRunning();
   const text = notice ? notice.text : connection === "closed" ? "disconnected from the server, reconnecting…"
     : pending ? "starting…" : state.message || (config.mode === "live" ? "ready" : "");
   const isError = notice ? notice.error : state.status === "error" || connection === "closed";
@@ -122,7 +123,6 @@ function renderStatus() {
   link.hidden = !state.permalink;
   if (state.permalink) link.href = state.permalink;
   document.body.dataset.status = state.status;
-  renderFileButtons(running);
 }
 
 // ---- the frame loop -----------------------------------------------------------
@@ -133,6 +133,7 @@ function frame(now) {
   for (const v of views) v.update();
   playback.render();
   renderStatus();
+  renderFileButtons();
   frames++;
   requestAnimationFrame(frame);
 }
@@ -205,7 +206,7 @@ function play(trace, source) {
 // ---- trace files: open (picker, drop), save ----------------------------------------
 
 async function openFiles(files) {
-  if (pending || state.status === "running" || state.status === "queued") {
+  if (isRunning()) {
     notice = { text: "a run is in progress: stop it (or let it finish) before opening a trace file", error: true };
     return;
   }
@@ -253,8 +254,8 @@ function storedTraceUrl() {
 }
 
 let shownFiles = "";
-function renderFileButtons(running) {
-  const url = storedTraceUrl();
+function renderFileButtons() {
+  const running = isRunning(), url = storedTraceUrl();
   const key = `${running}|${state.nTokens}|${url}`;
   if (key === shownFiles) return;
   shownFiles = key;
