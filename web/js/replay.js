@@ -1,6 +1,8 @@
 // Replays: a trace (docs/trace-format.md, JSON form) cut into the very messages a
 // live run sends, so the same state and views show it. Used for permalinks
-// (/r/<id> reads /api/runs/<id>) and exported static sites (manifest.json).
+// (/r/<id> reads /api/runs/<id>), exported static sites (manifest.json) and trace
+// files opened in the page (files.js). Routing rows may be nested arrays (JSON form)
+// or typed-array views (a .moetrace file, moetrace.js): both index as ids[t][l][k].
 
 export function traceToMessages(trace, runId = null) {
   if (!trace || trace.format !== "moeviz-trace") throw new Error("not a moeviz trace");
