@@ -250,6 +250,12 @@ def test_figures_cover_exactly_the_applied_tokens(sites, browser):
         fig = analysis(pg, tokens="prompt", layer=1, expert=busiest(r, 1), minCount=1)
         check_figures(fig, r, 1, busiest(r, 1), 1)
         assert analysis(pg, tokens="generated")["tokens"] == 0
+        # forward to the end: the kept per-token results (LRU stacks, router scores) are
+        # extended, not reused stale
+        pg.page.click("#pb-end")
+        pg.page.wait_for_function(f"moeviz.applied === {trace.n_tokens}")
+        r = routing_at(trace)
+        check_figures(analysis(pg, layer=3, expert=busiest(r, 3), minCount=3), r, 3, busiest(r, 3), 3)
         assert pg.errors == []
     finally:
         pg.close()

@@ -6,15 +6,29 @@
 import { tally, top1Of, top1Counts, balance, dormant, saturation, expertTokenProfile, tokenTexts } from "./metrics.js";
 import { consecutive, coactivation, layerTransitions, transitionSummary, vocabularySpecialization } from "./locality.js";
 import { ConfidenceCache, routerConfidence } from "./confidence.js";
-import { stackDistances, cacheHitRates } from "./cache.js";
+import { StackDistanceCache, cacheHitRates } from "./cache.js";
 
 export const SELECTIONS = ["all", "prompt", "generated"];
+const BACKGROUND_ROWS = 32;     // LRU rows simulated per frame in the background (~1-2 ms at 48 x 128)
 export const GROUPS = ["balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"];
 
 export class Analyzer {
   constructor(state) {
     this.state = state;
-    this.conf = new ConfidenceCache();
+    this.conf = new ConfidenceCache();       // per-token values, kept per run
+    this.lru = new StackDistanceCache();      // per-use stack distances, kept per run and first row
+  }
+
+  // Between recomputes (each animation frame): extend the per-token caches toward the
+  // cursor within a small time budget, so opening the confidence or cache tab on a
+  // long run finds them (mostly) ready. Nothing to do when they have caught up.
+  background(budgetMs = 3) {
+    const s = this.state, hi = s.applied;
+    if (!s.model || !hi) return;
+    const deadline = performance.now() + budgetMs;
+    if (s.hasProbs && (this.conf.key !== s.gen || this.conf.done < hi)) this.conf.fill(s, hi, deadline);
+    const done = this.lru.done(s, 0);
+    if (done < hi && performance.now() < deadline) this.lru.advance(s, 0, Math.min(hi, done + BACKGROUND_ROWS));
   }
 
   // Rows [lo, hi) of the applied tokens in the selection.
@@ -88,7 +102,7 @@ export class Analyzer {
           layers: layers.slice() });
       }
     }
-    if (want.has("cache")) out.cache = cacheHitRates(stackDistances(sel), getTally().counts, L, E);
+    if (want.has("cache")) out.cache = cacheHitRates(this.lru.histogram(s, sel.lo, sel.hi), getTally().counts, L, E);
     return out;
   }
 }

@@ -11,12 +11,38 @@ import { quantileSorted } from "./metrics.js";
 export const QUANTILES = [0.1, 0.5, 0.9];
 export const PROBABILITY_GATINGS = ["softmax", "softmax_weight"];
 
+// One token's scores p [L*E]: per layer its top-1 score,
+// margin and normalized entropy, written at j0 + layer. One pass per layer finds the
+// k+1 largest scores (insertion into a short sorted list), their total and Σ p ln p;
+// the entropy of p / total is ln total − Σ p ln p / total.
+function fillToken(p, j0, L, E, K, top, top1, margin, entropy) {
+  const m = top.length, logE = Math.log(E);
+  for (let l = 0; l < L; l++) {
+    const o = l * E;
+    let filled = 0, total = 0, plogp = 0, thr = -Infinity;     // thr: the m-th largest once m are in
+    for (let e = 0; e < E; e++) {
+      const v = p[o + e];
+      total += v;
+      if (v > 0) plogp += v * Math.log(v);
+      if (v <= thr) continue;
+      let i = filled < m ? filled++ : m - 1;
+      while (i > 0 && top[i - 1] < v) { top[i] = top[i - 1]; i--; }
+      top[i] = v;
+      if (filled === m) thr = top[m - 1];
+    }
+    top1[j0 + l] = top[0];
+    margin[j0 + l] = K < E ? Math.fround(top[K - 1] - top[K]) : NaN;    // Python keeps margins as float32
+    entropy[j0 + l] = total > 0 ? (E > 1 ? (Math.log(total) - plogp / total) / logE : 0) : NaN;
+  }
+}
+
 export class ConfidenceCache {
   constructor() { this.key = null; }
 
   // Per-token values for the tokens [0, upTo) of the state (NaN for a token without
-  // scores; callers check that every selected token has them).
-  fill(state, upTo) {
+  // scores; callers check that every selected token has them). With a deadline
+  // (performance.now() time) it may stop early: `done` says how far it got.
+  fill(state, upTo, deadline = Infinity) {
     const { L, E, K } = state;
     if (this.key !== state.gen || !this.top1 || this.L !== L) {
       Object.assign(this, { key: state.gen, L, E, K, done: 0, top1: new Float64Array(0),
@@ -27,36 +53,14 @@ export class ConfidenceCache {
       const cap = Math.max(upTo, 2 * this.done, 64) * L;
       for (const f of ["top1", "margin", "entropy"]) { const a = new Float64Array(cap); a.set(this[f]); this[f] = a; }
     }
-    const m = Math.min(K + 1, E), top = new Float64Array(m), logE = Math.log(E);
+    const top = new Float64Array(Math.min(K + 1, E));
     for (let t = this.done; t < upTo; t++) {
       const p = state.probs[t];
-      for (let l = 0; l < L; l++) {
-        const j = t * L + l;
-        if (!p) { this.top1[j] = this.margin[j] = this.entropy[j] = NaN; continue; }
-        const o = l * E;
-        // the m largest scores, largest first (insertion into a short sorted list)
-        let filled = 0, total = 0;
-        for (let e = 0; e < E; e++) {
-          const v = p[o + e];
-          total += v;
-          if (filled === m && v <= top[m - 1]) continue;
-          let i = filled < m ? filled++ : m - 1;
-          while (i > 0 && top[i - 1] < v) { top[i] = top[i - 1]; i--; }
-          top[i] = v;
-        }
-        this.top1[j] = top[0];
-        // Python stores the margin in a float32 array
-        this.margin[j] = K < E ? Math.fround(top[K - 1] - top[K]) : NaN;
-        let h = NaN;
-        if (total > 0) {
-          h = 0;
-          for (let e = 0; e < E; e++) { const q = p[o + e] / total; if (q > 0) h -= q * Math.log(q); }
-          h = E > 1 ? h / logE : 0;
-        }
-        this.entropy[j] = h;
-      }
+      if (p) fillToken(p, t * L, L, E, K, top, this.top1, this.margin, this.entropy);
+      else for (let j = t * L; j < (t + 1) * L; j++) this.top1[j] = this.margin[j] = this.entropy[j] = NaN;
+      this.done = t + 1;
+      if ((t & 7) === 7 && performance.now() > deadline) break;
     }
-    this.done = upTo;
   }
 }
 

@@ -96,47 +96,87 @@ export function layerTransitions(top1, n, L, E, row, layers) {
   return { layer: layers[row], next_layer: layers[row + 1], counts, conditional };
 }
 
-// Plug-in mutual information (bits) and predictability of an [E*E] count table.
-function pairFigures(t, E, n, pa, pb) {
-  pa.fill(0); pb.fill(0);
-  let best = 0, mi = 0;
-  for (let a = 0; a < E; a++) {
-    let m = 0;
-    for (let b = 0; b < E; b++) { const v = t[a * E + b]; pa[a] += v / n; pb[b] += v / n; if (v > m) m = v; }
-    best += m;
+// Plug-in mutual information (bits) and predictability of the pairing (a[i], b[i]),
+// i < n, given the marginal shares pa, pb (as in locality.py's _pair_figures). Only
+// the table's non-empty cells are visited (n is usually far below E * E); `table`
+// and `rowMax` are left zeroed.
+function pairFigures(a, b, n, E, pa, pb, scratch) {
+  const { table, rowMax, cells } = scratch;
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    const c = a[i] * E + b[i];
+    if (table[c]++ === 0) cells[m++] = c;
   }
-  for (let a = 0; a < E; a++) {
-    for (let b = 0; b < E; b++) {
-      const v = t[a * E + b];
-      if (v > 0) { const j = v / n; mi += j * Math.log2(j / (pa[a] * pb[b])); }
-    }
+  let mi = 0, best = 0;
+  for (let j = 0; j < m; j++) {
+    const c = cells[j], v = table[c], x = (c / E) | 0, p = v / n;
+    mi += p * Math.log2(p / (pa[x] * pb[c - x * E]));
+    if (v > rowMax[x]) rowMax[x] = v;
+    table[c] = 0;
   }
+  for (let x = 0; x < E; x++) { best += rowMax[x]; rowMax[x] = 0; }
   return [Math.max(mi, 0), best / n];
+}
+
+// The same two figures summed over the shuffled pairings (aE[i] = a[i] * E, b[perm[i]]).
+// Shuffling keeps both marginals, so with xlogx[v] = v log2 v and marginal =
+// Σ_a ca log2 ca + Σ_b cb log2 cb: MI = (Σ_cells v log2 v + n log2 n − marginal) / n,
+// no log per cell.
+function shuffledFigures(aE, a, b, perms, n, E, xlogx, marginal, scratch) {
+  const { table, rowMax, cells, cellRow } = scratch;
+  let mi = 0, pred = 0;
+  for (const perm of perms) {
+    let m = 0;
+    for (let i = 0; i < n; i++) {     // branch-free: first touches are unpredictable
+      const c = aE[i] + b[perm[i]], old = table[c];
+      table[c] = old + 1;
+      cells[m] = c;
+      cellRow[m] = a[i];
+      m += (old - 1) >>> 31;          // 1 when old === 0
+    }
+    let s = 0, best = 0;
+    for (let j = 0; j < m; j++) {
+      const c = cells[j], v = table[c], x = cellRow[j];
+      s += xlogx[v];
+      rowMax[x] = Math.max(rowMax[x], v);
+      table[c] = 0;
+    }
+    for (let x = 0; x < E; x++) { best += rowMax[x]; rowMax[x] = 0; }
+    mi += Math.max((s + xlogx[n] - marginal) / n, 0);
+    pred += best / n;
+  }
+  return [mi / perms.length, pred / perms.length];
 }
 
 export const SHUFFLE_DRAWS = 1 << 20;
 
 // Per adjacent MoE row pair: MI, predictability, the guess-the-commonest baseline and
-// both figures again with the next layer's top-1 shuffled across tokens (seeded).
+// both figures again with the next layer's top-1 shuffled across tokens (seeded; as
+// many shuffles as Python, max(1, min(16, 2^20 / n))).
 export function transitionSummary(top1, n, L, E, layers) {
   const out = { pairs: [], mutual_information_bits: [], predictability: [], predictability_baseline: [],
     mutual_information_shuffled: [], predictability_shuffled: [] };
-  const pa = new Float64Array(E), pb = new Float64Array(E);
+  const pa = new Float64Array(E), pb = new Float64Array(E), ca = new Int32Array(E), cb = new Int32Array(E);
   const rng = mulberry32(0), S = Math.max(1, Math.min(16, Math.floor(SHUFFLE_DRAWS / n)));
   const perms = Array.from({ length: S }, () => permutation(n, rng));
-  const sh = new Int32Array(E * E);
+  const scratch = { table: new Int32Array(E * E), rowMax: new Int32Array(E), cells: new Int32Array(n),
+    cellRow: new Int32Array(n) };
+  const a = new Int32Array(n), b = new Int32Array(n), aE = new Int32Array(n);
+  const xlogx = Float64Array.from({ length: n + 1 }, (_, v) => (v > 1 ? v * Math.log2(v) : 0));
   for (let l = 0; l + 1 < L; l++) {
-    const t = transitionCounts(top1, n, L, E, l);
-    const [mi, p] = pairFigures(t, E, n, pa, pb);
-    let colMax = 0;
-    for (let b = 0; b < E; b++) { let s = 0; for (let a = 0; a < E; a++) s += t[a * E + b]; if (s > colMax) colMax = s; }
-    let mi0 = 0, p0 = 0;
-    for (const perm of perms) {
-      sh.fill(0);
-      for (let i = 0; i < n; i++) sh[top1[i * L + l] * E + top1[perm[i] * L + l + 1]]++;
-      const [m, q] = pairFigures(sh, E, n, pa, pb);
-      mi0 += m / S; p0 += q / S;
+    ca.fill(0); cb.fill(0);
+    for (let i = 0, o = l; i < n; i++, o += L) {
+      const x = top1[o], y = top1[o + 1];
+      a[i] = x; aE[i] = x * E; b[i] = y; ca[x]++; cb[y]++;
     }
+    let colMax = 0, marginal = 0;
+    for (let e = 0; e < E; e++) {
+      pa[e] = ca[e] / n; pb[e] = cb[e] / n;
+      if (cb[e] > colMax) colMax = cb[e];
+      marginal += xlogx[ca[e]] + xlogx[cb[e]];
+    }
+    const [mi, p] = pairFigures(a, b, n, E, pa, pb, scratch);
+    const [mi0, p0] = shuffledFigures(aE, a, b, perms, n, E, xlogx, marginal, scratch);
     out.pairs.push([layers[l], layers[l + 1]]);
     out.mutual_information_bits.push(mi);
     out.predictability.push(p);
@@ -163,26 +203,25 @@ export function vocabularySpecialization(sel, top1, texts, { minCount = 10, top 
     return Object.assign(result, { share: new Array(L).fill(null), shuffled_baseline: new Array(L).fill(null),
       uniform_baseline: null, most_specialized: [], note: `no token id occurs ${minCount} times or more` });
   }
-  const rows = [], tok = [];
-  for (let i = 0; i < n; i++) {
+  const R = totalOcc, rows = new Int32Array(R), tok = new Int32Array(R);
+  for (let i = 0, r = 0; i < n; i++) {
     const j = compact.get(tokens[lo + i].id);
-    if (j !== undefined) { rows.push(i); tok.push(j); }
+    if (j !== undefined) { rows[r] = i; tok[r++] = j; }
   }
-  const R = rows.length, rng = mulberry32(0);
+  const rng = mulberry32(0);
   const S = Math.max(1, Math.min(16, Math.floor(SHUFFLE_DRAWS / R)));
   const shuffles = Array.from({ length: S }, () => { const p = permutation(R, rng); return Int32Array.from(p, (x) => tok[x]); });
-  const bins = new Int32Array(F * E), best = new Float64Array(L * F);
-  const share = [], shuffled = [], routed = new Int32Array(R);
+  const scratch = { bins: new Int32Array(F * E), cells: new Int32Array(R) }, best = new Float64Array(L * F);
+  const share = [], shuffled = [], routed = new Int32Array(R), tmp = new Float64Array(F);
   for (let l = 0; l < L; l++) {
     for (let r = 0; r < R; r++) routed[r] = top1[rows[r] * L + l];
-    largest(tok, routed, bins, F, E, best.subarray(l * F, (l + 1) * F));
+    largest(tok, routed, scratch, E, best.subarray(l * F, (l + 1) * F));
     let s = 0;
     for (let j = 0; j < F; j++) s += best[l * F + j];
     share.push(s / totalOcc);
     let acc = 0;
-    const tmp = new Float64Array(F);
     for (const sh of shuffles) {
-      largest(sh, routed, bins, F, E, tmp);
+      largest(sh, routed, scratch, E, tmp);
       let m = 0;
       for (let j = 0; j < F; j++) m += tmp[j];
       acc += m / S;
@@ -203,13 +242,20 @@ export function vocabularySpecialization(sel, top1, texts, { minCount = 10, top 
   });
 }
 
-// Per token j, its count at its most frequent expert; bins is scratch [F*E], left zeroed.
-function largest(tok, routed, bins, F, E, out) {
-  for (let r = 0; r < tok.length; r++) bins[tok[r] * E + routed[r]]++;
-  for (let j = 0; j < F; j++) {
-    let m = 0;
-    for (let e = 0, o = j * E; e < E; e++, o++) { if (bins[o] > m) m = bins[o]; bins[o] = 0; }
-    out[j] = m;
+// Per token j, its count at its most frequent expert. Only touched bins are visited;
+// `scratch.bins` [F*E] is left zeroed.
+function largest(tok, routed, scratch, E, out) {
+  const { bins, cells } = scratch;
+  out.fill(0);
+  let m = 0;
+  for (let r = 0; r < tok.length; r++) {
+    const c = tok[r] * E + routed[r];
+    if (bins[c]++ === 0) cells[m++] = c;
+  }
+  for (let j = 0; j < m; j++) {
+    const c = cells[j], t = (c / E) | 0;
+    if (bins[c] > out[t]) out[t] = bins[c];
+    bins[c] = 0;
   }
 }
 

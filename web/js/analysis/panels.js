@@ -123,9 +123,9 @@ class AnalysisPanels {
     if (this.model !== s.model) this.build(s.model);
     const ui = this.ui, width = this.width || this.root.clientWidth;
     const key = `${s.gen}|${s.applied}|${ui.tab}|${ui.tokens}|${ui.row}|${ui.expert}|${ui.minCount}|${ui.cacheScope}|${width}`;
-    if (key === this.shown) return;
+    if (key === this.shown) { this.analyzer.background(); return; }
     const now = performance.now();
-    if (now - this.last < THROTTLE_MS) return;         // the cursor moved: at most 4 recomputes a second
+    if (now - this.last < THROTTLE_MS) { this.analyzer.background(); return; }   // at most 4 recomputes a second
     this.shown = key;
     this.last = now;
     this.syncControls();
