@@ -280,3 +280,139 @@ def test_without_probabilities_confidence_is_not_captured(sites, browser):
         assert pg.errors == []
     finally:
         pg.close()
+
+
+def test_heatmap_click_chooses_the_expert_profile(sites, browser):
+    url, traces = sites
+    trace = traces["llama-probs"]
+    pg = open_run(browser, url + "llama/")
+    try:
+        wait_played(pg, trace.n_tokens)
+        r = routing_at(trace)
+        layer = trace.model["moe_layers"][2]
+        row, expert = 2, int(np.argsort(A.tally(r).counts[2])[-2])     # the second busiest expert there
+        pg.js("document.getElementById('heatmap-canvas').scrollIntoView()")
+        box = pg.js("(() => { const r = document.getElementById('heatmap-canvas').getBoundingClientRect(); "
+                    "return [r.left, r.top, window.devicePixelRatio]; })()")
+        c = pg.page.evaluate("([r, e]) => moeviz.cellCenter('heatmap', r, e)", [row, expert])
+        pg.page.mouse.click(box[0] + c["x"] / box[2], box[1] + c["y"] / box[2])
+        pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === 'profile:{trace.n_tokens}'")
+        fig = analysis(pg)
+        assert (fig["panel"]["tab"], fig["panel"]["layer"], fig["panel"]["expert"]) == ("profile", layer, expert)
+        want = A.to_json(A.expert_token_profile(r, layer, expert))
+        assert_close(fig["profile"], want, "profile")
+        # what the panel shows: its title and one table row per listed token, counts as Python's
+        title = pg.page.locator("[data-an-panel=profile] .an-line[data-layer]")
+        assert title.get_attribute("data-layer") == str(layer) and title.get_attribute("data-expert") == str(expert)
+        assert f"routed {want['tokens_routed']} of {trace.n_tokens}" in title.inner_text()
+        rows = pg.js("Array.from(document.querySelectorAll('[data-an-panel=profile] tbody tr'), "
+                     "tr => Array.from(tr.cells, c => c.textContent))")
+        assert [[int(x[1]), int(x[2])] for x in rows] == [[t["count"], t["occurrences"]] for t in want["top"]]
+        assert pg.page.locator(".an-layer").input_value() == "2" and pg.page.locator(".an-expert").input_value() == str(expert)
+        # the selects choose too
+        pg.page.select_option(".an-expert", str((expert + 1) % 8))
+        pg.page.wait_for_function(f"moeviz.analysis({{groups: []}}).panel.expert === {(expert + 1) % 8}")
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_every_tab_draws_the_figures(sites, browser):
+    url, traces = sites
+    trace = traces["ds-probs"]
+    pg = open_run(browser, url + "ds/")
+    try:
+        wait_played(pg, trace.n_tokens)
+        n = trace.n_tokens
+        for tab in ("balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"):
+            pg.page.click(f"[data-an-tab={tab}]")
+            pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === '{tab}:{n}'")
+            panel = pg.page.locator(f"[data-an-panel={tab}]")
+            assert panel.is_visible() and panel.inner_text().strip()
+            assert pg.page.locator("[data-an-panel]:visible").count() == 1
+            canvases = pg.js(f"Array.from(document.querySelectorAll('[data-an-panel={tab}] canvas'), c => c.width * c.height)")
+            assert all(a > 0 for a in canvases)
+        # numbers in the tables are Python's, rounded as shown: generated tokens only
+        pg.page.click("[data-an-tokens=generated]")
+        pg.page.click("[data-an-tab=balance]")
+        n_gen = n - trace.n_prompt
+        pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === 'balance:{n_gen}'")
+        assert f"over {n_gen} generated tokens" in pg.page.inner_text("#analysis .an-status")
+        b = A.load_balance(routing_at(trace, tokens="generated"))
+        rows = pg.js("Array.from(document.querySelectorAll('[data-an-panel=balance] tbody tr'), "
+                     "tr => [Number(tr.dataset.layer), ...Array.from(tr.cells, c => c.textContent)])")
+        assert [x[0] for x in rows] == trace.model["moe_layers"]
+        for i, x in enumerate(rows):
+            cv, cv_random = (float(v) for v in x[2].replace("(", "").replace(")", "").split())
+            assert abs(cv - b["cv"][i]) <= 0.005 + 1e-9 and abs(cv_random - b["cv_random"][i]) <= 0.005 + 1e-9
+            assert abs(float(x[7].rstrip("%")) - 100 * b["top_share"][i]) <= 0.05 + 1e-9
+        # a row click chooses the layer
+        pg.page.click("[data-an-panel=balance] tbody tr[data-layer='3']")
+        pg.page.wait_for_function("moeviz.analysis({groups: []}).panel.layer === 3")
+        # the cache table at C = k, 2k, 4k
+        pg.page.click("[data-an-tab=cache]")
+        pg.page.click("[data-cache-scope=all]")
+        pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === 'cache:{n_gen}'")
+        c = A.cache_hit_rates(routing_at(trace, tokens="generated"))
+        cells = pg.js("Array.from(document.querySelectorAll('[data-an-panel=cache] tbody tr'), "
+                      "tr => Array.from(tr.cells, c => c.textContent))")
+        head = pg.js("Array.from(document.querySelectorAll('[data-an-panel=cache] thead th'), c => c.textContent)")
+        for j, cap in enumerate(head[1:], start=1):
+            assert abs(float(cells[0][j].rstrip("%")) - 100 * c["lru_overall"][int(cap) - 1]) <= 0.05 + 1e-9
+            assert abs(float(cells[1][j].rstrip("%")) - 100 * c["static_overall"][int(cap) - 1]) <= 0.05 + 1e-9
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+PERF_BOUND_MS = 100     # the target: a 2,000-token x 48-layer x top-8/128 run, per visible panel
+
+
+def test_recompute_time_and_throttle_on_a_big_run(tmp_path, browser):
+    """2,000 tokens x 48 MoE layers x top-8 of 128 (bench/analysis_speed.py's synthetic
+    routing): each panel's figures, warm, in under PERF_BOUND_MS; while playing, the
+    visible panel recomputes at most 4 times a second."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from analysis_speed import synthetic_trace  # noqa: PLC0415
+    from moeviz.trace import save
+
+    trace = synthetic_trace(2000, 48, 128, 8)
+    trace.finish = {"reason": "length", "prefill_seconds": 0.0, "decode_seconds": 0.0}
+    save(trace.validate(), tmp_path / "big.json")
+    run_cli("export", "--out", tmp_path / "site", tmp_path / "big.json", check=True)
+    with StaticServer(tmp_path / "site") as url:
+        pg = Page(browser, url)
+        try:
+            pg.page.wait_for_function("moeviz.done && moeviz.tokens === 2000", timeout=60_000)
+            pg.page.click("#pb-end")
+            pg.page.wait_for_function("moeviz.applied === 2000")
+            groups = ["balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"]
+            best = {g: math.inf for g in groups}
+            for _ in range(4):
+                t = pg.page.evaluate("(g) => moeviz.analysis({groups: g, timing: true}).timing_ms", groups)
+                best = {g: min(best[g], t[g]) for g in groups}
+            print("recompute ms (best of 4):", {g: round(v, 1) for g, v in best.items()})
+            assert all(v < PERF_BOUND_MS for v in best.values()), best
+            # a spot check that this is the run: the figures equal Python's
+            r = routing_at(trace)
+            fig = analysis(pg, layer=5, expert=3, minCount=10, groups=["balance", "cache"])
+            assert_close(fig["balance"], A.to_json(A.load_balance(r)), "balance")
+            assert_close(fig["cache"]["lru_overall"], A.to_json(A.cache_hit_rates(r)["lru_overall"]), "lru")
+
+            # playing from the start: the visible tab follows the cursor, throttled
+            pg.page.click("[data-an-tab=locality]")
+            pg.page.click("#pb-start")
+            pg.page.click("[data-mode=sequence]")
+            count = "[moeviz.analysis({groups: []}).panel.computes, performance.now(), moeviz.applied]"
+            before = pg.js(count)
+            pg.page.click("#pb-play")
+            time.sleep(2.0)
+            pg.page.click("#pb-play")          # pause
+            after = pg.js(count)
+            computes, seconds, moved = after[0] - before[0], (after[1] - before[1]) / 1000, after[2] - before[2]
+            print(f"{computes} recomputes in {seconds:.2f} s while the cursor moved {moved} tokens")
+            assert moved > 4 * seconds + 10, moved       # the cursor moved more often than 4 times a second
+            assert 2 <= computes <= 4 * seconds + 1, (computes, seconds)
+            assert pg.errors == []
+        finally:
+            pg.close()

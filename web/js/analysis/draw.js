@@ -124,13 +124,15 @@ export function logTicks(max) {
   return out;
 }
 
-// An E x E matrix of values in [0, 1] (NaN: nothing to show) as square cells.
-export function matrix(ctx, values, E, x0, y0, size, palette = SHARE_PALETTE) {
+// An E x E matrix of values in [0, 1] (NaN: nothing to show) as square cells; with
+// diagonal: false the diagonal (always 1 for co-activation) is drawn as a grid line.
+export function matrix(ctx, values, E, x0, y0, size, { palette = SHARE_PALETTE, diagonal = true } = {}) {
   const cell = size / E;
   for (let a = 0; a < E; a++) {
     for (let b = 0; b < E; b++) {
       const v = values[a * E + b];
-      ctx.fillStyle = Number.isNaN(v) ? COLORS.dormant : palette.css[Math.max(0, Math.min(255, Math.round(v * 255)))];
+      ctx.fillStyle = !diagonal && a === b ? "#2a3242" : Number.isNaN(v) ? COLORS.dormant
+        : palette.css[Math.max(0, Math.min(255, Math.round(v * 255)))];
       ctx.fillRect(x0 + b * cell, y0 + a * cell, Math.ceil(cell), Math.ceil(cell));
     }
   }

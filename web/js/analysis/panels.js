@@ -44,6 +44,7 @@ class AnalysisPanels {
     this.last = -Infinity;      // when it was computed
     this.width = 0;
     this.timing = null;
+    this.computes = 0;          // recomputes of the visible tab (tests check the throttle)
     root.hidden = true;
     if (typeof ResizeObserver !== "undefined") {
       new ResizeObserver((entries) => { this.width = Math.floor(entries[entries.length - 1].contentRect.width); })
@@ -128,6 +129,7 @@ class AnalysisPanels {
     if (now - this.last < THROTTLE_MS) { this.analyzer.background(); return; }   // at most 4 recomputes a second
     this.shown = key;
     this.last = now;
+    this.computes++;
     this.syncControls();
     const t0 = performance.now();
     const fig = this.analyzer.compute({ tokens: ui.tokens, row: ui.row, expert: ui.expert, minCount: ui.minCount,
@@ -180,7 +182,8 @@ class AnalysisPanels {
     }
     const out = figuresJSON(fig, s.E);
     if (opts.timing) out.timing_ms = timing;
-    out.panel = { tab: ui.tab, tokens: ui.tokens, layer: layers[ui.row], expert: ui.expert, shown: this.root.dataset.shown || "" };
+    out.panel = { tab: ui.tab, tokens: ui.tokens, layer: layers[ui.row], expert: ui.expert,
+      shown: this.root.dataset.shown || "", computes: this.computes, timing: this.timing };
     return out;
   }
 }

@@ -1,6 +1,6 @@
 // Locality: consecutive-token repetition per layer, co-activation within the chosen
 // layer, and top-1 transitions from it to the next MoE layer.
-import { fitCanvas, matrix, COLORS, SHARE_PALETTE, el, table, fmt } from "./draw.js";
+import { fitCanvas, matrix, COLORS, el, table, fmt } from "./draw.js";
 import { showTooltip, hideTooltip } from "../tooltip.js";
 
 export class LocalityView {
@@ -12,7 +12,8 @@ export class LocalityView {
     this.miBox = el("div", { className: "an-scroll" });
     root.append(this.summary, this.box, this.matTitle, this.canvas,
       el("p", { className: "legend-line" }, el("span", {}, el("span", { className: "sw an-sw-share" }), "share 0 → 1"),
-        el("span", {}, el("span", { className: "sw dormant" }), "expert not selected (no row)")),
+        el("span", {}, el("span", { className: "sw dormant" }), "expert never selected / never top-1 (no row)"),
+        el("span", {}, el("span", { className: "sw an-sw-diag" }), "diagonal (i with itself)")),
       this.miBox);
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     this.canvas.addEventListener("mouseleave", hideTooltip);
@@ -38,7 +39,7 @@ export class LocalityView {
     const gap = 36, size = Math.max(80, Math.min(260, Math.floor((width - gap - 60) / 2)));
     const { ctx } = fitCanvas(this.canvas, width, size + 34);
     const x0 = 30, x1 = x0 + size + gap, y0 = 18;
-    matrix(ctx, co.conditional, E, x0, y0, size);
+    matrix(ctx, co.conditional, E, x0, y0, size, { diagonal: false });
     if (tr) matrix(ctx, tr.conditional, E, x1, y0, size);
     ctx.fillStyle = COLORS.muted;
     ctx.textBaseline = "top";
@@ -77,4 +78,3 @@ export class LocalityView {
   }
 }
 
-export { SHARE_PALETTE };

@@ -75,8 +75,8 @@ export class CacheView {
     const kx = Math.round(sx(K)) + 0.5;
     ctx.strokeStyle = "#3a4658"; ctx.setLineDash([2, 3]);
     ctx.beginPath(); ctx.moveTo(kx, area.y0); ctx.lineTo(kx, area.y1); ctx.stroke(); ctx.setLineDash([]);
-    ctx.fillStyle = COLORS.muted; ctx.textAlign = "left"; ctx.textBaseline = "top";
-    ctx.fillText(`C = k = ${K}`, kx + 3, area.y0 + 2);
+    ctx.fillStyle = COLORS.muted; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+    ctx.fillText(`C = k = ${K}`, kx + 3, area.y1 - 3);
     const shown = [...new Set([K, 2 * K, 4 * K, 8 * K, Math.floor(E / 2), E])].filter((x) => x >= 1 && x <= E).sort((a, b) => a - b);
     this.box.replaceChildren(table(["C", ...shown.map(String)], [
       ["LRU", ...shown.map((x) => pct(lru[x - 1]))], ["hottest", ...shown.map((x) => pct(stat[x - 1]))]]));
