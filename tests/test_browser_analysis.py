@@ -416,3 +416,31 @@ def test_recompute_time_and_throttle_on_a_big_run(tmp_path, browser):
             assert pg.errors == []
         finally:
             pg.close()
+
+
+def test_live_runs_figures_follow_each_run(fixture_models, tmp_path, browser):
+    """Live: two runs one after the other; the second one's figures (with probabilities)
+    are its own, not mixed with the first's (the kept per-run results are dropped)."""
+    from serverproc import ServerProcess  # noqa: PLC0415
+
+    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024", "--data-dir", tmp_path / "runs") as s:
+        pg = Page(browser, s.url + "/")
+        try:
+            pg.page.click("[data-an-tab=cache]")        # a tab with per-run kept results, visible while streaming
+            first, _ = pg.generate(text="Hello there, friend", max_tokens=8, seed=1)
+            r = routing_at(first)
+            check_figures(analysis(pg, layer=2, expert=busiest(r, 2), minCount=2), r, 2, busiest(r, 2), 2)
+            assert analysis(pg)["confidence"] is None
+            pg.page.click("[data-an-tab=confidence]")
+            second, _ = pg.generate(text="the cat sat on the mat. the cat sat on the mat.", max_tokens=12, probs=True)
+            assert second.probs is not None
+            r = routing_at(second)
+            fig = analysis(pg, layer=3, expert=busiest(r, 3), minCount=2)
+            check_figures(fig, r, 3, busiest(r, 3), 2)
+            assert fig["confidence"] is not None
+            pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === "
+                                      f"'confidence:{second.n_tokens}'")
+            assert "not captured" not in pg.page.inner_text("[data-an-panel=confidence]")
+            assert pg.errors == []
+        finally:
+            pg.close()

@@ -1,6 +1,6 @@
 // Token-level panels: an expert's token profile, the routing map (tokens x MoE layers
 // coloured by top-1 expert) and vocabulary specialization.
-import { fitCanvas, expertRGB, rgbCss, COLORS, el, table, fmt, pct } from "./draw.js";
+import { fitCanvas, expertRGB, COLORS, el, table, fmt, pct } from "./draw.js";
 import { packRGB } from "../grid.js";
 import { showTooltip, hideTooltip } from "../tooltip.js";
 
@@ -102,9 +102,6 @@ export class MapView {
       `layer ${this.fig.layers[l]}: top-1 expert ${e}`]);
   }
 }
-
-// Swatch of an expert's map colour (used in tooltips and the legend).
-export const expertSwatch = (e, E) => el("span", { className: "sw", style: `background:${rgbCss(expertRGB(e, E))}` });
 
 export class VocabularyView {
   constructor(root, ui) {
