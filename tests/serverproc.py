@@ -1,4 +1,6 @@
-"""A real `moeviz serve` subprocess on a free loopback port, for tests and benches."""
+"""A real `moeviz serve` subprocess on a free loopback port, for tests and benches; and a
+plain static file server over an exported site."""
+import contextlib
 import os
 import re
 import socket
@@ -60,3 +62,23 @@ class ServerProcess:
 def banner_url(banner: str) -> str | None:
     m = re.search(r"at (http://\S+)", banner)
     return m.group(1) if m else None
+
+
+@contextlib.contextmanager
+def static_server(site):
+    """A plain static file server over an exported site, on a free loopback port."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

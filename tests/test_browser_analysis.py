@@ -6,17 +6,15 @@ numbers the panels draw) must equal moeviz.analysis computed here on the same
 tokens: the whole run, a phase (--tokens), and the tokens applied at a cursor.
 """
 import math
-import subprocess
 import sys
 import time
 import types
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_cli
-from serverproc import free_port
+from serverproc import static_server
 from test_browser import CHROMIUM, browser, Page, pytestmark  # noqa: F401
 
 from moeviz import analysis as A
@@ -48,30 +46,8 @@ def sites(fixture_models, tmp_path_factory):
     root = tmp / "www"
     run_cli("export", "--out", root / "ds", traces["ds-probs"], traces["ds-plain"], check=True)
     run_cli("export", "--out", root / "llama", traces["llama-probs"], check=True)
-    with StaticServer(root) as url:
+    with static_server(root) as url:
         yield url, {name: load(p) for name, p in traces.items()}
-
-
-class StaticServer:
-    def __init__(self, root):
-        self.root = root
-
-    def __enter__(self):
-        port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                                      "-d", str(self.root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        return url
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -365,13 +341,10 @@ def test_every_tab_draws_the_figures(sites, browser):
         pg.close()
 
 
-PERF_BOUND_MS = 100     # the target: a 2,000-token x 48-layer x top-8/128 run, per visible panel
-
-
-def test_recompute_time_and_throttle_on_a_big_run(tmp_path, browser):
+def test_big_run_figures_and_throttle(tmp_path, browser):
     """2,000 tokens x 48 MoE layers x top-8 of 128 (bench/analysis_speed.py's synthetic
-    routing): each panel's figures, warm, in under PERF_BOUND_MS; while playing, the
-    visible panel recomputes at most 4 times a second."""
+    routing): the figures equal Python's; while playing, the visible panel recomputes at
+    most 4 times a second. (How long a recompute takes is bench/panel_time.py's job.)"""
     sys.path.insert(0, str(ROOT / "bench"))
     from analysis_speed import synthetic_trace  # noqa: PLC0415
     from moeviz.trace import save
@@ -380,20 +353,12 @@ def test_recompute_time_and_throttle_on_a_big_run(tmp_path, browser):
     trace.finish = {"reason": "length", "prefill_seconds": 0.0, "decode_seconds": 0.0}
     save(trace.validate(), tmp_path / "big.json")
     run_cli("export", "--out", tmp_path / "site", tmp_path / "big.json", check=True)
-    with StaticServer(tmp_path / "site") as url:
+    with static_server(tmp_path / "site") as url:
         pg = Page(browser, url)
         try:
             pg.page.wait_for_function("moeviz.done && moeviz.tokens === 2000", timeout=60_000)
             pg.page.click("#pb-end")
             pg.page.wait_for_function("moeviz.applied === 2000")
-            groups = ["balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"]
-            best = {g: math.inf for g in groups}
-            for _ in range(4):
-                t = pg.page.evaluate("(g) => moeviz.analysis({groups: g, timing: true}).timing_ms", groups)
-                best = {g: min(best[g], t[g]) for g in groups}
-            print("recompute ms (best of 4):", {g: round(v, 1) for g, v in best.items()})
-            assert all(v < PERF_BOUND_MS for v in best.values()), best
-            # a spot check that this is the run: the figures equal Python's
             r = routing_at(trace)
             fig = analysis(pg, layer=5, expert=3, minCount=10, groups=["balance", "cache"])
             assert_close(fig["balance"], A.to_json(A.load_balance(r)), "balance")

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 from conftest import run_cli
-from serverproc import ServerProcess
+from serverproc import ServerProcess, static_server
 from test_browser import CHROMIUM, DORMANT_RGB, browser, check_dormant, Page, pytestmark  # noqa: F401
-from test_browser_files import READY, download, pick_file, png_size, record, static_server, wait_shown
+from test_browser_files import READY, download, pick_file, png_size, record, wait_shown
 
 from moeviz.analysis import compare_routings
 from moeviz.analysis.routing import select_tokens

@@ -6,19 +6,15 @@ kept, and the heatmap's CSV and PNG exports.
 Every figure is checked against the trace files read with moeviz.trace.load and
 recounted with numpy (check_dormant from test_browser)."""
 import base64
-import contextlib
 import json
 import struct
-import subprocess
-import sys
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 from conftest import run_cli
-from serverproc import ServerProcess, free_port
-from test_browser import CHROMIUM, browser, check_dormant, counts, Page, pytestmark  # noqa: F401
+from serverproc import static_server
+from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark, server  # noqa: F401
 
 from moeviz.trace import load, loads
 
@@ -31,26 +27,6 @@ def record(model, path, prompt, *extra, max_tokens=10):
     run_cli("record", "-m", model, "--prompt", prompt, "-o", path, "--max-tokens", max_tokens,
             "--temperature", 0, *extra, check=True)
     return path
-
-
-@contextlib.contextmanager
-def static_server(site):
-    """A plain static file server over an exported site, on a free loopback port."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def wait_shown(pg, name, timeout=30_000):
@@ -109,13 +85,6 @@ def traces(fixture_models, tmp_path_factory):
         "bin": record(model, tmp / "story.moetrace", "Once upon a time, in a quiet harbour town", "--probs",
                       max_tokens=14),
     }
-
-
-@pytest.fixture(scope="module")
-def server(fixture_models, tmp_path_factory):
-    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024",
-                       "--data-dir", tmp_path_factory.mktemp("runs")) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,11 @@
 """Replays in real Chromium: an exported static site served by a plain static file
 server, and a permalink reopened at the token in its `#t=<n>` fragment."""
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 from conftest import run_cli
-from serverproc import ServerProcess, free_port
+from serverproc import ServerProcess, static_server
 from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark  # noqa: F401
 from websockets.sync.client import connect
 
@@ -26,19 +23,8 @@ def static_site(fixture_models, tmp_path_factory):
         traces.append(path)
     site = tmp / "out"
     run_cli("export", "--out", site, *traces, check=True)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(site)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url, traces
-    proc.terminate()
-    proc.wait(timeout=10)
+    with static_server(site) as url:
+        yield url, traces
 
 
 def test_static_site_replays_with_the_traces_dormant_numbers(static_site, browser):
