@@ -12,13 +12,17 @@ from moeviz.trace.store import RUN_ID, RunStore
 
 
 def generate(client, **req):
+    """The run's last message (done or error), with the `start` message's run id as `started`."""
     with client.websocket_connect("/ws") as ws:
         ws.receive_text()
         ws.send_text(json.dumps({"type": "generate", **req}))
+        started = None
         while True:
             m = json.loads(ws.receive_text())
+            if m["type"] == "start":
+                started = m["run"]
             if m["type"] in ("done", "error"):
-                return m
+                return {**m, "started": started}
 
 
 @pytest.fixture()
@@ -33,13 +37,21 @@ def test_a_finished_run_gets_a_permalink_that_reopens_it(app_factory):
         done = generate(c, prompt_name="code-fibonacci", max_tokens=5, temperature=0.0)
         link = done["permalink"]
         run_id = link.rsplit("/", 1)[1]
-        assert RUN_ID.match(run_id)
+        assert RUN_ID.match(run_id) and run_id == done["started"]    # the id `start` announced
         page = c.get(link)
         assert page.status_code == 200 and "moeviz" in page.text
         t = loads(c.get(f"/api/runs/{run_id}").content)
         assert t.n_tokens == done["finish"]["n_prompt"] + 5 and t.settings["prompt_name"] == "code-fibonacci"
         b = loads(c.get(f"/api/runs/{run_id}.moetrace").content)
         assert b.equals(t)
+
+
+def test_a_taken_id_is_not_overwritten(tmp_path, engines):
+    store = RunStore(tmp_path)
+    with TestClient(create_app(engines("llama", "native"), ServerSettings(data_dir=tmp_path))) as c:
+        first = generate(c, prompt_name="code-fibonacci", max_tokens=2, temperature=0.0)["permalink"].rsplit("/", 1)[1]
+    again = store.save(store.load(first), first)
+    assert again != first and RUN_ID.match(again) and store.load(again).equals(store.load(first))
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "AAAAAAAAAAAAAAA",

@@ -10,7 +10,6 @@ import collections
 import dataclasses
 import itertools
 import json
-import secrets
 import threading
 import time
 from typing import Callable
@@ -20,6 +19,7 @@ from ..engine.text import PromptError
 from ..errors import user_message
 from ..trace.messages import error_message, event_message, queued_message, start_message
 from ..trace.builder import TraceBuilder
+from ..trace.store import RunStore
 from ..trace.summary import ExpertCounter
 from .requests import GenerateRequest
 
@@ -34,7 +34,7 @@ class Job:
     send: Callable[[str, float], None]        # (json text, perf_counter when the event was made)
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    run_id: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(9))
+    run_id: str = dataclasses.field(default_factory=RunStore.new_id)   # also its permalink id
     seq: int = dataclasses.field(default_factory=itertools.count().__next__)
 
 
@@ -123,7 +123,7 @@ class GenerationWorker:
                 if isinstance(ev, Finished):
                     msg["summary"] = counter.summary()
                     if self.store is not None:
-                        msg["permalink"] = "/r/" + self.store.save(builder.trace())
+                        msg["permalink"] = "/r/" + self.store.save(builder.trace(), job.run_id)
                 else:
                     counter.add(ev.routing.expert_ids)
                 job.send(dumps(msg), t_event if isinstance(ev, TokenRouted) else 0.0)

@@ -36,15 +36,19 @@ class RunStore:
             raise RunNotFound("no such run")
         return self.root / f"{run_id}{SUFFIX}"
 
-    def save(self, trace: Trace) -> str:
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_urlsafe(12)          # 16 characters of [A-Za-z0-9_-]
+
+    def save(self, trace: Trace, run_id: str | None = None) -> str:
+        """Store `trace`; under `run_id` (from new_id(): a live run keeps the id its
+        `start` message announced) unless that is taken, else under a fresh id."""
         data = to_binary(trace.validate())
         if len(data) > self.max_bytes:
             raise TraceFormatError(f"trace is {len(data)} bytes; this server keeps runs up to {self.max_bytes}")
         with self._lock:
-            while True:
-                run_id = secrets.token_urlsafe(12)          # 16 characters of [A-Za-z0-9_-]
-                if not self.path(run_id).exists():
-                    break
+            while run_id is None or self.path(run_id).exists():
+                run_id = self.new_id()
             atomic_write(self.path(run_id), data)
             self._prune()
         return run_id
