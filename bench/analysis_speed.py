@@ -4,13 +4,15 @@ Builds a synthetic trace shaped like a large MoE model's long run — by default
 1,000,000 tokens x 48 MoE layers x top-8 of 128 experts (384M expert assignments),
 with skewed expert popularity (some experts nearly dormant), weights in descending
 order as llama.cpp's softmax gating gives them, and Zipf-like token ids — then times
-every part of the analysis against the 2-second target.
+every part of the analysis against the 2-second target, in one process and then
+with one process per CPU (moeviz/analysis/parallel.py), in the same run.
 
 Run: `.venv/bin/python bench/analysis_speed.py [--tokens N] [--layers L] [--experts E] [--k K]`
 """
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -62,6 +64,8 @@ def main() -> int:
     ap.add_argument("--experts", type=int, default=128)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--no-cache", action="store_true", help="skip the expert cache simulation")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="also time the layer-parallel passes with this many processes (default: one per CPU)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -73,6 +77,40 @@ def main() -> int:
           f"= {n_assign / 1e6:.0f}M assignments (arrays {(trace.expert_ids.nbytes + trace.weights.nbytes) / 2**30:.2f}"
           f" GiB, built in {built:.1f} s); peak RSS so far {base:,.0f} MB")
 
+    jobs = [1] + ([args.jobs] if args.jobs > 1 else [])
+    runs = [run_all(trace, j, not args.no_cache) for j in jobs]
+
+    print(f"\n{'part':<58}" + "".join(f"{f'{j} process' + ('es' if j > 1 else ''):>14}" for j in jobs))
+    for i, (name, _) in enumerate(runs[0][0]):
+        print(f"{name:<58}" + "".join(f"{r[0][i][1]:>14.2f}" for r in runs))
+    for label, key in (("all stats without the cache simulation", 1), ("all stats", 2)):
+        if key == 2 and args.no_cache:
+            continue
+        print(f"{label:<58}" + "".join(f"{r[key]:>14.2f}" for r in runs)
+              + "   x the 2 s target: " + ", ".join(f"{r[key] / TARGET_S:.2f}" for r in runs))
+    if len(runs) > 1:
+        print(f"speed-up with {args.jobs} processes, same run: "
+              f"{runs[0][1] / runs[1][1]:.2f}x without the cache simulation"
+              + ("" if args.no_cache else f", {runs[0][2] / runs[1][2]:.2f}x for all stats"))
+    print("\non demand (the page asks for one at a time):")
+    r = A.select_tokens(trace, "all")
+    A.tally(r, args.jobs)                      # what the figures below read, computed once
+    for name, fn in (("co-activation, one layer", lambda: A.coactivation(r, r.moe_layers[0])),
+                     ("expert token profile, one expert", lambda: A.expert_token_profile(r, r.moe_layers[0], 0)),
+                     ("transition matrix, one layer pair", lambda: A.layer_transitions(r, r.moe_layers[0]))):
+        t = time.perf_counter()
+        fn()
+        print(f"{name:<58}{time.perf_counter() - t:>14.2f}")
+    peak = rss_mb()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"\npeak RSS {peak:,.0f} MB ({peak - base:,.0f} MB above the loaded trace); largest worker process "
+          f"{children:,.0f} MB (its pages of the trace are shared with this process, not copied)")
+    return 0
+
+
+def run_all(trace, jobs: int, cache: bool):
+    """([(part, seconds)], seconds without the cache simulation, seconds in all), each
+    figure computed from scratch (a new Routing has no cached tallies)."""
     parts: list[tuple[str, float]] = []
 
     def timed(name, fn):
@@ -82,34 +120,14 @@ def main() -> int:
         return out
 
     r = timed("select tokens", lambda: A.select_tokens(trace, "all"))
-    timed("tally pass (counts, first use, top-1, overlap, transitions)", lambda: A.tally(r))
+    timed("tally pass (counts, first use, top-1, overlap, transitions)", lambda: A.tally(r, jobs))
     timed("balance + dormant + saturation", lambda: (A.load_balance(r), A.dormant_experts(r), A.saturation_curve(r)))
     timed("locality + transitions summary", lambda: (A.consecutive_repetition(r), A.transition_summary(r)))
     timed("vocabulary specialization", lambda: A.vocabulary_specialization(r))
     summary_s = sum(s for _, s in parts)
-    if not args.no_cache:
-        timed("expert cache simulation (LRU, all C)", lambda: A.cache_hit_rates(r))
-    on_demand = []
-    for name, fn in (("co-activation, one layer", lambda: A.coactivation(r, r.moe_layers[0])),
-                     ("expert token profile, one expert", lambda: A.expert_token_profile(r, r.moe_layers[0], 0)),
-                     ("transition matrix, one layer pair", lambda: A.layer_transitions(r, r.moe_layers[0]))):
-        t = time.perf_counter()
-        fn()
-        on_demand.append((name, time.perf_counter() - t))
-    total = sum(s for _, s in parts)
-
-    print(f"\n{'part':<62}{'seconds':>9}")
-    for name, s in parts:
-        print(f"{name:<62}{s:>9.2f}")
-    print(f"{'all stats without the cache simulation':<62}{summary_s:>9.2f}   {summary_s / TARGET_S:.2f}x the 2 s target")
-    if not args.no_cache:
-        print(f"{'all stats':<62}{total:>9.2f}   {total / TARGET_S:.2f}x the 2 s target")
-    print("\non demand (the page asks for one at a time):")
-    for name, s in on_demand:
-        print(f"{name:<62}{s:>9.2f}")
-    peak = rss_mb()
-    print(f"\npeak RSS {peak:,.0f} MB ({peak - base:,.0f} MB above the loaded trace)")
-    return 0
+    if cache:
+        timed("expert cache simulation (LRU, all C)", lambda: A.cache_hit_rates(r, jobs=jobs))
+    return parts, summary_s, sum(s for _, s in parts)
 
 
 if __name__ == "__main__":

@@ -246,6 +246,28 @@ def test_lru_stack_distances_match_a_direct_simulation(E, k, chunk, monkeypatch)
     assert A.stack_distances(routing(ids, E=E)).tolist() == brute_force_lru(ids, E).tolist()
 
 
+@pytest.mark.parametrize("L, jobs", [(5, 2), (7, 3), (1, 4)])
+def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
+    """Tallies and LRU stack distances computed by forked workers over layer ranges
+    (parallel.py) equal the one-process results, boundary transitions included."""
+    from moeviz.analysis import parallel, tallies
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ASSIGNMENTS", 0)
+    monkeypatch.setattr(tallies, "CHUNK_ASSIGNMENTS", 64)     # several chunks per worker
+    rng = np.random.default_rng(L)
+    E, k, n = 70, 4, 300
+    ids = np.stack([np.stack([rng.choice(E, k, replace=False) for _ in range(L)]) for _ in range(n)])
+    weights = rng.random((n, L, k)).astype(np.float32)        # not sorted: top-1 needs the argmax path
+    one, many = routing(ids, E=E, weights=weights), routing(ids, E=E, weights=weights)
+    assert parallel.layer_ranges(L, jobs) == [(round(i * L / min(jobs, L)), round((i + 1) * L / min(jobs, L)))
+                                              for i in range(min(jobs, L))]
+    serial, forked = A.tally(one), A.tally(many, jobs=jobs)
+    for field in ("counts", "first_use", "top1_by_layer", "top1_counts", "overlap", "transitions"):
+        np.testing.assert_array_equal(getattr(forked, field), getattr(serial, field), err_msg=field)
+    np.testing.assert_array_equal(A.stack_distances(many, jobs=jobs), A.stack_distances(one))
+    assert A.stack_distances(one).tolist() == brute_force_lru(ids, E).tolist()
+
+
 def test_compare_traces_of_one_model():
     a = A.select_tokens(make_trace([[0], [1], [0]], E=4), name="a")
     b = A.select_tokens(make_trace([[1], [2]], E=4), name="b")

@@ -26,15 +26,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from .parallel import map_layer_ranges
 from .routing import Routing, compact_dtype
 from .tallies import tally
 
 CHUNK_TOKENS = 1 << 13     # tokens per chunk: its sort and tables stay in cache
 
 
-def stack_distances(routing: Routing) -> np.ndarray:
+def stack_distances(routing: Routing, jobs: int = 1) -> np.ndarray:
     """int64 [L, E + 1]: hist[i, d] = accesses at MoE layer i with LRU stack distance d;
-    hist[i, E] counts first uses (a miss for any cache size)."""
+    hist[i, E] counts first uses (a miss for any cache size). `jobs` > 1 splits the
+    layers among that many processes (parallel.py)."""
+    return np.concatenate(map_layer_ranges(routing, _stack_distances, jobs))
+
+
+def _stack_distances(routing: Routing) -> np.ndarray:
     n, L, k = routing.expert_ids.shape
     E = routing.n_expert
     hist = np.zeros((L, E + 1), np.int64)
@@ -205,14 +211,14 @@ def _or_table(tok: np.ndarray, levels: int, table: np.ndarray) -> None:
         table[h, -half:] = table[h - 1, -half:]
 
 
-def cache_hit_rates(routing: Routing, capacities=None) -> dict:
+def cache_hit_rates(routing: Routing, capacities=None, jobs: int = 1) -> dict:
     """LRU and static-hottest-set hit rates per layer and overall, for each cache size C
     (default 1..E experts per layer). `compulsory_miss` = first uses, a floor for any cache."""
     E = routing.n_expert
     caps = np.arange(1, E + 1) if capacities is None else np.asarray(sorted(set(int(c) for c in capacities)))
     if caps.size == 0 or caps.min() < 1:
         raise ValueError("cache sizes must be at least 1 expert")
-    hist = stack_distances(routing)
+    hist = stack_distances(routing, jobs)
     accesses = hist.sum(axis=1)
     below = np.concatenate([np.zeros((len(hist), 1), np.int64), np.cumsum(hist[:, :E], axis=1)], axis=1)
     lru_hits = below[:, np.minimum(caps, E)]                       # hits = accesses with D < C

@@ -58,6 +58,13 @@ class Routing:
     def token_ids(self) -> np.ndarray:
         return np.fromiter((t["id"] for t in self.tokens), dtype=np.int64, count=len(self.tokens))
 
+    def layer_slice(self, lo: int, hi: int) -> "Routing":
+        """The same tokens, MoE layers lo..hi-1 only (views, no copy)."""
+        cut = slice(lo, hi)
+        return dataclasses.replace(
+            self, model={**self.model, "moe_layers": self.moe_layers[cut]}, expert_ids=self.expert_ids[:, cut],
+            weights=self.weights[:, cut], probs=None if self.probs is None else self.probs[:, cut])
+
     def token_text(self, token_id: int) -> str:
         """The text of a token id as it appears in this trace."""
         return self._texts.get(int(token_id), "")

@@ -18,16 +18,18 @@ MIN_TOKEN_COUNT = 10
 
 
 def trace_stats(trace, tokens: str = "all", name: str | None = None, cache: bool = True,
-                min_token_count: int = MIN_TOKEN_COUNT) -> dict:
+                min_token_count: int = MIN_TOKEN_COUNT, jobs: int = 1) -> dict:
     """All summary metrics of `trace` over its prompt, generated or all tokens.
 
     Per-layer details the page asks for one at a time (co-activation matrix, expert
     token profile, transition matrix, routing map) are separate functions."""
-    return routing_stats(select_tokens(trace, tokens, name), cache=cache, min_token_count=min_token_count)
+    return routing_stats(select_tokens(trace, tokens, name), cache=cache, min_token_count=min_token_count, jobs=jobs)
 
 
-def routing_stats(routing: Routing, cache: bool = True, min_token_count: int = MIN_TOKEN_COUNT) -> dict:
-    tal = tally(routing)
+def routing_stats(routing: Routing, cache: bool = True, min_token_count: int = MIN_TOKEN_COUNT, jobs: int = 1) -> dict:
+    """`jobs` > 1: the two passes over every assignment (tallies, cache simulation) split
+    the layers among that many processes; every number is the same."""
+    tal = tally(routing, jobs)
     n, k, E = routing.n_tokens, routing.k, routing.n_expert
     dormant = dormant_experts(routing)
     stats = {
@@ -44,7 +46,7 @@ def routing_stats(routing: Routing, cache: bool = True, min_token_count: int = M
         "transitions": transition_summary(routing),
         "specialization": vocabulary_specialization(routing, min_count=min_token_count),
         "confidence": router_confidence(routing) if routing.probs is not None else None,
-        "expert_cache": cache_hit_rates(routing) if cache else None,
+        "expert_cache": cache_hit_rates(routing, jobs=jobs) if cache else None,
     }
     if routing.probs is None:
         stats["confidence_note"] = "no router probabilities in this trace (record with --probs)"

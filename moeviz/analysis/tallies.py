@@ -23,6 +23,7 @@ import weakref
 
 import numpy as np
 
+from .parallel import map_layer_ranges
 from .routing import Routing, compact_dtype
 
 CHUNK_ASSIGNMENTS = 1 << 20       # assignments (token rows x layers x k) per chunk
@@ -47,11 +48,28 @@ class Tallies:
 _cache: "weakref.WeakKeyDictionary[Routing, Tallies]" = weakref.WeakKeyDictionary()
 
 
-def tally(routing: Routing) -> Tallies:
-    """The shared per-layer tallies of `routing` (computed once per Routing, then cached)."""
+def tally(routing: Routing, jobs: int = 1) -> Tallies:
+    """The shared per-layer tallies of `routing` (computed once per Routing, then
+    cached); `jobs` > 1 splits the layers among that many processes (parallel.py)."""
     if routing not in _cache:
-        _cache[routing] = _tally(routing)
+        parts = map_layer_ranges(routing, _tally, jobs)
+        _cache[routing] = parts[0] if len(parts) == 1 else _merge(parts, routing.n_expert)
     return _cache[routing]
+
+
+def _merge(parts: list[Tallies], E: int) -> Tallies:
+    """Tallies of consecutive layer ranges as one; only the transitions across the
+    ranges' boundaries are new."""
+    top1 = np.concatenate([p.top1_by_layer for p in parts])
+    transitions = []
+    for i, p in enumerate(parts):
+        if i:
+            transitions.append(_transitions(np.stack([parts[i - 1].top1_by_layer[-1], p.top1_by_layer[0]]), E))
+        transitions.append(p.transitions)
+    transitions = np.concatenate(transitions)
+    return Tallies(counts=np.concatenate([p.counts for p in parts]), first_use=np.concatenate([p.first_use for p in parts]),
+                   top1_by_layer=top1, top1_counts=_top1_counts(top1, transitions, E),
+                   overlap=np.concatenate([p.overlap for p in parts]), transitions=transitions)
 
 
 class _Buffers:
@@ -64,6 +82,16 @@ class _Buffers:
         self.bit = np.empty((rows + 1, L), np.uint64)
         self.common = np.empty((rows, L), np.uint64)
         self.popcount = np.empty((rows, L), np.uint8)
+        self.weights = None                             # for a layer slice's strided weights, made on first use
+
+    def contiguous_weights(self, w: np.ndarray) -> np.ndarray:
+        if w.flags.c_contiguous:
+            return w
+        if self.weights is None:
+            self.weights = np.empty((len(self.u) - 1, *w.shape[1:]), w.dtype)
+        out = self.weights[:len(w)]
+        np.copyto(out, w)
+        return out
 
 
 def _tally(routing: Routing) -> Tallies:
@@ -87,7 +115,7 @@ def _tally(routing: Routing) -> Tallies:
         np.copyto(u_all, ids[lo:e], casting="unsafe")
         u = u_all[s - lo:]
         codes = buf.codes[:u.size]
-        np.add(ids[s:e].reshape(e - s, L * k), layer_code, out=codes.reshape(e - s, L * k))
+        np.add(u.reshape(e - s, L * k), layer_code, out=codes.reshape(e - s, L * k))
         c = np.bincount(codes, minlength=L * E)
         new = (c > 0) & (first < 0)
         if new.any():
@@ -95,7 +123,7 @@ def _tally(routing: Routing) -> Tallies:
             found, at = np.unique(codes[pos], return_index=True)  # first occurrence of each new code
             first[found] = s + pos[at] // (L * k)
         counts += c
-        top1[:, s:e] = _top1(u, weights[s:e], row_end, buf).T
+        top1[:, s:e] = _top1(u, buf.contiguous_weights(weights[s:e]), row_end, buf).T
         if e - lo >= 2:
             overlap += _consecutive_overlap(u_all, E, buf)
     transitions = _transitions(top1, E)
