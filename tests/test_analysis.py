@@ -352,6 +352,8 @@ def test_cmd_stats_on_saved_trace_files(tmp_path, capsys):
     full, skipped = (json.loads(line)["traces"][0] for line in capsys.readouterr().out.splitlines())
     assert full["expert_cache"] is not None and skipped["expert_cache"] is None
     assert {k: v for k, v in skipped.items() if k != "expert_cache"} == {k: v for k, v in full.items() if k != "expert_cache"}
+    with pytest.raises(A.AnalysisError, match="--jobs must be at least 1"):
+        stats_cli.cmd_stats(stats_args(str(tmp_path / "b.json"), "--jobs", "0"))
 
 
 def test_cmd_stats_refuses_traces_of_different_models(tmp_path):
