@@ -248,8 +248,9 @@ def test_lru_stack_distances_match_a_direct_simulation(E, k, chunk, monkeypatch)
 
 @pytest.mark.parametrize("L, jobs", [(5, 2), (7, 3), (1, 4)])
 def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
-    """Tallies and LRU stack distances computed by forked workers over layer ranges
-    (parallel.py) equal the one-process results, boundary transitions included."""
+    """Tallies computed by forked workers over token ranges and LRU stack distances over
+    layer ranges (parallel.py) equal the one-process results: first uses, overlaps of
+    the pairs that straddle two ranges and top-1 order included."""
     from moeviz.analysis import parallel, tallies
 
     monkeypatch.setattr(parallel, "MIN_PARALLEL_ASSIGNMENTS", 0)
@@ -259,7 +260,7 @@ def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
     ids = np.stack([np.stack([rng.choice(E, k, replace=False) for _ in range(L)]) for _ in range(n)])
     weights = rng.random((n, L, k)).astype(np.float32)        # not sorted: top-1 needs the argmax path
     one, many = routing(ids, E=E, weights=weights), routing(ids, E=E, weights=weights)
-    assert parallel.layer_ranges(L, jobs) == [(round(i * L / min(jobs, L)), round((i + 1) * L / min(jobs, L)))
+    assert parallel.split(L, jobs) == [(round(i * L / min(jobs, L)), round((i + 1) * L / min(jobs, L)))
                                               for i in range(min(jobs, L))]
     serial, forked = A.tally(one), A.tally(many, jobs=jobs)
     for field in ("counts", "first_use", "top1_by_layer", "top1_counts", "overlap", "transitions"):

@@ -23,7 +23,7 @@ import weakref
 
 import numpy as np
 
-from .parallel import map_layer_ranges
+from .parallel import map_token_ranges
 from .routing import Routing, compact_dtype
 
 CHUNK_ASSIGNMENTS = 1 << 20       # assignments (token rows x layers x k) per chunk
@@ -50,26 +50,23 @@ _cache: "weakref.WeakKeyDictionary[Routing, Tallies]" = weakref.WeakKeyDictionar
 
 def tally(routing: Routing, jobs: int = 1) -> Tallies:
     """The shared per-layer tallies of `routing` (computed once per Routing, then
-    cached); `jobs` > 1 splits the layers among that many processes (parallel.py)."""
+    cached); `jobs` > 1 splits the tokens among that many processes (parallel.py)."""
     if routing not in _cache:
-        parts = map_layer_ranges(routing, _tally, jobs)
-        _cache[routing] = parts[0] if len(parts) == 1 else _merge(parts, routing.n_expert)
+        parts = map_token_ranges(routing, _tally, jobs)
+        _cache[routing] = parts[0] if len(parts) == 1 else _merge(parts)
     return _cache[routing]
 
 
-def _merge(parts: list[Tallies], E: int) -> Tallies:
-    """Tallies of consecutive layer ranges as one; only the transitions across the
-    ranges' boundaries are new."""
-    top1 = np.concatenate([p.top1_by_layer for p in parts])
-    transitions = []
-    for i, p in enumerate(parts):
-        if i:
-            transitions.append(_transitions(np.stack([parts[i - 1].top1_by_layer[-1], p.top1_by_layer[0]]), E))
-        transitions.append(p.transitions)
-    transitions = np.concatenate(transitions)
-    return Tallies(counts=np.concatenate([p.counts for p in parts]), first_use=np.concatenate([p.first_use for p in parts]),
-                   top1_by_layer=top1, top1_counts=_top1_counts(top1, transitions, E),
-                   overlap=np.concatenate([p.overlap for p in parts]), transitions=transitions)
+def _merge(parts: list[Tallies]) -> Tallies:
+    """Tallies of consecutive token ranges as one. Each range after the first also
+    counted its overlap with the row before it, so sums are exact."""
+    first = parts[0].first_use.copy()
+    for p in parts[1:]:
+        np.copyto(first, p.first_use, where=first < 0)
+    return Tallies(counts=sum(p.counts for p in parts), first_use=first,
+                   top1_by_layer=np.concatenate([p.top1_by_layer for p in parts], axis=1),
+                   top1_counts=sum(p.top1_counts for p in parts), overlap=sum(p.overlap for p in parts),
+                   transitions=sum(p.transitions for p in parts))
 
 
 class _Buffers:
@@ -82,23 +79,16 @@ class _Buffers:
         self.bit = np.empty((rows + 1, L), np.uint64)
         self.common = np.empty((rows, L), np.uint64)
         self.popcount = np.empty((rows, L), np.uint8)
-        self.weights = None                             # for a layer slice's strided weights, made on first use
-
-    def contiguous_weights(self, w: np.ndarray) -> np.ndarray:
-        if w.flags.c_contiguous:
-            return w
-        if self.weights is None:
-            self.weights = np.empty((len(self.u) - 1, *w.shape[1:]), w.dtype)
-        out = self.weights[:len(w)]
-        np.copyto(out, w)
-        return out
 
 
-def _tally(routing: Routing) -> Tallies:
+def _tally(routing: Routing, start: int = 0, stop: int | None = None) -> Tallies:
+    """Tallies of token rows start..stop-1 (token indices stay absolute); a range that
+    starts after row 0 includes the overlap of its first row with the row before."""
     ids, weights = routing.expert_ids, routing.weights
-    n, L, k = ids.shape
+    _, L, k = ids.shape
+    n = ids.shape[0] if stop is None else stop
     E = routing.n_expert
-    rows = max(1, min(n, CHUNK_ASSIGNMENTS // (L * k)))
+    rows = max(1, min(n - start, CHUNK_ASSIGNMENTS // (L * k)))
     buf = _Buffers(rows, L, k, compact_dtype(E))
     layer_code = np.repeat(np.arange(L, dtype=np.intp) * E, k)   # (layer, expert) -> one bin, per column
     # A gate-weight row is descending when each weight is >= the next; comparisons
@@ -107,8 +97,8 @@ def _tally(routing: Routing) -> Tallies:
     counts = np.zeros(L * E, np.int64)
     first = np.full(L * E, -1, np.int64)
     overlap = np.zeros(L, np.int64)
-    top1 = np.empty((L, n), buf.u.dtype)
-    for s in range(0, n, rows):
+    top1 = np.empty((L, n - start), buf.u.dtype)
+    for s in range(start, n, rows):
         e = min(s + rows, n)
         lo = s - 1 if s > 0 else s          # the row before: its pair with row s belongs to this chunk
         u_all = buf.u[:e - lo]
@@ -123,7 +113,7 @@ def _tally(routing: Routing) -> Tallies:
             found, at = np.unique(codes[pos], return_index=True)  # first occurrence of each new code
             first[found] = s + pos[at] // (L * k)
         counts += c
-        top1[:, s:e] = _top1(u, buf.contiguous_weights(weights[s:e]), row_end, buf).T
+        top1[:, s - start:e - start] = _top1(u, weights[s:e], row_end, buf).T
         if e - lo >= 2:
             overlap += _consecutive_overlap(u_all, E, buf)
     transitions = _transitions(top1, E)
