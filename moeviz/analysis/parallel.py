@@ -9,12 +9,14 @@ results. Threads would not do: much of each pass is short numpy calls that hold
 the GIL (measured on 2 cores, LRU pass: 2 threads 1.2x, 2 processes 1.7–2.0x).
 
 Used only when asked (`jobs` > 1, which `moeviz stats` does by default) and only for
-traces big enough to pay for starting processes; where fork is not available
-(Windows) the work runs in this process.
+traces big enough to pay for starting processes; only on Linux, where forking a
+process that has run numpy is safe (macOS's system libraries are not fork-safe,
+Windows cannot fork): elsewhere the work runs in this process.
 """
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from typing import Callable, TypeVar
 
 from .routing import Routing
@@ -43,7 +45,7 @@ def map_token_ranges(routing: Routing, fn: Callable[[Routing, int, int], T], job
 
 
 def _jobs(routing: Routing, jobs: int) -> int:
-    if routing.expert_ids.size < MIN_PARALLEL_ASSIGNMENTS or "fork" not in multiprocessing.get_all_start_methods():
+    if routing.expert_ids.size < MIN_PARALLEL_ASSIGNMENTS or not sys.platform.startswith("linux"):
         return 1
     return jobs
 
