@@ -122,8 +122,8 @@ def run_all(trace, jobs: int, cache: bool):
     r = timed("select tokens", lambda: A.select_tokens(trace, "all"))
     timed("tally pass (counts, first use, top-1, overlap, transitions)", lambda: A.tally(r, jobs))
     timed("balance + dormant + saturation", lambda: (A.load_balance(r), A.dormant_experts(r), A.saturation_curve(r)))
-    timed("locality + transitions summary", lambda: (A.consecutive_repetition(r), A.transition_summary(r)))
-    timed("vocabulary specialization", lambda: A.vocabulary_specialization(r))
+    timed("locality + transitions summary", lambda: (A.consecutive_repetition(r), A.transition_summary(r, jobs)))
+    timed("vocabulary specialization", lambda: A.vocabulary_specialization(r, jobs=jobs))
     summary_s = sum(s for _, s in parts)
     if cache:
         timed("expert cache simulation (LRU, all C)", lambda: A.cache_hit_rates(r, jobs=jobs))

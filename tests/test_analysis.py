@@ -248,9 +248,9 @@ def test_lru_stack_distances_match_a_direct_simulation(E, k, chunk, monkeypatch)
 
 @pytest.mark.parametrize("L, jobs", [(5, 2), (7, 3), (1, 4)])
 def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
-    """Tallies computed by forked workers over token ranges and LRU stack distances over
-    layer ranges (parallel.py) equal the one-process results: first uses, overlaps of
-    the pairs that straddle two ranges and top-1 order included."""
+    """Tallies computed by forked workers over token ranges, and LRU stack distances and
+    the shuffled baselines over layer ranges (parallel.py), equal the one-process
+    results: first uses, overlaps of the pairs that straddle two ranges, top-1 order."""
     from moeviz.analysis import parallel, tallies
 
     monkeypatch.setattr(parallel, "MIN_PARALLEL_ASSIGNMENTS", 0)
@@ -266,6 +266,11 @@ def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
     for field in ("counts", "first_use", "top1_by_layer", "top1_counts", "overlap", "transitions"):
         np.testing.assert_array_equal(getattr(forked, field), getattr(serial, field), err_msg=field)
     np.testing.assert_array_equal(A.stack_distances(many, jobs=jobs), A.stack_distances(one))
+    tok = [int(t) % 7 for t in range(n)]                       # token ids seen often enough to count
+    one, many = routing(ids, E=E, weights=weights, token_ids=tok), routing(ids, E=E, weights=weights, token_ids=tok)
+    assert A.to_json(A.vocabulary_specialization(many, min_count=5, jobs=jobs)) == \
+        A.to_json(A.vocabulary_specialization(one, min_count=5))
+    assert A.to_json(A.transition_summary(many, jobs=jobs)) == A.to_json(A.transition_summary(one))
     assert A.stack_distances(one).tolist() == brute_force_lru(ids, E).tolist()
 
 

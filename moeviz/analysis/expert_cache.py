@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parallel import map_layer_ranges
+from .parallel import map_ranges
 from .routing import Routing, compact_dtype
 from .tallies import tally
 
@@ -37,7 +37,11 @@ def stack_distances(routing: Routing, jobs: int = 1) -> np.ndarray:
     """int64 [L, E + 1]: hist[i, d] = accesses at MoE layer i with LRU stack distance d;
     hist[i, E] counts first uses (a miss for any cache size). `jobs` > 1 splits the
     layers among that many processes (parallel.py)."""
-    return np.concatenate(map_layer_ranges(routing, _stack_distances, jobs))
+    return np.concatenate(map_ranges(_layer_distances, routing.n_layers, jobs, routing, size=routing.expert_ids.size))
+
+
+def _layer_distances(lo: int, hi: int, routing: Routing) -> np.ndarray:
+    return _stack_distances(routing.layer_slice(lo, hi))
 
 
 def _stack_distances(routing: Routing) -> np.ndarray:

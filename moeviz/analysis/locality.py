@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from .parallel import map_ranges
 from .routing import AnalysisError, Routing
 from .tallies import tally
 
@@ -102,7 +103,7 @@ def layer_transitions(routing: Routing, layer: int) -> dict:
     return {"layer": layer, "next_layer": routing.moe_layers[li + 1], "counts": t, "conditional": conditional}
 
 
-def transition_summary(routing: Routing) -> dict:
+def transition_summary(routing: Routing, jobs: int = 1) -> dict:
     """Per adjacent MoE layer pair: mutual information (bits) between the two layers'
     top-1 experts, and "predictability", how often the next top-1 is the commonest
     successor of this top-1, against always guessing the next layer's commonest top-1.
@@ -120,21 +121,32 @@ def transition_summary(routing: Routing) -> dict:
     out = {"pairs": [[a, b] for a, b in zip(routing.moe_layers[:-1], routing.moe_layers[1:])],
            "mutual_information_bits": [], "predictability": [], "predictability_baseline": [],
            "mutual_information_shuffled": [], "predictability_shuffled": []}
-    code = np.empty(n, np.intp)
     for i, t in enumerate(tal.transitions):
         mi, predict = _pair_figures(t, n)
         out["mutual_information_bits"].append(mi)
         out["predictability"].append(predict)
         out["predictability_baseline"].append(float(t.sum(axis=0).max() / n))
+    for part in map_ranges(_shuffled_pairs, len(tal.transitions), jobs, top1, shuffles, E, size=routing.expert_ids.size):
+        for mi0, p0 in part:
+            out["mutual_information_shuffled"].append(mi0)
+            out["predictability_shuffled"].append(p0)
+    return out
+
+
+def _shuffled_pairs(lo, hi, top1, shuffles, E) -> list[tuple[float, float]]:
+    """Layer pairs lo..hi-1: mutual information and predictability with the next
+    layer's top-1 experts shuffled, averaged over the shuffles."""
+    n = top1.shape[1]
+    code = np.empty(n, np.intp)
+    out = []
+    for i in range(lo, hi):
         mi0 = p0 = 0.0
         for order in shuffles:
             np.multiply(top1[i], np.intp(E), out=code)
             code += top1[i + 1][order]
-            shuffled = np.bincount(code, minlength=E * E).reshape(E, E)
-            m, p = _pair_figures(shuffled, n)
+            m, p = _pair_figures(np.bincount(code, minlength=E * E).reshape(E, E), n)
             mi0, p0 = mi0 + m / len(shuffles), p0 + p / len(shuffles)
-        out["mutual_information_shuffled"].append(mi0)
-        out["predictability_shuffled"].append(p0)
+        out.append((mi0, p0))
     return out
 
 

@@ -27,8 +27,8 @@ def trace_stats(trace, tokens: str = "all", name: str | None = None, cache: bool
 
 
 def routing_stats(routing: Routing, cache: bool = True, min_token_count: int = MIN_TOKEN_COUNT, jobs: int = 1) -> dict:
-    """`jobs` > 1: the two passes over every assignment (tallies, cache simulation) split
-    the layers among that many processes; every number is the same."""
+    """`jobs` > 1: the passes over every assignment (tallies, cache simulation) and the
+    per-layer shuffled baselines run in that many processes; every number is the same."""
     tal = tally(routing, jobs)
     n, k, E = routing.n_tokens, routing.k, routing.n_expert
     dormant = dormant_experts(routing)
@@ -43,8 +43,8 @@ def routing_stats(routing: Routing, cache: bool = True, min_token_count: int = M
         "dormant": {**dormant, "uniform_expected_fraction": (1 - k / E) ** n},
         "saturation": saturation_curve(routing),
         "locality": consecutive_repetition(routing),
-        "transitions": transition_summary(routing),
-        "specialization": vocabulary_specialization(routing, min_count=min_token_count),
+        "transitions": transition_summary(routing, jobs=jobs),
+        "specialization": vocabulary_specialization(routing, min_count=min_token_count, jobs=jobs),
         "confidence": router_confidence(routing) if routing.probs is not None else None,
         "expert_cache": cache_hit_rates(routing, jobs=jobs) if cache else None,
     }

@@ -23,11 +23,10 @@ import weakref
 
 import numpy as np
 
-from .parallel import map_token_ranges
+from .parallel import map_ranges
 from .routing import Routing, compact_dtype
 
 CHUNK_ASSIGNMENTS = 1 << 20       # assignments (token rows x layers x k) per chunk
-_ONE = np.uint64(1)
 
 
 @dataclasses.dataclass
@@ -52,7 +51,7 @@ def tally(routing: Routing, jobs: int = 1) -> Tallies:
     """The shared per-layer tallies of `routing` (computed once per Routing, then
     cached); `jobs` > 1 splits the tokens among that many processes (parallel.py)."""
     if routing not in _cache:
-        parts = map_token_ranges(routing, _tally, jobs)
+        parts = map_ranges(_tally_rows, routing.n_tokens, jobs, routing, size=routing.expert_ids.size)
         _cache[routing] = parts[0] if len(parts) == 1 else _merge(parts)
     return _cache[routing]
 
@@ -72,13 +71,16 @@ def _merge(parts: list[Tallies]) -> Tallies:
 class _Buffers:
     def __init__(self, rows: int, L: int, k: int, udt: np.dtype):
         self.u = np.empty((rows + 1, L, k), udt)         # narrowed ids, plus the row before the chunk
-        self.shifted = np.empty((rows + 1, L, k), udt)   # ids - 64 * word, wrapping
         self.codes = np.empty(rows * L * k, np.intp)     # bincount takes intp without copying
         self.descending = np.empty(rows * L * k, bool)
-        self.mask = np.empty((rows + 1, L), np.uint64)
-        self.bit = np.empty((rows + 1, L), np.uint64)
-        self.common = np.empty((rows, L), np.uint64)
-        self.popcount = np.empty((rows, L), np.uint8)
+        self.planes = np.empty((k, rows + 1, L), udt)    # the chunk's ids, one contiguous plane per position
+        self.hit = np.empty((rows, L), bool)
+        self.eq = np.empty((rows, L), bool)
+        self.shared = np.empty((rows, L), np.uint8)      # |S_t ∩ S_t-1| per row
+
+
+def _tally_rows(start: int, stop: int, routing: Routing) -> Tallies:
+    return _tally(routing, start, stop)
 
 
 def _tally(routing: Routing, start: int = 0, stop: int | None = None) -> Tallies:
@@ -115,7 +117,7 @@ def _tally(routing: Routing, start: int = 0, stop: int | None = None) -> Tallies
         counts += c
         top1[:, s - start:e - start] = _top1(u, weights[s:e], row_end, buf).T
         if e - lo >= 2:
-            overlap += _consecutive_overlap(u_all, E, buf)
+            overlap += _consecutive_overlap(u_all, buf)
     transitions = _transitions(top1, E)
     return Tallies(counts=counts.reshape(L, E), first_use=first.reshape(L, E), top1_by_layer=top1,
                    top1_counts=_top1_counts(top1, transitions, E), overlap=overlap, transitions=transitions)
@@ -137,34 +139,24 @@ def _top1(u: np.ndarray, w: np.ndarray, row_end: np.ndarray, buf: _Buffers) -> n
     return np.take_along_axis(u, pos[..., None], axis=-1)[..., 0]
 
 
-def _expert_masks(u: np.ndarray, word: int, buf: _Buffers) -> np.ndarray:
-    """Bit set of each row's experts 64*word .. 64*word+63, as uint64 (u is [R, L, k]).
-
-    The shift count wraps in u's unsigned type for ids outside this word, and numpy
-    shifts by 64 or more give 0, so no comparison is needed."""
-    R = len(u)
-    if word:
-        u = np.subtract(u, u.dtype.type(64 * word), out=buf.shifted[:R])
-    mask, bit = buf.mask[:R], buf.bit[:R]
-    np.left_shift(_ONE, u[..., 0], out=mask)
-    for j in range(1, u.shape[-1]):
-        np.left_shift(_ONE, u[..., j], out=bit)
-        mask |= bit
-    return mask
-
-
-def _consecutive_overlap(u: np.ndarray, n_expert: int, buf: _Buffers) -> np.ndarray:
-    """Per layer, sum over consecutive rows of |S_t ∩ S_t+1|: the popcount of the AND
-    of the rows' expert bit sets, one 64-expert word at a time."""
-    R = len(u)
-    total = np.zeros(u.shape[1], np.int64)
-    common, popcount = buf.common[:R - 1], buf.popcount[:R - 1]
-    for word in range((n_expert + 63) // 64):
-        mask = _expert_masks(u, word, buf)
-        np.bitwise_and(mask[1:], mask[:-1], out=common)
-        np.bitwise_count(common, out=popcount)
-        total += popcount.sum(axis=0, dtype=np.int64)
-    return total
+def _consecutive_overlap(u: np.ndarray, buf: _Buffers) -> np.ndarray:
+    """Per layer, sum over consecutive rows of |S_t ∩ S_t+1| (u is [R, L, k]). A token's
+    k experts are distinct, so the count is the number of its experts found among the
+    previous row's: k x k comparisons of contiguous uint8/uint16 planes, which numpy
+    runs with SIMD (measured 1.5-4x faster than bit sets and popcounts)."""
+    R, _, k = u.shape
+    planes = buf.planes[:, :R]
+    np.copyto(planes, u.transpose(2, 0, 1))
+    hit, eq, shared = buf.hit[:R - 1], buf.eq[:R - 1], buf.shared[:R - 1]
+    shared[:] = 0
+    for i in range(k):
+        now = planes[i, 1:]
+        np.equal(now, planes[0, :-1], out=hit)
+        for j in range(1, k):
+            np.equal(now, planes[j, :-1], out=eq)
+            np.logical_or(hit, eq, out=hit)
+        np.add(shared, hit, out=shared, casting="unsafe")
+    return shared.sum(axis=0, dtype=np.int64)
 
 
 def _transitions(top1: np.ndarray, E: int) -> np.ndarray:

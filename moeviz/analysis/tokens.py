@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .parallel import map_ranges
 from .routing import Routing
 from .tallies import tally
 
@@ -35,7 +36,7 @@ def expert_token_profile(routing: Routing, layer: int, expert: int, top: int = 2
     return result
 
 
-def vocabulary_specialization(routing: Routing, min_count: int = 10, top: int = 10) -> dict:
+def vocabulary_specialization(routing: Routing, min_count: int = 10, top: int = 10, jobs: int = 1) -> dict:
     """For token ids seen at least `min_count` times: per layer, the share of their
     occurrences whose top-1 expert is the token's most frequent top-1 expert there.
 
@@ -69,13 +70,10 @@ def vocabulary_specialization(routing: Routing, min_count: int = 10, top: int = 
     top1 = tally(routing).top1_by_layer
     rng = np.random.default_rng(0)
     shuffles = [tok[rng.permutation(len(tok))] for _ in range(max(1, min(16, SIMULATED_DRAWS // len(tok))))]
-    best = np.empty((routing.n_layers, n_freq), np.int64)
-    shuffled = np.zeros(routing.n_layers)
-    for i, row in enumerate(top1):
-        routed = row[rows]
-        best[i] = _largest_counts(tok + routed, n_freq, E)
-        for s in shuffles:
-            shuffled[i] += _largest_counts(s + routed, n_freq, E).sum() / len(shuffles)
+    parts = map_ranges(_layer_specialization, routing.n_layers, jobs, top1, rows, tok, shuffles, n_freq, E,
+                       size=routing.expert_ids.size)
+    best = np.concatenate([b for b, _ in parts])
+    shuffled = np.concatenate([sh for _, sh in parts])
     occ = occurrences[frequent]
     per_token = (best / occ).mean(axis=0)
     order = np.lexsort((uniq[frequent], -occ, -per_token))[:top]
@@ -86,6 +84,19 @@ def vocabulary_specialization(routing: Routing, min_count: int = 10, top: int = 
         most_specialized=[{"id": int(uniq[frequent][o]), "text": routing.token_text(uniq[frequent][o]),
                            "occurrences": int(occ[o]), "mean_share": float(per_token[o])} for o in order])
     return result
+
+
+def _layer_specialization(lo, hi, top1, rows, tok, shuffles, n_freq, E):
+    """Layers lo..hi-1: each frequent token's count at its commonest top-1 expert, and
+    the pooled figure averaged over the shuffles."""
+    best = np.empty((hi - lo, n_freq), np.int64)
+    shuffled = np.zeros(hi - lo)
+    for i in range(lo, hi):
+        routed = top1[i][rows]
+        best[i - lo] = _largest_counts(tok + routed, n_freq, E)
+        for s in shuffles:
+            shuffled[i - lo] += _largest_counts(s + routed, n_freq, E).sum() / len(shuffles)
+    return best, shuffled
 
 
 def _largest_counts(code: np.ndarray, n_tokens: int, n_expert: int) -> np.ndarray:
