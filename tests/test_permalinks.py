@@ -46,6 +46,31 @@ def test_a_finished_run_gets_a_permalink_that_reopens_it(app_factory):
         assert b.equals(t)
 
 
+def test_a_runs_statistics_are_moeviz_stats_of_its_trace(app_factory, tmp_path, capsys):
+    import argparse
+
+    from moeviz.analysis import cli as stats_cli
+
+    with app_factory() as c:
+        done = generate(c, prompt_name="code-fibonacci", max_tokens=6, temperature=0.0)
+        run_id = done["started"]
+        (tmp_path / "run.moetrace").write_bytes(c.get(f"/api/runs/{run_id}.moetrace").content)
+        parser = argparse.ArgumentParser()
+        stats_cli.add_stats_parser(parser.add_subparsers())
+        for sel in ("all", "generated"):
+            got = c.get(f"/api/runs/{run_id}/stats", params={"tokens": sel})
+            assert got.status_code == 200
+            stats_cli.cmd_stats(parser.parse_args(["stats", str(tmp_path / "run.moetrace"), "--json", "--tokens", sel]))
+            want = json.loads(capsys.readouterr().out)
+            want["traces"][0]["trace"] = run_id
+            assert got.json() == want
+        assert got.json()["traces"][0]["tokens"]["count"] == 6
+        bad = c.get(f"/api/runs/{run_id}/stats", params={"tokens": "some"})
+        assert bad.status_code == 400 and "tokens must be one of all, prompt, generated" in bad.json()["error"]
+        assert c.get("/api/runs/AAAAAAAAAAAAAAAA/stats").status_code == 404
+        assert c.get("/api/runs/..%2F..%2Fx/stats").status_code == 404
+
+
 def test_a_taken_id_is_not_overwritten(tmp_path, engines):
     store = RunStore(tmp_path)
     with TestClient(create_app(engines("llama", "native"), ServerSettings(data_dir=tmp_path))) as c:

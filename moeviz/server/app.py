@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
+from ..analysis import TOKEN_SELECTIONS, AnalysisError, to_json, trace_stats
 from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts
 from ..trace import TraceFormatError, loads
 from ..trace.io import to_json_dict
@@ -104,6 +105,15 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
             return Response(store.load_bytes(run_id[: -len(".moetrace")]), media_type="application/octet-stream")
         return JSONResponse(to_json_dict(store.load(run_id)))
 
+    @app.get("/api/runs/{run_id}/stats")
+    def run_stats(run_id: str, tokens: str = "all"):
+        """What `moeviz stats --json` prints for the stored run (sync: FastAPI runs it in
+        a worker thread, off the event loop)."""
+        if tokens not in TOKEN_SELECTIONS:
+            raise AnalysisError(f"tokens must be one of {', '.join(TOKEN_SELECTIONS)}, not {tokens!r}")
+        stats = trace_stats(store.load(run_id), tokens, name=run_id)
+        return JSONResponse(to_json({"traces": [stats], "comparison": None}))
+
     @app.post("/api/runs")
     async def upload_run(request: Request):
         if settings.public:
@@ -118,6 +128,10 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(TraceFormatError)
     def _bad_trace(_request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(AnalysisError)
+    def _bad_analysis(_request, exc):
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.exception_handler(UploadTooLarge)
