@@ -61,6 +61,8 @@ def test_permalink_reopens_the_run_at_the_fragment_token(fixture_models, tmp_pat
             pg.settle()
             assert pg.js("moeviz.tokens") == trace.n_tokens
             assert pg.js("moeviz.panelToken") == n
+            # the token stream shows the same pin (one owner: it survives the run's spans being built)
+            assert pg.js("Array.from(document.querySelectorAll('#tokens .pinned'), e => Number(e.dataset.i))") == [n]
             check_dormant(pg, trace, n + 1)
             assert pg.errors == []
         finally:

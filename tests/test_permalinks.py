@@ -102,6 +102,15 @@ def test_uploads_are_validated_and_size_limited(app_factory, engines):
         assert r.status_code == 200 and c.get(r.json()["url"]).status_code == 200
 
 
+def test_a_run_too_big_to_keep_still_ends_with_done(app_factory):
+    with app_factory(max_run_bytes=1000) as c:
+        done = generate(c, prompt_name="code-fibonacci", max_tokens=3, temperature=0.0)
+        assert done["type"] == "done" and done["finish"]["n_generated"] == 3 and "permalink" not in done
+        assert "this server keeps runs up to 1000" in done["permalink_error"]
+        assert done["summary"]["experts_hit"] > 0
+        assert generate(c, text="hi", max_tokens=1)["type"] == "done"      # the worker is fine
+
+
 def test_store_is_bounded_and_atomic(tmp_path, engines):
     from moeviz.engine import SamplingSettings
     from moeviz.trace.builder import TraceBuilder

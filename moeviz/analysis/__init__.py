@@ -16,7 +16,7 @@ from .expert_cache import cache_hit_rates, stack_distances
 from .locality import (coactivation, consecutive_repetition, layer_transitions, routing_map,
                        transition_summary)
 from .routing import TOKEN_SELECTIONS, AnalysisError, Routing, select_tokens
-from .tallies import tally
+from .tallies import Tallies, tally
 from .summary import routing_stats, to_json, trace_stats
 from .tokens import expert_token_profile, vocabulary_specialization
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import json
 import threading
 import time
@@ -18,6 +17,7 @@ from ..engine import Finished, TokenRouted
 from ..engine.text import PromptError
 from ..errors import user_message
 from ..trace.messages import error_message, event_message, queued_message, start_message
+from ..trace import TraceFormatError
 from ..trace.builder import TraceBuilder
 from ..trace.store import RunStore
 from ..trace.summary import ExpertCounter
@@ -35,7 +35,6 @@ class Job:
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     run_id: str = dataclasses.field(default_factory=RunStore.new_id)   # also its permalink id
-    seq: int = dataclasses.field(default_factory=itertools.count().__next__)
 
 
 class GenerationWorker:
@@ -106,6 +105,20 @@ class GenerationWorker:
                     self.current = None
                 job.done.set()
 
+    def _finish(self, trace, run_id: str) -> dict:
+        """What `done` adds for a finished run: its summary, counted once from the trace,
+        and its permalink — or, when the store refuses the trace (over its size limit),
+        why there is none: the run itself still ends with `done`."""
+        counter = ExpertCounter(len(trace.model["moe_layers"]), trace.model["n_expert"])
+        counter.add(trace.expert_ids)
+        out = {"summary": counter.summary()}
+        if self.store is not None:
+            try:
+                out["permalink"] = "/r/" + self.store.save(trace, run_id)
+            except TraceFormatError as e:
+                out["permalink_error"] = str(e)
+        return out
+
     def _run(self, job: Job) -> None:
         req, engine = job.request, self.engine
         try:
@@ -114,18 +127,13 @@ class GenerationWorker:
                 raise PromptError(f"the prompt is {len(tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
             settings = {**dataclasses.asdict(req.settings), "probs": req.probs, "capture": engine.capture.name}
             job.send(dumps(start_message(job.run_id, req.prompt, settings)), time.perf_counter())
-            counter = ExpertCounter(len(engine.info.moe_layers), engine.info.n_expert)
             builder = TraceBuilder(engine.info, req.prompt, {**settings, "prompt_name": req.prompt_name})
             for ev in engine.generate(tokens, req.settings, probs=req.probs, cancel=job.cancel):
                 t_event = time.perf_counter()
                 builder.add(ev)
                 msg = event_message(ev)
                 if isinstance(ev, Finished):
-                    msg["summary"] = counter.summary()
-                    if self.store is not None:
-                        msg["permalink"] = "/r/" + self.store.save(builder.trace(), job.run_id)
-                else:
-                    counter.add(ev.routing.expert_ids)
+                    msg.update(self._finish(builder.trace(), job.run_id))
                 job.send(dumps(msg), t_event if isinstance(ev, TokenRouted) else 0.0)
         except Exception as e:  # a bad run must never take the worker down
             msg = user_message(e)

@@ -16,12 +16,12 @@ export const PANEL_PALETTE = makePalette([
 ]);
 
 export class PanelView {
-  constructor(canvas, state, { title } = {}) {
+  constructor(canvas, state, { title, pinned } = {}) {
     this.state = state;
     this.grid = new LayerExpertGrid(canvas, { palette: PANEL_PALETTE, maxGridCss: 360 });
     this.title = title || null;
     this.hovered = null;        // token index under the mouse in the token stream
-    this.pinned = null;         // token index clicked in the token stream
+    this.pinnedOf = pinned || (() => null);   // token index pinned in the token stream
     this.drawn = { gen: -1, t: -1 };
     this.cells = new Int32Array(0);
     canvas.addEventListener("mousemove", (ev) => this.hover(ev));
@@ -30,7 +30,7 @@ export class PanelView {
 
   shownToken() {
     const s = this.state;
-    const t = this.hovered ?? this.pinned ?? s.applied - 1;
+    const t = this.hovered ?? this.pinnedOf() ?? s.applied - 1;
     return t >= 0 && t < s.nTokens ? t : -1;
   }
 
@@ -96,7 +96,7 @@ export class PanelView {
     let text = "no token yet";
     if (t >= 0) {
       const tok = s.tokens[t];
-      const how = this.hovered !== null ? "hovered" : this.pinned !== null ? "pinned" : "newest";
+      const how = this.hovered !== null ? "hovered" : this.pinnedOf() !== null ? "pinned" : "newest";
       text = `#${t} ${JSON.stringify(tok.text)} · ${tok.prompt ? "prompt" : "generated"} · ${how}` +
         (s.probs[t] ? " · with router probabilities" : "");
     }

@@ -94,7 +94,8 @@ export class RunState {
         this.permalink = typeof msg.permalink === "string" && msg.permalink.startsWith("/r/") ? msg.permalink : null;
         this.done = true;
         this.status = msg.finish && msg.finish.reason === "cancelled" ? "cancelled" : "done";
-        this.message = describeFinish(msg.finish);
+        this.message = describeFinish(msg.finish) +
+          (typeof msg.permalink_error === "string" ? ` · not kept: ${msg.permalink_error}` : "");
         break;
       case "error":
         // an error during a run ends it (the server sends no `done` then); what

@@ -4,18 +4,20 @@
 // (so scrubbing back keeps the text in view), and not at all while it streams.
 //
 // Hovering a token shows its routing in the panel; clicking pins it (click again
-// to unpin). Events are delegated: one listener for any number of tokens.
+// to unpin). The pin lives here only (the panel reads `pinned`); a pin set for a
+// run whose spans are not built yet (a `#t=<n>` link) is kept for that run.
+// Events are delegated: one listener for any number of tokens.
 
 export class TokenStream {
-  constructor(el, state, { onHover, onPin } = {}) {
+  constructor(el, state, { onHover } = {}) {
     this.el = el;
     this.state = state;
     this.onHover = onHover || (() => {});
-    this.onPin = onPin || (() => {});
     this.spans = [];
     this.gen = -1;
     this.cursor = 0;
     this.pinned = null;
+    this.pinnedGen = -1;        // the run (state.gen) the pin belongs to
     this.scrollTo = null;
     el.addEventListener("mouseover", (ev) => {
       const i = tokenIndex(ev.target);
@@ -26,13 +28,13 @@ export class TokenStream {
       const i = tokenIndex(ev.target);
       if (i === null) return;
       this.pin(this.pinned === i ? null : i);
-      this.onPin(this.pinned);
     });
   }
 
   pin(i) {
     if (this.pinned !== null && this.spans[this.pinned]) this.spans[this.pinned].classList.remove("pinned");
     this.pinned = i;
+    this.pinnedGen = this.state.gen;
     if (i !== null && this.spans[i]) this.spans[i].classList.add("pinned");
   }
 
@@ -46,7 +48,7 @@ export class TokenStream {
       this.el.replaceChildren();
       this.spans = [];
       this.cursor = 0;
-      this.pinned = null;
+      if (this.pinnedGen !== s.gen) this.pinned = null;   // a pin from an earlier run
       this.gen = s.gen;
     }
     // while a run streams, text appears as the cursor reaches it; afterwards all of it
@@ -63,6 +65,7 @@ export class TokenStream {
       if (tok.text === "") span.classList.add("empty");       // a byte of a split character
       if (tok.text.endsWith("\n")) span.classList.add("nl");
       if (i >= this.state.applied) span.classList.add("future");
+      if (i === this.pinned) span.classList.add("pinned");
       span.dataset.i = String(i);
       span.textContent = tok.text;
       span.title = `#${i} · id ${tok.id} · ${tok.prompt ? "prompt" : "generated"}`;
