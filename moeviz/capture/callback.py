@@ -38,6 +38,7 @@ class CallbackCapture:
             for stage in _WEIGHT_STAGES:
                 self._want_routing[f"{stage}-{il}".encode()] = (li, _WEIGHTS)
             self._want_probs[f"ffn_moe_probs-{il}".encode()] = (li, _PROBS)
+        self._want_all = {**self._want_routing, **self._want_probs}
         self.want = self._want_routing
         self.active = False
         self.error: Exception | None = None
@@ -55,7 +56,7 @@ class CallbackCapture:
     def begin(self, probs: bool = False) -> None:
         """Start collecting: only decodes between begin() and finish() are recorded,
         so llama.cpp's own warm-up or reserve passes never leak into a trace."""
-        self.want = {**self._want_routing, **self._want_probs} if probs else self._want_routing
+        self.want = self._want_all if probs else self._want_routing
         self.chunks.want_probs = probs
         self.chunks.reset()
         self.error = None

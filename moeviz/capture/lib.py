@@ -139,8 +139,8 @@ def read_tensor(t: int) -> np.ndarray:
         ctypes.memmove(raw.ctypes.data, s.data, span)
     else:
         ggml_base().ggml_backend_tensor_get(t, raw.ctypes.data, 0, span)
-    view = np.lib.stride_tricks.as_strided(raw.view(dtype), shape=ne[::-1], strides=nb[::-1])
-    return np.array(view)
+    # numpy checks that the strided view stays inside `raw`; copy() makes it C-ordered
+    return np.ndarray(ne[::-1], dtype, raw, 0, nb[::-1]).copy()
 
 
 class LlamaLog:

@@ -91,8 +91,13 @@ class NativeCapture:
         if rc < 0:
             raise MissingRouting(_COPY_ERRORS.get(rc, f"routing copy failed ({rc})"))
         # layer-major from C; the trace is token-major
-        return BatchRouting(ids.transpose(1, 0, 2).copy(), w.transpose(1, 0, 2).copy(),
-                            None if p is None else p.transpose(1, 0, 2).copy())
+        return BatchRouting(_token_major(ids), _token_major(w), None if p is None else _token_major(p))
 
     def abort(self) -> None:
         pass
+
+
+def _token_major(a: np.ndarray) -> np.ndarray:
+    """[layer, token, x] -> contiguous [token, layer, x]; for one token (every decode
+    step) the transpose is already contiguous and nothing is copied."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2))

@@ -72,7 +72,7 @@ class Engine:
         self.offload = TensorOverrides(expert_patterns(cpu_moe, n_cpu_moe))
         self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                               n_gpu_layers=n_gpu_layers, configure_model=self.offload.apply,
-                              configure_context=configure_context)
+                              configure_context=configure_context, info=info)
         self.capture.attach(self.lm.ctx)
         self.info: ModelInfo = self.lm.info
         self.output_budget = output_budget
@@ -160,6 +160,7 @@ class Engine:
         sampler = Sampler(settings)
         detok = Detokenizer()
         generated, decode_s, n_past, reason = "", 0.0, len(tokens), "length"
+        longest_stop = max(map(len, settings.stop), default=0)
         try:
             for i in range(settings.max_tokens):
                 if cancel is not None and cancel.is_set():
@@ -180,7 +181,9 @@ class Engine:
                 yield TokenRouted(n_past, TokenInfo(tok, text, False), self._postprocess(r), dt)
                 n_past += 1
                 generated += text
-                if settings.stop and any(s in generated for s in settings.stop):
+                # a new match ends in this token's text: only the tail can hold it
+                tail = generated[-(len(text) + longest_stop - 1):] if text else ""
+                if settings.stop and any(s in tail for s in settings.stop):
                     reason = "stop"
                     break
         finally:

@@ -32,8 +32,11 @@ class LoadedModel:
     """A llama_model + one llama_context + its vocab; closed with close()."""
 
     def __init__(self, path: str | os.PathLike, *, n_ctx: int, n_batch: int, n_threads: int | None,
-                 n_gpu_layers: int, configure_model=None, configure_context=None):
-        self.info: ModelInfo = read_model_info(path)  # raises ModelFileError first: cheap and precise
+                 n_gpu_layers: int, configure_model=None, configure_context=None, info: ModelInfo | None = None):
+        # The GGUF's metadata (`info`, when the caller has read it already: reading it parses
+        # the whole tokenizer, seconds for a 150k vocabulary). Read first: a bad file gets
+        # moeviz's precise ModelFileError rather than llama.cpp's load failure.
+        self.info: ModelInfo = info if info is not None else read_model_info(path)
         lc = llama_cpp()
         _init_backend()
         mp = lc.llama_model_default_params()

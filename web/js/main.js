@@ -23,11 +23,10 @@ const config = JSON.parse($("moeviz-config").textContent);
 const hasShape = (m) => m && Array.isArray(m.moe_layers) && m.n_expert > 0;
 const state = new RunState(hasShape(config.model) ? config.model : null);
 
-const panel = new PanelView($("panel-canvas"), state, { title: $("panel-title") });
+const panel = new PanelView($("panel-canvas"), state, { title: $("panel-title"), pinned: () => tokens.pinned });
 const heatmap = new HeatmapView($("heatmap-canvas"), state, { legend: $("heatmap-legend") });
 const tokens = new TokenStream($("tokens"), state, {
   onHover: (i) => { panel.hovered = i; },
-  onPin: (i) => { panel.pinned = i; },
 });
 const dormant = new DormantView($("dormant"), state);
 const header = new HeaderView({
@@ -67,7 +66,6 @@ let notice = null;
 function handle(msg) {
   if (msg.type === "start") {
     playback.follow();
-    panel.pinned = null;
     panel.hovered = null;
   }
   if (msg.type === "start" || msg.type === "error" || msg.type === "done") pending = false;
@@ -112,7 +110,7 @@ function renderStatus() {
   const text = notice ? notice.text : connection === "closed" ? "disconnected from the server, reconnecting…"
     : pending ? "starting…" : state.message || (config.mode === "live" ? "ready" : "");
   const isError = notice ? notice.error : state.status === "error" || connection === "closed";
-  const key = `${text}|${isError}|${state.status}|${running}|${connection}|${state.permalink}|${state.nTokens}`;
+  const key = `${text}|${isError}|${state.status}|${running}|${connection}|${state.permalink}`;
   if (key === shownStatus) return;
   shownStatus = key;
   const el = $("status");
@@ -256,7 +254,7 @@ function storedTraceUrl() {
 let shownFiles = "";
 function renderFileButtons() {
   const running = isRunning(), url = storedTraceUrl();
-  const key = `${running}|${state.nTokens}|${url}`;
+  const key = `${running}|${state.nTokens > 0}|${state.gen}|${url}`;
   if (key === shownFiles) return;
   shownFiles = key;
   $("save-trace").disabled = running || state.nTokens === 0;
@@ -287,7 +285,6 @@ function selectFromHash() {
   const n = Number(t);
   playback.seek(n + 1);
   tokens.pin(n);
-  panel.pinned = n;
 }
 
 // ---- window.moeviz: the page's figures, read-only, for tests and the console ----

@@ -12,6 +12,8 @@ export const SELECTIONS = ["all", "prompt", "generated"];
 const BACKGROUND_ROWS = 32;     // LRU rows simulated per frame in the background (~1-2 ms at 48 x 128)
 export const GROUPS = ["balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"];
 
+const PHASE_OF_SELECTION = { all: "both", prompt: "prefill", generated: "decode" };   // RunState.counts keys
+
 export class Analyzer {
   constructor(state) {
     this.state = state;
@@ -34,8 +36,7 @@ export class Analyzer {
   // Rows [lo, hi) of the applied tokens in the selection.
   range(selection = "all") {
     const s = this.state, applied = s.applied;
-    let nPrompt = 0;                              // leading prompt tokens (the schema puts them first)
-    while (nPrompt < applied && s.tokens[nPrompt].prompt) nPrompt++;
+    const nPrompt = Math.min(s.nPrompt, applied);    // prompt tokens come first (the schema says so)
     if (selection === "prompt") return [0, nPrompt];
     if (selection === "generated") return [nPrompt, applied];
     return [0, applied];
@@ -59,26 +60,28 @@ export class Analyzer {
       out.note = tokens === "all" ? "no tokens yet" : `no ${tokens} tokens yet`;
       return out;
     }
-    let tal = null, t1 = null, t1c = null, texts = null;
+    let tal = null, counts = null, t1 = null, t1c = null, texts = null;
     const getTally = () => tal || (tal = tally(sel));
+    // Selection counts at the cursor are what RunState already keeps per phase; a copy,
+    // because views keep subarrays of a figure.
+    const getCounts = () => counts || (counts = s.counts[PHASE_OF_SELECTION[tokens]].slice());
     const getTop1 = () => t1 || (t1 = top1Of(sel));
     const getTexts = () => texts || (texts = tokenTexts(sel));
 
     if (want.has("balance") || want.has("cache") || want.has("locality")) {
-      const { counts } = getTally();
+      const counts = getCounts();
       out.utilization = { counts };
       out.balance = balance(counts, L, E, K);
       out.dormant = dormant(counts, L, E, K, n);
     }
     if (want.has("saturation")) {
-      const { counts, first } = getTally();
-      out.saturation = saturation(first, n, L, E, K, { perLayer: true });
-      if (!out.dormant) out.dormant = dormant(counts, L, E, K, n);
+      out.saturation = saturation(getTally().first, n, L, E, K, { perLayer: true });
+      if (!out.dormant) out.dormant = dormant(getCounts(), L, E, K, n);
     }
     if (want.has("profile")) out.profile = expertTokenProfile(sel, row, expert, { layer: layers[row], texts: getTexts() });
     if (want.has("map")) out.routing_map = { top1: getTop1() };
     if (want.has("locality")) {
-      const { counts } = getTally();
+      const counts = getCounts();
       t1c = top1Counts(getTop1(), n, L, E);
       out.utilization.top1_counts = t1c;
       out.locality = consecutive(sel, counts, t1, t1c);
@@ -102,7 +105,7 @@ export class Analyzer {
           layers: layers.slice() });
       }
     }
-    if (want.has("cache")) out.cache = cacheHitRates(this.lru.histogram(s, sel.lo, sel.hi), getTally().counts, L, E);
+    if (want.has("cache")) out.cache = cacheHitRates(this.lru.histogram(s, sel.lo, sel.hi), getCounts(), L, E);
     return out;
   }
 }
