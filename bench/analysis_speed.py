@@ -50,7 +50,9 @@ def synthetic_trace(n: int, L: int, E: int, k: int, seed: int = 0) -> Trace:
     model = {"name": "synthetic", "architecture": "synthetic", "n_layer": L + 1, "moe_layers": list(range(1, L + 1)),
              "dense_layers": [0], "n_expert": E, "n_expert_used": k, "n_shared_experts": 0, "gating": "softmax",
              "total_params": 0, "active_params": 0}
-    return Trace(model, "synthetic", {}, tokens, ids, weights)
+    finish = {"reason": "length", "n_prompt": n_prompt, "n_generated": n - n_prompt,
+              "prefill_seconds": 0.0, "decode_seconds": 0.0}
+    return Trace(model, "synthetic", {}, tokens, ids, weights, finish=finish)
 
 
 def rss_mb() -> float:

@@ -42,7 +42,6 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         trace = synthetic_trace(args.tokens, 48, 128, 8)
-        trace.finish = {"reason": "length", "prefill_seconds": 0.0, "decode_seconds": 0.0}
         save(trace.validate(), Path(tmp) / "big.json")
         subprocess.run([sys.executable, "-m", "moeviz", "export", "--out", str(Path(tmp) / "site"),
                         str(Path(tmp) / "big.json")], check=True, cwd=ROOT, capture_output=True)

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from . import __version__
 from .trace import Trace
-from .trace.io import to_json_dict
+from .trace.io import dumps
 
 SITE_FORMAT = "moeviz-site"
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -63,8 +63,7 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
             while file in used:
                 file, i = f"runs/{base}-{i}.json", i + 1
             used.add(file)
-            (tmp / file).write_text(json.dumps(to_json_dict(trace.validate()), ensure_ascii=False,
-                                               separators=(",", ":")), encoding="utf-8")
+            (tmp / file).write_bytes(dumps(trace.validate()))
             entries.append(run_entry(name, trace, file))
         first = runs[0][1].model
         manifest = {"format": SITE_FORMAT, "version": 1, "model": first if len(models) == 1 else None,

@@ -260,8 +260,10 @@ def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
     ids = np.stack([np.stack([rng.choice(E, k, replace=False) for _ in range(L)]) for _ in range(n)])
     weights = rng.random((n, L, k)).astype(np.float32)        # not sorted: top-1 needs the argmax path
     one, many = routing(ids, E=E, weights=weights), routing(ids, E=E, weights=weights)
-    assert parallel.split(L, jobs) == [(round(i * L / min(jobs, L)), round((i + 1) * L / min(jobs, L)))
-                                              for i in range(min(jobs, L))]
+    ranges = parallel.split(L, jobs)                            # contiguous, covering, balanced
+    assert len(ranges) == min(jobs, L) and ranges[0][0] == 0 and ranges[-1][1] == L
+    assert all(a < b for a, b in ranges) and all(b == a2 for (_, b), (a2, _) in zip(ranges, ranges[1:]))
+    assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1
     serial, forked = A.tally(one), A.tally(many, jobs=jobs)
     for field in ("counts", "first_use", "top1_by_layer", "top1_counts", "overlap", "transitions"):
         np.testing.assert_array_equal(getattr(forked, field), getattr(serial, field), err_msg=field)

@@ -350,7 +350,6 @@ def test_big_run_figures_and_throttle(tmp_path, browser):
     from moeviz.trace import save
 
     trace = synthetic_trace(2000, 48, 128, 8)
-    trace.finish = {"reason": "length", "prefill_seconds": 0.0, "decode_seconds": 0.0}
     save(trace.validate(), tmp_path / "big.json")
     run_cli("export", "--out", tmp_path / "site", tmp_path / "big.json", check=True)
     with static_server(tmp_path / "site") as url:

@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from ..fixtures.bpe import bytes_to_unicode
+from ..fixtures.gguf_file import SPECIAL_TOKENS
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 EOT = SPECIAL_TOKENS[0]
 
 # llama.cpp's "gpt-2" pre-tokenizer, 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+,

@@ -8,7 +8,6 @@ numpy; in JSON they are nested lists; in the binary form, raw little-endian bloc
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
@@ -145,6 +144,3 @@ def validate_header(h: Any) -> None:
             raise TraceFormatError(f"tokens[{i}] is a prompt token after a generated one")
         seen_generated = seen_generated or not t["prompt"]
 
-
-def finite_or_none(x: float) -> float | None:
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
