@@ -4,7 +4,8 @@ from __future__ import annotations
 import codecs
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .chat_template import TemplateRaised, compile_template, template_variables
 
 
 class PromptError(ValueError):
@@ -22,21 +23,39 @@ def validate_messages(messages) -> list[dict]:
     return out
 
 
-def render_chat(template: str, messages: list[dict], bos_token: str, eos_token: str) -> str:
-    """Render the model's own chat template (as llama-cpp-python does, in a sandbox)."""
+def render_chat(template: str, messages: list[dict], bos_token: str, eos_token: str, **options) -> str:
+    """Render the model's own chat template as transformers and llama.cpp do (in a sandbox).
 
-    def raise_exception(msg):
-        raise PromptError(f"chat template: {msg}")
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, loader=jinja2.BaseLoader())
+    ``options`` are the template inputs beyond the messages (tools, enable_thinking,
+    reasoning_effort, add_generation_prompt; see chat_template.template_variables).
+    Any failure is one line: it goes back to the API client as the reason.
+    """
+    variables = template_variables(messages, bos_token=bos_token, eos_token=eos_token, **options)
     try:
-        return env.from_string(template).render(
-            messages=messages, add_generation_prompt=True, bos_token=bos_token,
-            eos_token=eos_token, raise_exception=raise_exception)
-    except PromptError:
-        raise
-    except jinja2.TemplateError as e:
-        raise PromptError(f"the model's chat template failed: {e}") from None
+        return compile_template(template).render(**variables)
+    except TemplateRaised as e:
+        raise PromptError(f"the model's chat template refuses these messages: {_one_line(str(e))}") from None
+    except jinja2.TemplateSyntaxError as e:
+        reason = _one_line(e.message or "")
+        raise PromptError(f"the model's chat template does not parse (line {e.lineno}): {reason}") from None
+    except Exception as e:  # noqa: BLE001 - a template is code from the GGUF: anything it raises is its own failure
+        where = _template_line(e.__traceback__)
+        raise PromptError(f"the model's chat template failed{where}: {type(e).__name__}: {_one_line(str(e))}") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no reason given)"
+
+
+def _template_line(tb) -> str:
+    # jinja maps its frames onto the template's own lines (file "<template>"); the
+    # innermost one says where, without a traceback or any path of this server.
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" at line {line}" if line else ""
 
 
 class Detokenizer:
