@@ -189,15 +189,18 @@ def cmd_export(args) -> int:
 
 
 def _record_prompts(args) -> list:
-    """Record every prompt of the library with one engine, showing progress."""
+    """Record the library's prompts that suit the model (moeviz.prompts.suited) with one
+    engine, showing progress."""
     from .demo import default_model_path  # noqa: PLC0415
     from .engine import Engine, SamplingSettings  # noqa: PLC0415
-    from .prompts import DEFAULT_DIR, load_prompts  # noqa: PLC0415
+    from .prompts import DEFAULT_DIR, load_prompts, model_kind, suited  # noqa: PLC0415
     from .trace.builder import TraceBuilder  # noqa: PLC0415
+    from .trace.schema import model_description  # noqa: PLC0415
 
-    prompts = list(load_prompts(args.prompts or DEFAULT_DIR).values())
+    library = list(load_prompts(args.prompts or DEFAULT_DIR).values())
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).validate()
     engine = Engine(args.model or default_model_path())
+    prompts = suited(library, model_kind(model_description(engine.info)["name"]))
     runs = []
     try:
         for i, p in enumerate(prompts):

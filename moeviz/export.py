@@ -2,7 +2,9 @@
 
 The result is plain files — any static host serves it (GitHub Pages, S3, `python -m
 http.server`); no Python runs there. Layout:
-    index.html            the page (static mode: reads manifest.json)
+    index.html            the page (static mode: reads manifest.json), with a title, a
+                          description and Open Graph tags for link previews
+    preview.png           the first run's heatmap, 1200 x 630 (the page's og:image)
     static/...            the page's CSS and ES modules, copied from web/
     manifest.json         {"format": "moeviz-site", "version": 1, "model": ..., "runs": [...]}
     runs/<name>.json      one trace per run (trace format v1, JSON form)
@@ -21,6 +23,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from . import __version__
+from .preview import render_png, run_description, run_title
 from .trace import Trace
 from .trace.io import dumps
 
@@ -38,6 +41,7 @@ def slug(text: str) -> str:
 
 
 def run_entry(name: str, trace: Trace, file: str) -> dict:
+    # the title is what the page calls the run, in its picker and its compare list alike
     return {"name": name, "file": file, "title": trace.settings.get("prompt_title") or name,
             "domain": trace.settings.get("prompt_domain", ""), "n_tokens": trace.n_tokens,
             "n_prompt": trace.n_prompt, "model": trace.model["name"]}
@@ -54,7 +58,7 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        shutil.copytree(web_dir, tmp / "static", ignore=shutil.ignore_patterns("index.html", "*.py", "__pycache__"))
+        shutil.copytree(web_dir, tmp / "static", ignore=shutil.ignore_patterns("index.html", "notfound.html", "loading.html", "*.py", "__pycache__"))
         (tmp / "runs").mkdir()
         entries, used = [], set()
         for name, trace in runs:
@@ -69,10 +73,17 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
         manifest = {"format": SITE_FORMAT, "version": 1, "model": first if len(models) == 1 else None,
                     "runs": entries}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        (tmp / "preview.png").write_bytes(render_png(runs[0][1]))
         env = Environment(loader=FileSystemLoader(str(web_dir)), autoescape=select_autoescape(["html"]))
+        title = run_title(runs[0][1]) if len(runs) == 1 else f"{len(runs)} recorded runs of {first['name']}"
+        description = run_description(runs[0][1]) if len(runs) == 1 else (
+            f"{len(runs)} recorded runs of {first['name']}, starting with {run_title(runs[0][1])}: "
+            "watch each token's routing through the experts, layer by layer, and compare the runs.")
+        # a static host's address is unknown here: the preview is named relative to the page
         html = env.get_template("index.html").render(model=first, capture=runs[0][1].settings.get("capture", ""),
                                                      public=True, mode="static", run_id=None, static_url="static/",
-                                                     version=__version__)
+                                                     version=__version__, run_title=title, description=description,
+                                                     preview_url="preview.png")
         (tmp / "index.html").write_text(html, encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out.exists():

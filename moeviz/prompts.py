@@ -1,4 +1,10 @@
-"""The prompt library: one JSON file per prompt in prompts/ (name, title, domain, text or messages)."""
+"""The prompt library: one JSON file per prompt in prompts/ (name, title, domain, text or
+messages, and optionally `models`: the kinds of model it suits).
+
+Kinds: "demo" is moeviz's own demo model (moeviz-demo-*: 6M parameters, trained on
+Python code and Python's docs only, so a story or translation prompt gets gibberish),
+"general" any other model. A prompt without `models` suits both.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +12,22 @@ import json
 from pathlib import Path
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "prompts"
+MODEL_KINDS = ("demo", "general")
+
+
+def model_kind(model_name: str) -> str:
+    """The kind of a model, by its GGUF name: moeviz's demo models are named moeviz-demo-*."""
+    return "demo" if str(model_name).startswith("moeviz-demo") else "general"
+
+
+def suits(prompt: "LibraryPrompt", kind: str) -> bool:
+    return kind in prompt.models
+
+
+def suited(prompts, kind: str) -> list:
+    """The prompts that suit a kind of model, in library order; all of them when none does."""
+    out = [p for p in prompts if suits(p, kind)]
+    return out or list(prompts)
 
 
 class PromptLibraryError(ValueError):
@@ -19,6 +41,7 @@ class LibraryPrompt:
     domain: str
     text: str | None = None
     messages: tuple | None = None
+    models: tuple = MODEL_KINDS
 
     @property
     def prompt(self):
@@ -26,7 +49,7 @@ class LibraryPrompt:
         return self.text if self.text is not None else [dict(m) for m in self.messages]
 
     def to_json(self) -> dict:
-        d = {"name": self.name, "title": self.title, "domain": self.domain}
+        d = {"name": self.name, "title": self.title, "domain": self.domain, "models": list(self.models)}
         if self.text is not None:
             d["text"] = self.text
         else:
@@ -54,9 +77,12 @@ def load_prompts(directory: str | Path = DEFAULT_DIR) -> dict[str, LibraryPrompt
                 isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
                 for m in messages)):
             raise PromptLibraryError(f"prompt file {path.name}: 'messages' must be a list of {{role, content}}")
+        models = d.get("models", list(MODEL_KINDS))
+        if not (isinstance(models, list) and models and all(m in MODEL_KINDS for m in models)):
+            raise PromptLibraryError(f"prompt file {path.name}: 'models' must be a list of {', '.join(MODEL_KINDS)}")
         if name in out:
             raise PromptLibraryError(f"prompt name {name!r} is used twice (second in {path.name})")
         out[name] = LibraryPrompt(name=name, title=str(d.get("title", name)), domain=str(d.get("domain", "")),
                                   text=text, messages=tuple({"role": m["role"], "content": m["content"]} for m in messages)
-                                  if messages is not None else None)
+                                  if messages is not None else None, models=tuple(models))
     return out

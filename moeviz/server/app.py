@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
 from ..analysis import TOKEN_SELECTIONS, AnalysisError, to_json, trace_stats
-from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts
+from ..preview import render_png, run_description, run_title
+from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts, model_kind, suits
 from ..trace import TraceFormatError, loads
 from ..trace.io import to_json_dict
 from ..trace.messages import error_message, model_message
@@ -92,12 +94,31 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     def page() -> str:
         return render(mode="live", run_id=None)
 
+    def not_found_page(run_id: str) -> HTMLResponse:
+        # a person followed a link: a page with a way back, not the API's JSON error
+        html = templates.get_template("notfound.html").render(run_id=run_id[:80], static_url="/static/")
+        return HTMLResponse(html, status_code=404)
+
+    @functools.lru_cache(maxsize=64)
+    def preview_png(run_id: str) -> bytes:
+        return render_png(store.load(run_id))      # a stored run never changes: cached by id
+
     @app.get("/r/{run_id}", response_class=HTMLResponse)
-    def permalink_page(run_id: str):
-        store.path(run_id)             # raises RunNotFound for anything but a well-formed id
-        if not store.path(run_id).exists():
-            raise RunNotFound("no such run")
-        return render(mode="replay", run_id=run_id)
+    def permalink_page(request: Request, run_id: str):
+        try:
+            trace = store.load(run_id)     # RunNotFound for a missing run and for anything but a well-formed id
+        except RunNotFound:
+            return not_found_page(run_id)
+        return render(mode="replay", run_id=run_id, run_title=run_title(trace), description=run_description(trace),
+                      preview_url=f"{request.base_url}r/{run_id}/preview.png")
+
+    @app.get("/r/{run_id}/preview.png")
+    def permalink_preview(run_id: str):
+        try:
+            return Response(preview_png(run_id), media_type="image/png",
+                            headers={"Cache-Control": "public, max-age=86400"})
+        except RunNotFound:
+            return not_found_page(run_id)
 
     @app.get("/api/runs/{run_id}")
     def run_json(run_id: str):
@@ -142,9 +163,12 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     def api_model() -> dict:
         return {**model, "capture": engine.capture.name}
 
+    kind = model_kind(model.get("name", ""))
+
     @app.get("/api/prompts")
     def api_prompts() -> dict:
-        return {"prompts": [p.to_json() for p in prompts.values()]}
+        # every prompt, each saying whether it suits this server's model; the page offers those first
+        return {"model_kind": kind, "prompts": [{**p.to_json(), "suits": suits(p, kind)} for p in prompts.values()]}
 
     @app.get("/api/limits")
     def api_limits() -> dict:

@@ -18,6 +18,8 @@ class GenerateRequest:
     prompt_name: str | None
     settings: SamplingSettings
     probs: bool
+    prompt_title: str | None = None       # a library prompt's title: what the run is called in the page
+    prompt_domain: str | None = None
 
 
 _SETTING_FIELDS = {"max_tokens": int, "temperature": (int, float), "top_p": (int, float), "top_k": int, "seed": int}
@@ -77,4 +79,5 @@ def generate_request(msg: dict, prompts: dict, max_tokens_cap: int) -> GenerateR
     probs = msg.get("probs", False)
     if not isinstance(probs, bool):
         raise RequestError("'probs' must be true or false")
-    return GenerateRequest(prompt, name, settings, probs)
+    lib = prompts[name] if name is not None else None
+    return GenerateRequest(prompt, name, settings, probs, lib.title if lib else None, lib.domain if lib else None)

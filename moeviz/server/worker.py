@@ -126,8 +126,13 @@ class GenerationWorker:
             if len(tokens) > self.max_prompt_tokens:
                 raise PromptError(f"the prompt is {len(tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
             settings = {**dataclasses.asdict(req.settings), "probs": req.probs, "capture": engine.capture.name}
-            job.send(dumps(start_message(job.run_id, req.prompt, settings)), time.perf_counter())
-            builder = TraceBuilder(engine.info, req.prompt, {**settings, "prompt_name": req.prompt_name})
+            # a library prompt's name and title travel with the run: the page, permalinks
+            # and exported sites call the run by its title
+            named = {"prompt_name": req.prompt_name}
+            if req.prompt_name is not None:
+                named.update(prompt_title=req.prompt_title, prompt_domain=req.prompt_domain)
+            job.send(dumps(start_message(job.run_id, req.prompt, {**settings, **named})), time.perf_counter())
+            builder = TraceBuilder(engine.info, req.prompt, {**settings, **named})
             for ev in engine.generate(tokens, req.settings, probs=req.probs, cancel=job.cancel):
                 t_event = time.perf_counter()
                 builder.add(ev)

@@ -1,4 +1,6 @@
-// Generation controls: prompt picker (from /api/prompts), custom prompt, max tokens,
+// Generation controls: prompt picker (from /api/prompts: the prompts that suit the
+// server's model first, grouped by domain, the others last under "for other models"),
+// custom prompt, max tokens,
 // temperature, seed, the router-probabilities switch, Generate / Stop. Builds the
 // protocol's `generate` message; the server validates it again.
 
@@ -28,19 +30,23 @@ export class Controls {
     const maxTokens = this.$("max-tokens");
     if (limits && limits.max_tokens) maxTokens.max = String(limits.max_tokens);
     this.select.replaceChildren(new Option("Custom prompt…", CUSTOM));
+    const all = (prompts && prompts.prompts) || [];
+    const fit = all.filter((p) => p.suits !== false), others = all.filter((p) => p.suits === false);
     const groups = new Map();
-    for (const p of (prompts && prompts.prompts) || []) {
-      this.prompts.set(p.name, p);
-      const domain = p.domain || "other";
-      if (!groups.has(domain)) {
+    const group = (label) => {
+      if (!groups.has(label)) {
         const g = document.createElement("optgroup");
-        g.label = domain;
-        groups.set(domain, g);
+        g.label = label;
+        groups.set(label, g);
         this.select.appendChild(g);
       }
-      groups.get(domain).appendChild(new Option(p.title || p.name, p.name));
-    }
-    if (this.prompts.size) this.select.value = this.prompts.keys().next().value;
+      return groups.get(label);
+    };
+    for (const p of fit) group(p.domain || "other").appendChild(new Option(p.title || p.name, p.name));
+    const kind = prompts && prompts.model_kind === "demo" ? "larger models (the demo model knows only Python)" : "other models";
+    for (const p of others) group(`for ${kind}`).appendChild(new Option(p.title || p.name, p.name));
+    for (const p of all) this.prompts.set(p.name, p);
+    if (fit.length || all.length) this.select.value = (fit[0] || all[0]).name;
     this.showPrompt();
   }
 

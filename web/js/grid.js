@@ -37,19 +37,23 @@ const SHARED_A = packRGB([24, 92, 100]), SHARED_B = packRGB([30, 112, 122]);
 const BG_U32 = packRGB([14, 18, 25]);
 
 export class LayerExpertGrid {
-  constructor(canvas, { palette, maxGridCss = 420, maxRowCss = 26, minRowCss = 2 }) {
+  // maxAspect: the widest a cell may be, in row heights. On a wide screen a model
+  // with few experts would otherwise get cells four times wider than tall; the grid
+  // then keeps its aspect and leaves the rest of the row free.
+  constructor(canvas, { palette, maxGridCss = 420, maxRowCss = 26, minRowCss = 2, maxAspect = 2.5 }) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.palette = palette;
-    this.opts = { maxGridCss, maxRowCss, minRowCss };
+    this.opts = { maxGridCss, maxRowCss, minRowCss, maxAspect };
     this.model = null;
     this.layout = null;
     // Width comes from a ResizeObserver: reading clientWidth every frame, after the
     // token stream's DOM writes, would force a synchronous layout per token.
     this.cssWidth = 0;
+    this.box = canvas.parentElement || canvas;     // the space the grid may take (the canvas is sized to the grid)
     if (typeof ResizeObserver !== "undefined") {
       new ResizeObserver((entries) => { this.cssWidth = entries[entries.length - 1].contentRect.width; })
-        .observe(canvas);                // CSS width: 100%, so this is the space it has
+        .observe(this.box);
     }
   }
 
@@ -68,16 +72,18 @@ export class LayerExpertGrid {
   fit() {
     if (!this.model) return false;
     const dpr = window.devicePixelRatio || 1;
-    if (!this.cssWidth) this.cssWidth = this.canvas.getBoundingClientRect().width;
-    const cssW = Math.max(120, Math.floor(this.cssWidth));
-    const key = `${cssW}@${dpr}`;
+    if (!this.cssWidth) this.cssWidth = this.box.getBoundingClientRect().width;
+    const avail = Math.max(120, Math.floor(this.cssWidth));
+    const key = `${avail}@${dpr}`;
     if (this.layout && this.layout.key === key) return false;
-    const { maxGridCss, maxRowCss, minRowCss } = this.opts;
+    const { maxGridCss, maxRowCss, minRowCss, maxAspect } = this.opts;
     const rowCss = Math.max(minRowCss, Math.min(maxRowCss, maxGridCss / this.rows));
     const m = { left: 52, right: this.shared ? 34 : 8, top: 4, bottom: 18 };
+    const cssW = Math.min(avail, Math.ceil(m.left + m.right + this.E * rowCss * maxAspect));
     const gridCssH = rowCss * this.rows;
     const cssH = Math.ceil(m.top + gridCssH + m.bottom);
     this.canvas.style.height = `${cssH}px`;
+    this.canvas.style.width = `${cssW}px`;
     this.canvas.width = Math.round(cssW * dpr);
     this.canvas.height = Math.round(cssH * dpr);
     const gx = Math.round(m.left * dpr), gy = Math.round(m.top * dpr);
@@ -248,6 +254,14 @@ export class LayerExpertGrid {
     if (moeRow < 0) return { layer, moeRow: -1, dense: true };
     const e = Math.min(this.E - 1, Math.max(0, upperBound(colX, x - gx) - 1));
     return { layer, moeRow, expert: e };
+  }
+
+  // A cell's rectangle in CSS pixels, relative to the canvas (outlines, popovers).
+  cellRect(moeRow, expert) {
+    if (!this.layout) return null;
+    const { dpr, gx, gy, colX, rowY } = this.layout, r = this.moeRows[moeRow];
+    return { x: (gx + colX[expert]) / dpr, y: (gy + rowY[r]) / dpr,
+      w: (colX[expert + 1] - colX[expert]) / dpr, h: (rowY[r + 1] - rowY[r]) / dpr };
   }
 
   // Centre of a cell in canvas device pixels (tests read pixels there).

@@ -1,3 +1,5 @@
+import { quoteToken } from "./special.js";
+
 // Header figures: TOTAL_P and ACTIVE_P from the model, the current TOKEN, and
 // EXPERTS_HIT (distinct layer-expert pairs selected so far).
 
@@ -9,10 +11,13 @@ export function formatParams(n) {
   return String(n);
 }
 
+// TOKEN is the token the panel shows when one is pinned (the pin is a reader's
+// choice), else the playback cursor.
 export class HeaderView {
-  constructor(els, state) {
+  constructor(els, state, { pinned } = {}) {
     this.els = els;            // {name, arch, total, active, token, tokenText, hit, sharedNote}
     this.state = state;
+    this.pinnedOf = pinned || (() => null);
     this.last = {};
   }
 
@@ -28,9 +33,16 @@ export class HeaderView {
       (m.n_shared_experts ? ` · ${m.n_shared_experts} shared` : ""));
     this.set("total", formatParams(m.total_params));
     this.set("active", formatParams(m.active_params));
-    this.set("token", `${s.applied} / ${s.nTokens}`);
-    const t = s.applied - 1;
-    this.set("tokenText", t >= 0 ? JSON.stringify(s.tokens[t].text) : "");
+    const pin = this.pinnedOf();
+    const pinned = pin !== null && pin >= 0 && pin < s.nTokens;
+    this.set("token", pinned ? `#${pin} / ${s.nTokens}` : `${s.applied} / ${s.nTokens}`);
+    const t = pinned ? pin : s.applied - 1;
+    this.set("tokenText", t >= 0 ? `${pinned ? "pinned " : ""}${quoteToken(s.tokens[t].text)}` : "");
+    if (this.els.token && this.last.pinnedFlag !== pinned) {
+      const stat = this.els.token.closest(".stat");
+      if (stat) stat.classList.toggle("pinned", pinned);
+      this.last.pinnedFlag = pinned;
+    }
     this.set("hit", `${s.hit.both} / ${s.L * s.E}`);
     this.set("sharedNote", m.n_shared_experts
       ? `· S strip: ${m.n_shared_experts} shared expert${m.n_shared_experts === 1 ? "" : "s"} per MoE layer, always on` : "");

@@ -1,5 +1,6 @@
 // Cumulative heatmap: how often (or with how much gate weight) every expert of every
-// MoE layer has been selected up to the playback cursor.
+// MoE layer has been selected up to the playback cursor, over the tokens of the
+// phase chosen with the page's prefill / decode / both toggle (as the dormant card).
 //
 // Incremental: each frame recolours only the cells of the tokens applied since the
 // last frame. The colour scale is log-like over a maximum rounded up to a power of
@@ -19,8 +20,9 @@ export class HeatmapView {
     this.state = state;
     this.grid = new LayerExpertGrid(canvas, { palette: HEAT_PALETTE, maxGridCss: 430 });
     this.mode = "counts";          // "counts" | "mass"
+    this.phase = "both";           // "prefill" | "decode" | "both"
     this.legend = legend || null;
-    this.drawn = { gen: -1, applied: 0, scale: 0, mode: "" };
+    this.drawn = { gen: -1, applied: 0, scale: 0, mode: "", phase: "" };
     this.cells = new Int32Array(0);
     canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     canvas.addEventListener("mouseleave", hideTooltip);
@@ -28,11 +30,13 @@ export class HeatmapView {
 
   setMode(mode) { this.mode = mode; }
 
-  values() { return this.mode === "mass" ? this.state.mass : this.state.counts.both; }
+  setPhase(phase) { this.phase = phase; }
+
+  values() { return this.mode === "mass" ? this.state.massOf[this.phase] : this.state.counts[this.phase]; }
 
   // The scale's top: the running maximum rounded up to a power of two.
   scaleTop() {
-    const max = this.mode === "mass" ? this.state.maxMass : this.state.maxCount;
+    const max = this.mode === "mass" ? this.state.maxMassOf[this.phase] : this.state.maxCountOf[this.phase];
     return max > 0 ? 2 ** Math.ceil(Math.log2(max)) : 1;
   }
 
@@ -46,7 +50,7 @@ export class HeatmapView {
     const newTokens = s.applied - d.applied;
     // Counts are a function of the cursor alone, so going forward from any earlier
     // drawing (even across a recount) only needs the newer tokens' cells.
-    const full = resized || d.gen !== s.gen || d.mode !== this.mode || d.scale !== scale ||
+    const full = resized || d.gen !== s.gen || d.mode !== this.mode || d.phase !== this.phase || d.scale !== scale ||
       newTokens < 0 || newTokens * s.L * s.K > s.L * s.E / 2;
     if (full) {
       this.fillLevels(null, 0, scale);
@@ -58,7 +62,7 @@ export class HeatmapView {
     } else {
       return;
     }
-    Object.assign(d, { gen: s.gen, applied: s.applied, scale, mode: this.mode });
+    Object.assign(d, { gen: s.gen, applied: s.applied, scale, mode: this.mode, phase: this.phase });
     this.updateLegend(scale);
   }
 
@@ -92,7 +96,8 @@ export class HeatmapView {
   updateLegend(scale) {
     if (!this.legend) return;
     const top = this.mode === "mass" ? formatMass(scale) : String(scale);
-    const text = `0 · ${this.mode === "mass" ? "gate weight" : "selections"} (log scale) · ${top}`;
+    const over = this.phase === "both" ? "all tokens" : `${this.phase} tokens only`;
+    const text = `0 · ${this.mode === "mass" ? "gate weight" : "selections"} (log scale) · ${top} · ${over}`;
     if (this.legend.textContent !== text) this.legend.textContent = text;
   }
 
@@ -104,13 +109,14 @@ export class HeatmapView {
       return showTooltip(ev, [`layer ${hit.layer}`, `${s.model.n_shared_experts} shared expert(s)`,
         `always on: ${s.applied} of ${s.applied} tokens`]);
     }
-    const c = hit.moeRow * s.E + hit.expert, n = s.counts.both[c];
+    const c = hit.moeRow * s.E + hit.expert, n = s.counts[this.phase][c], of = s.appliedPerPhase[this.phase];
     showTooltip(ev, [
       `layer ${hit.layer} · expert ${hit.expert}`,
-      `selected ${n}× of ${s.applied} tokens (${pct(n, s.applied)})`,
+      `selected ${n}× of ${of} ${this.phase === "both" ? "" : this.phase + " "}tokens (${pct(n, of)})`,
       `prefill ${s.counts.prefill[c]} · decode ${s.counts.decode[c]}`,
-      `weight mass ${s.mass[c].toFixed(3)}`,
+      `weight mass ${s.massOf[this.phase][c].toFixed(3)}`,
       n === 0 ? "dormant so far" : "",
+      "click: outline it and show its tokens",
     ].filter(Boolean));
   }
 }

@@ -17,27 +17,39 @@ import { figuresFromTrace, figuresFromState } from "./compare.js";
 import { RunLibrary } from "./library.js";
 import { CompareView } from "./compareview.js";
 import { downloadCanvasPNG, downloadCountsCSV } from "./exports.js";
+import { CellInfo } from "./cellinfo.js";
+import { wireKeys } from "./keys.js";
+import { runTitle, settingsLine } from "./runname.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("moeviz-config").textContent);
 const hasShape = (m) => m && Array.isArray(m.moe_layers) && m.n_expert > 0;
 const state = new RunState(hasShape(config.model) ? config.model : null);
 
-const panel = new PanelView($("panel-canvas"), state, { title: $("panel-title"), pinned: () => tokens.pinned });
+// prefers-reduced-motion: the panel shows each step whole (no sweep, glow or fade)
+const motionQuery = window.matchMedia ? window.matchMedia("(prefers-reduced-motion: reduce)") : null;
+const playback = new Playback(state, $("playback"));
+const panel = new PanelView($("panel-canvas"), state, { title: $("panel-title"), pinned: () => tokens.pinned,
+  mode: () => playback.mode, reducedMotion: () => !!(motionQuery && motionQuery.matches) });
 const heatmap = new HeatmapView($("heatmap-canvas"), state, { legend: $("heatmap-legend") });
 const tokens = new TokenStream($("tokens"), state, {
   onHover: (i) => { panel.hovered = i; },
 });
-const dormant = new DormantView($("dormant"), state);
+const dormant = new DormantView($("dormant"), state, { onPhase: (p) => heatmap.setPhase(p) });
 const header = new HeaderView({
   name: $("model-name"), arch: $("model-arch"), total: $("stat-total"), active: $("stat-active"),
   token: $("stat-token"), tokenText: $("stat-token-text"), hit: $("stat-hit"), sharedNote: $("shared-note"),
-}, state);
-const playback = new Playback(state, $("playback"));
+}, state, { pinned: () => tokens.pinned });
 // Analysis panels (web/js/analysis/): figures of moeviz.analysis over the tokens
 // applied so far; a view like the others.
 const analysis = mountAnalysis({ root: $("analysis"), state, heatmap });
-const views = [tokens, panel, heatmap, dormant, header, analysis];
+// a heatmap cell chosen (click or keyboard): outlined, its expert beside it, and the
+// analysis panels' expert-tokens tab on it
+const cellInfo = new CellInfo(heatmap, state, { wrap: $("heatmap-wrap"), outline: $("cell-outline"), card: $("cell-info"),
+  onChoose: (row, expert) => analysis.choose({ row, expert, tab: "profile" }) });
+const views = [tokens, panel, heatmap, dormant, header, analysis, cellInfo];
+const keys = wireKeys({ playback, dialog: $("keys") });
+$("keys-button").addEventListener("click", () => keys.show());
 // Runs the page can compare (finished live runs, the permalink's, opened files, a
 // site's runs) and the compare card over them.
 const library = new RunLibrary();
@@ -81,15 +93,16 @@ function handleLive(msg) {
   }
   if (msg.type === "start") {
     if (liveModel) state.ingest({ type: "model", model: liveModel });
-    shown = { kind: "live", name: `run ${msg.run}`, meta: null, entry: null };
+    shown = { kind: "live", name: runTitle(msg.prompt, msg.settings), meta: null, entry: null };
     notice = null;
     library.setShown(null);
   }
   handle(msg);
   if (msg.type === "done" && shown && shown.kind === "live" && state.nTokens > 0) {
-    // the stored run's id (its permalink) is the one worth naming; the start message's is the job's
-    if (state.permalink) shown.name = `run ${state.permalink.slice(3)}`;
-    const entry = library.add({ name: shown.name, kind: "live", label: promptLabel(state.run && state.run.prompt) });
+    // named by its prompt's title (or opening words); the id stays in the permalink
+    const id = state.permalink ? ` · run ${state.permalink.slice(3)}` : "";
+    const entry = library.add({ name: shown.name, kind: "live", label: promptLabel(state.run && state.run.prompt) + id });
+    shown.name = entry.name;
     library.setFigures(entry, figuresFromState(state, entry.name));
     library.setShown(entry);
     shown.entry = entry;
@@ -99,6 +112,15 @@ function handleLive(msg) {
 function promptLabel(prompt) {
   const text = typeof prompt === "string" ? prompt : (prompt || []).map((m) => m.content).join(" / ");
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+// Replays show what was asked: the run's title, its prompt and settings.
+function showRunInfo(trace) {
+  const prompt = trace.prompt;
+  $("replay-note").textContent = runTitle(prompt, trace.settings);
+  $("replay-prompt").textContent = typeof prompt === "string" ? prompt
+    : (prompt || []).map((m) => `${m.role}: ${m.content}`).join("\n");
+  $("replay-settings").textContent = settingsLine(trace.settings);
 }
 
 // ---- status line ------------------------------------------------------------
@@ -123,15 +145,43 @@ function renderStatus() {
   document.body.dataset.status = state.status;
 }
 
+// ---- before any run: say what will appear, and where ---------------------------
+
+let shownEmpty = "";
+function renderEmpty() {
+  const key = `${state.nTokens > 0}|${isRunning()}|${config.mode}|${!!state.model}`;
+  if (key === shownEmpty) return;
+  shownEmpty = key;
+  const empty = state.nTokens === 0, el = $("panel-empty");
+  el.hidden = !empty;
+  document.body.dataset.empty = String(empty);
+  if (!empty) return;
+  el.textContent = isRunning() ? "prefilling the prompt…"
+    : config.mode === "live" ? "No run yet. Pick a prompt and press Generate: each token will light the experts it is sent to, layer by layer."
+      : "loading the recorded run…";
+}
+
+// the model's shape in the intro ("picks 2 of its 16 experts")
+let introModel = null;
+function renderIntro() {
+  const m = state.model;
+  if (!m || m === introModel) return;
+  introModel = m;
+  $("intro-k").textContent = String(m.n_expert_used);
+  $("intro-e").textContent = String(m.n_expert);
+}
+
 // ---- the frame loop -----------------------------------------------------------
 
 let frames = 0;
 function frame(now) {
   playback.tick(now);
-  for (const v of views) v.update();
+  for (const v of views) v.update(now);
+  renderEmpty();
   playback.render();
   renderStatus();
   renderFileButtons();
+  renderIntro();
   frames++;
   requestAnimationFrame(frame);
 }
@@ -145,7 +195,14 @@ if (config.mode === "live") {
     onStatus: (s) => { connection = s; },
   });
   controls = new Controls($("controls"), {
-    onGenerate: (req) => { if (socket.send(req)) pending = true; },
+    onGenerate: (req) => {
+      if (!socket.send(req)) return;
+      pending = true;
+      // a phone shows the controls below the visualization: bring the run into view
+      if (window.matchMedia && window.matchMedia("(max-width: 700px)").matches) {
+        $("stream").scrollIntoView({ behavior: motionQuery && motionQuery.matches ? "auto" : "smooth", block: "start" });
+      }
+    },
     onStop: () => {
       socket.send({ type: "cancel" });
       // a run still waiting in the queue is dropped without a `done`
@@ -162,9 +219,11 @@ if (config.mode === "live") {
 
 async function startReplay() {
   if (config.mode === "replay") {
-    $("replay-note").textContent = `run ${config.run_id}`;
+    $("replay-note").textContent = "loading…";
     const trace = await fetchTrace(`../api/runs/${encodeURIComponent(config.run_id)}`);
-    const entry = library.add({ name: `run ${config.run_id}`, kind: "permalink", label: promptLabel(trace.prompt) });
+    showRunInfo(trace);
+    const entry = library.add({ name: runTitle(trace.prompt, trace.settings), kind: "permalink",
+      label: `${promptLabel(trace.prompt)} · run ${config.run_id}` });
     library.setFigures(entry, figuresFromTrace(trace, entry.name));
     play(trace, { kind: "permalink", name: entry.name, runId: config.run_id, entry });
     selectFromHash();
@@ -175,12 +234,14 @@ async function startReplay() {
   const entries = new Map();       // manifest file -> library entry (figures fetched when first needed)
   for (const r of manifest.runs) {
     select.appendChild(new Option(`${r.title} · ${r.n_tokens} tokens`, r.file));
-    entries.set(r.file, library.add({ name: r.name, kind: "site", label: r.title, nTokens: r.n_tokens,
+    // the picker and the compare list call a run the same: by its title
+    entries.set(r.file, library.add({ name: r.title || r.name, kind: "site", label: r.title, nTokens: r.n_tokens,
       load: async (name) => figuresFromTrace(await fetchTrace(r.file), name) }));
   }
   const load = async () => {
     const trace = await fetchTrace(select.value), entry = entries.get(select.value);
     if (!entry.figures) library.setFigures(entry, figuresFromTrace(trace, entry.name));
+    showRunInfo(trace);
     notice = null;
     play(trace, { kind: "site", name: entry.name, entry });
   };
@@ -313,6 +374,13 @@ const api = {
   get heatmapMode() { return heatmap.mode; },
   get dormantPhase() { return dormant.phase; },
   get panelToken() { return panel.drawn.t; },
+  // what the panel drew last: {kind: "token", t | "batch", range, still, front (layers lit), layers,
+  // sweeping, dimmed: earlier targets drawn dim}
+  get flow() { return panel.drawn.flow ? structuredClone(panel.drawn.flow) : null; },
+  get reducedMotion() { return !!(motionQuery && motionQuery.matches); },
+  // the heatmap cell chosen ({layer, expert}) or null; the phase the heatmap counts
+  get chosenCell() { return cellInfo.chosen; },
+  get heatmapPhase() { return heatmap.phase; },
   get frames() { return frames; },
   // the run shown ({kind, name}), the status line's page-level message, the runs listed for comparing
   get source() { return shown ? { kind: shown.kind, name: shown.name } : null; },

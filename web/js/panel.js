@@ -7,6 +7,8 @@
 // switching tokens repaints the old and new selections; with probabilities every
 // cell changes and the grid is repainted in one ImageData pass.
 import { LayerExpertGrid, makePalette } from "./grid.js";
+import { Flow } from "./flow.js";
+import { quoteToken } from "./special.js";
 import { showTooltip, hideTooltip } from "./tooltip.js";
 
 const FAINT_TOP = 127;          // palette 1..127: probability; 128..255: selected by weight
@@ -16,88 +18,103 @@ export const PANEL_PALETTE = makePalette([
 ]);
 
 export class PanelView {
-  constructor(canvas, state, { title, pinned } = {}) {
+  // mode(): the playback mode; reducedMotion(): prefers-reduced-motion is set
+  constructor(canvas, state, { title, pinned, mode, reducedMotion } = {}) {
     this.state = state;
-    this.grid = new LayerExpertGrid(canvas, { palette: PANEL_PALETTE, maxGridCss: 360 });
+    this.grid = new LayerExpertGrid(canvas, { palette: PANEL_PALETTE, maxGridCss: 360, maxRowCss: 34 });
     this.title = title || null;
     this.hovered = null;        // token index under the mouse in the token stream
     this.pinnedOf = pinned || (() => null);   // token index pinned in the token stream
-    this.drawn = { gen: -1, t: -1 };
-    this.cells = new Int32Array(0);
+    this.modeOf = mode || (() => "sequence");
+    this.reducedOf = reducedMotion || (() => false);
+    this.flow = new Flow(state);
+    this.drawn = { gen: -1, t: -1, flow: null };
+    this.out = null;            // scratch for Flow.write: {next, touched, n}
     canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     canvas.addEventListener("mouseleave", hideTooltip);
   }
 
-  shownToken() {
-    const s = this.state;
-    const t = this.hovered ?? this.pinnedOf() ?? s.applied - 1;
-    return t >= 0 && t < s.nTokens ? t : -1;
+  // A hovered or pinned token is shown still; otherwise the cursor's token, or in
+  // "all at once" the batch the cursor has just passed.
+  target() {
+    const s = this.state, still = this.hovered ?? this.pinnedOf();
+    if (still !== null && still >= 0 && still < s.nTokens) return { target: { kind: "token", t: still }, still: true };
+    const n = s.applied;
+    if (n <= 0) return { target: null, still: false };
+    if (this.modeOf() === "all") {
+      const r = s.batchEndingAt(n);
+      if (r && r[1] - r[0] > 1) return { target: { kind: "batch", a: r[0], b: r[1] }, still: false };
+    }
+    return { target: { kind: "token", t: n - 1 }, still: false };
   }
 
-  update() {
+  shownToken() {
+    const c = this.flow.cur;
+    return c ? (c.kind === "token" ? c.t : c.b - 1) : -1;
+  }
+
+  update(now = performance.now()) {
     const s = this.state;
     if (!s.model) return;
     if (this.grid.model !== s.model) { this.grid.setModel(s.model); this.drawn.gen = -1; }
     const resized = this.grid.fit();
-    const t = this.shownToken(), d = this.drawn;
-    this.updateTitle(t);            // also when only hovered/pinned changed for the same token
-    if (!resized && d.gen === s.gen && d.t === t) return;
-    if (!this.levels || this.levels.length !== s.L * s.E) this.levels = new Uint8Array(s.L * s.E);
-    const withProbs = (i) => i >= 0 && i < s.nTokens && s.probs[i] !== null;
-    if (resized || d.gen !== s.gen || withProbs(t) || withProbs(d.t)) {
-      this.levels.fill(0);
-      if (t >= 0) this.setLevels(t);
-      this.grid.paintAll(this.levels);
+    const d = this.drawn, fresh = resized || d.gen !== s.gen;
+    if (d.gen !== s.gen) this.flow.reset();
+    const { target, still } = this.target();
+    const moved = this.flow.advance(target, now, { mode: this.modeOf(), still, reduced: this.reducedOf() });
+    this.updateTitle();              // also when only hovered/pinned changed for the same token
+    if (!fresh && !moved) return;
+    const n = s.L * s.E;
+    if (!this.levels || this.levels.length !== n) {
+      this.levels = new Uint8Array(n);
+      this.out = { next: new Uint8Array(n), touched: new Int32Array(n), n: 0 };
+      this.drawnCells = new Int32Array(n);
+      this.nDrawn = 0;
+    }
+    const out = this.out, cur = this.flow.cur;
+    out.n = 0;
+    const front = this.flow.write(out, now);
+    const lv = this.levels;
+    if (fresh || (cur && cur.kind === "token" && s.probs[cur.t]) || d.probs) {
+      // every cell may change (router probabilities): one pass over the whole grid
+      lv.fill(0);
+      for (let i = 0; i < out.n; i++) lv[out.touched[i]] = out.next[out.touched[i]];
+      this.grid.paintAll(lv);
     } else {
-      // old selection back to empty, then the new one; painted after both are set
-      const n0 = d.t >= 0 ? this.collect(d.t, 0) : 0;
-      for (let i = 0; i < n0; i++) this.levels[this.cells[i]] = 0;
-      const n = t >= 0 ? this.collect(t, n0) : n0;
-      if (t >= 0) this.setLevels(t);
-      this.grid.paintCells(this.cells, n, this.levels);
-    }
-    d.gen = s.gen; d.t = t;
-  }
-
-  collect(t, at) {
-    const s = this.state, per = s.L * s.K;
-    if (this.cells.length < at + per) {
-      const c = new Int32Array(Math.max(2 * per, at + per)); c.set(this.cells.subarray(0, at)); this.cells = c;
-    }
-    let o = t * per, i = at;
-    for (let l = 0; l < s.L; l++) for (let k = 0, base = l * s.E; k < s.K; k++) this.cells[i++] = base + s.ids[o++];
-    return i;
-  }
-
-  setLevels(t) {
-    const s = this.state, { L, E, K } = s, lv = this.levels, probs = s.probs[t];
-    if (probs) {
-      for (let l = 0; l < L; l++) {
-        let pmax = 0;
-        for (let e = l * E; e < (l + 1) * E; e++) if (probs[e] > pmax) pmax = probs[e];
-        const f = pmax > 0 ? (FAINT_TOP - 1) / pmax : 0;
-        for (let e = l * E; e < (l + 1) * E; e++) lv[e] = probs[e] > 0 ? 1 + Math.round(probs[e] * f) : 0;
+      // only the cells lit last frame or this frame: those whose level changed
+      const changed = this.changed && this.changed.length >= n ? this.changed : (this.changed = new Int32Array(n));
+      let m = 0;
+      for (let i = 0; i < this.nDrawn; i++) {
+        const c = this.drawnCells[i];
+        if (lv[c] !== out.next[c]) { lv[c] = out.next[c]; changed[m++] = c; }
       }
-    }
-    const wmax = s.maxWeightOf(t) || 1;
-    let o = t * L * K;
-    for (let l = 0; l < L; l++) {
-      for (let k = 0; k < K; k++, o++) {
-        // never dimmer than 30%: a selected expert must not read as a probable one
-        const b = 0.3 + 0.7 * Math.min(1, Math.abs(s.weights[o]) / wmax);
-        lv[l * E + s.ids[o]] = 128 + Math.round(127 * b);
+      for (let i = 0; i < out.n; i++) {
+        const c = out.touched[i];
+        if (lv[c] !== out.next[c]) { lv[c] = out.next[c]; changed[m++] = c; }
       }
+      this.grid.paintCells(changed, m, lv);
     }
+    // keep the lit cells for the next frame; clear the scratch
+    this.drawnCells.set(out.touched.subarray(0, out.n));
+    this.nDrawn = out.n;
+    for (let i = 0; i < out.n; i++) out.next[out.touched[i]] = 0;
+    d.gen = s.gen;
+    d.t = this.shownToken();
+    d.probs = !!(cur && cur.kind === "token" && s.probs[cur.t]);
+    d.flow = this.flow.describe(now);
+    d.front = front;
   }
 
-  updateTitle(t) {
+  updateTitle() {
     if (!this.title) return;
-    const s = this.state;
-    let text = "no token yet";
-    if (t >= 0) {
-      const tok = s.tokens[t];
+    const s = this.state, c = this.flow.cur;
+    let text = s.nTokens ? "before the first token" : "no token yet";
+    if (c && c.kind === "batch") {
+      text = `prompt batch #${c.a}–#${c.b - 1} · ${c.b - c.a} tokens lit together · brighter = chosen by more of them`;
+    } else if (c) {
+      const t = c.t, tok = s.tokens[t];
       const how = this.hovered !== null ? "hovered" : this.pinnedOf() !== null ? "pinned" : "newest";
-      text = `#${t} ${JSON.stringify(tok.text)} · ${tok.prompt ? "prompt" : "generated"} · ${how}` +
+      text = `#${t} ${quoteToken(tok.text)} · ${tok.prompt ? "prompt" : "generated"} · ${how}` +
         (s.probs[t] ? " · with router probabilities" : "");
     }
     if (this.title.textContent !== text) this.title.textContent = text;

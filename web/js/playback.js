@@ -1,11 +1,13 @@
 // Playback: moves the state's cursor (`applied`) toward the tokens received.
-//   single   – one token at a time, slowly (to watch each routing decision)
+//   single   – one token at a time, slowly: each step lasts as long as the panel's
+//              sweep of that token through the layers plus a pause (flow.js)
 //   sequence – staggered: one token per frame, a long prompt batch spread over ~0.5 s
-//   all      – a whole batch as one step (the prefill batch at once, then each token)
+//   all      – a whole batch as one step (the prefill batch at once, then each token);
+//              a multi-token batch is held while the panel lights it
 // While a run streams, playing means following it. After a run (or a replay) the
 // same controls play / pause / step / scrub over all tokens.
+import { singleStepMs, sweepMs, HOLD_MS } from "./flow.js";
 
-const SINGLE_MS = 180;
 const SEQUENCE_FRAMES_PER_BATCH = 30;
 
 export class Playback {
@@ -38,15 +40,19 @@ export class Playback {
   }
 
   // A new run: follow it from its first token.
-  follow() { this.playing = true; this.lastStep = 0; }
+  follow() { this.playing = true; this.lastStep = 0; this.holdUntil = 0; }
 
   play() {
+    if (this.state.nTokens === 0) return;
     if (this.state.done && this.state.applied >= this.state.nTokens) this.state.applyTo(0);   // replay from the start
     this.playing = true;
     this.lastStep = 0;
+    this.holdUntil = 0;
   }
 
   pause() { this.playing = false; }
+
+  toggle() { if (this.playing) this.pause(); else this.play(); }
 
   step(dir) {
     const s = this.state;
@@ -70,11 +76,15 @@ export class Playback {
     }
     const batchEnd = s.batchEndAfter(s.applied);
     let next = s.applied;
-    if (this.mode === "all") next = batchEnd;
-    else if (this.mode === "sequence") {
+    if (this.mode === "all") {
+      if (now < (this.holdUntil || 0)) return;
+      next = batchEnd;
+      // the panel sweeps a batch of several tokens: let it finish before moving on
+      if (batchEnd - s.applied > 1) this.holdUntil = now + sweepMs(s.L) + HOLD_MS;
+    } else if (this.mode === "sequence") {
       const batch = batchEnd - s.batchStartBefore(batchEnd);
       next = Math.min(batchEnd, s.applied + Math.max(1, Math.ceil(batch / SEQUENCE_FRAMES_PER_BATCH)));
-    } else if (now - this.lastStep >= SINGLE_MS) {
+    } else if (now - this.lastStep >= singleStepMs(s.L)) {
       next = s.applied + 1;
       this.lastStep = now;
     }
@@ -84,16 +94,19 @@ export class Playback {
   // The controls reflect the cursor (after tick and after seeks).
   render() {
     const s = this.state, e = this.els;
-    const key = `${s.applied}/${s.nTokens}/${this.playing}/${s.done}`;
+    const key = `${s.applied}/${s.nTokens}/${this.playing}/${s.done}/${this.mode}`;
     if (key === this.shown) return;
     this.shown = key;
     e.scrub.max = String(s.nTokens);
     e.scrub.value = String(s.applied);
     e.pos.textContent = `${s.applied} / ${s.nTokens}`;
-    e.play.textContent = this.playing ? "❚❚" : "▶";
-    e.play.title = this.playing ? "pause" : "play";
-    e.play.setAttribute("aria-label", e.play.title);
     const none = s.nTokens === 0;
+    // nothing to play yet: a play button, disabled, not a pause icon as if something ran
+    const playing = this.playing && !none;
+    e.play.textContent = playing ? "❚❚" : "▶";
+    e.play.title = playing ? "pause (space)" : "play (space)";
+    e.play.setAttribute("aria-label", playing ? "pause" : "play");
+    e.play.disabled = none;
     for (const b of [e.back, e.start]) b.disabled = none || s.applied === 0;
     for (const b of [e.fwd, e.end]) b.disabled = none || s.applied >= s.nTokens;
     e.scrub.disabled = none;

@@ -50,7 +50,11 @@ export class RunState {
     // Cumulative figures at the cursor, per phase. Counts are exact integers so
     // the dormant numbers equal a numpy recount of the trace.
     this.counts = { prefill: new Int32Array(L * E), decode: new Int32Array(L * E), both: new Int32Array(L * E) };
-    this.mass = new Float32Array(L * E);                      // summed gate weight, both phases
+    // summed gate weight per phase (`mass` is both phases): the heatmap follows the phase toggle too
+    this.massOf = { prefill: new Float32Array(L * E), decode: new Float32Array(L * E), both: new Float32Array(L * E) };
+    this.mass = this.massOf.both;
+    this.maxCountOf = { prefill: 0, decode: 0, both: 0 };
+    this.maxMassOf = { prefill: 0, decode: 0, both: 0 };
     this.hitPerLayer = { prefill: new Int32Array(L), decode: new Int32Array(L), both: new Int32Array(L) };
     this.hit = { prefill: 0, decode: 0, both: 0 };
     this.appliedPerPhase = { prefill: 0, decode: 0, both: 0 };
@@ -159,7 +163,7 @@ export class RunState {
     for (const p of PHASES) {
       this.counts[p].fill(0); this.hitPerLayer[p].fill(0); this.hit[p] = 0; this.appliedPerPhase[p] = 0;
     }
-    this.mass.fill(0);
+    for (const p of PHASES) { this.massOf[p].fill(0); this.maxCountOf[p] = 0; this.maxMassOf[p] = 0; }
     this.maxCount = 0; this.maxMass = 0; this.applied = 0;
   }
 
@@ -168,19 +172,27 @@ export class RunState {
     const phase = this.tokens[t].prompt ? "prefill" : "decode";
     const cp = this.counts[phase], cb = this.counts.both;
     const hp = this.hitPerLayer[phase], hb = this.hitPerLayer.both;
+    const mp = this.massOf[phase], mb = this.mass;
+    let maxCp = this.maxCountOf[phase], maxMp = this.maxMassOf[phase];
     let o = t * L * K;
     for (let l = 0; l < L; l++) {
       const base = l * E;
       for (let k = 0; k < K; k++, o++) {
-        const cell = base + this.ids[o];
-        if (cp[cell]++ === 0) { hp[l]++; this.hit[phase]++; }
+        const cell = base + this.ids[o], w = this.weights[o];
+        const cph = ++cp[cell];
+        if (cph === 1) { hp[l]++; this.hit[phase]++; }
+        if (cph > maxCp) maxCp = cph;
         const c = ++cb[cell];
         if (c === 1) { hb[l]++; this.hit.both++; }
         if (c > this.maxCount) this.maxCount = c;
-        const m = (this.mass[cell] += this.weights[o]);
+        const m = (mb[cell] += w);
         if (m > this.maxMass) this.maxMass = m;
+        const mph = (mp[cell] += w);
+        if (mph > maxMp) maxMp = mph;
       }
     }
+    this.maxCountOf[phase] = maxCp; this.maxMassOf[phase] = maxMp;
+    this.maxCountOf.both = this.maxCount; this.maxMassOf.both = this.maxMass;
     this.appliedPerPhase[phase]++;
     this.appliedPerPhase.both++;
   }
@@ -212,6 +224,18 @@ export class RunState {
   batchEndAfter(n) {
     for (const end of this.batchEnds) if (end > n) return end;
     return this.nTokens;
+  }
+
+  // The batch that ends exactly at n ([start, n)), or null when n is inside a batch
+  // (a scrub into the prompt): "all at once" shows a whole batch only when the cursor ends one.
+  batchEndingAt(n) {
+    let prev = 0;
+    for (const end of this.batchEnds) {
+      if (end === n) return [prev, end];
+      if (end > n) return null;
+      prev = end;
+    }
+    return null;
   }
 
   batchStartBefore(n) {

@@ -7,6 +7,12 @@
 // to unpin). The pin lives here only (the panel reads `pinned`); a pin set for a
 // run whose spans are not built yet (a `#t=<n>` link) is kept for that run.
 // Events are delegated: one listener for any number of tokens.
+//
+// Keyboard: the stream is one focusable box (a tab stop per token would bury the
+// rest of the page): ←/→ move a token highlight that the panel shows as if hovered,
+// Enter pins or unpins it, Escape lets go. Chat-template tokens (<|im_start|>, ...)
+// are marked as such (special.js); their text stays the span's text.
+import { isSpecial, specialLabel } from "./special.js";
 
 export class TokenStream {
   constructor(el, state, { onHover } = {}) {
@@ -29,6 +35,40 @@ export class TokenStream {
       if (i === null) return;
       this.pin(this.pinned === i ? null : i);
     });
+    this.focusIdx = null;        // the token highlighted from the keyboard
+    el.addEventListener("keydown", (ev) => this.key(ev));
+    el.addEventListener("blur", () => this.setFocus(null));
+  }
+
+  key(ev) {
+    const n = this.spans.length;
+    if (!n) return;
+    const at = this.focusIdx ?? this.pinned ?? Math.max(0, this.state.applied - 1);
+    let next = null;
+    if (ev.key === "ArrowRight" || ev.key === "ArrowDown") next = Math.min(n - 1, this.focusIdx === null ? at : at + 1);
+    else if (ev.key === "ArrowLeft" || ev.key === "ArrowUp") next = Math.max(0, this.focusIdx === null ? at : at - 1);
+    else if (ev.key === "Home") next = 0;
+    else if (ev.key === "End") next = n - 1;
+    else if (ev.key === "Enter" || ev.key === " ") {
+      if (this.focusIdx !== null) this.pin(this.pinned === this.focusIdx ? null : this.focusIdx);
+    } else if (ev.key === "Escape") {
+      this.setFocus(null);
+    } else {
+      return;
+    }
+    if (next !== null) this.setFocus(next);
+    ev.preventDefault();
+    ev.stopPropagation();          // the page's keys (space: play, arrows: step) stay out
+  }
+
+  setFocus(i) {
+    if (this.focusIdx !== null && this.spans[this.focusIdx]) this.spans[this.focusIdx].classList.remove("kbd");
+    this.focusIdx = i;
+    if (i !== null && this.spans[i]) {
+      this.spans[i].classList.add("kbd");
+      scrollIntoViewIfNeeded(this.el, this.spans[i]);
+    }
+    this.onHover(i);
   }
 
   pin(i) {
@@ -48,6 +88,7 @@ export class TokenStream {
       this.el.replaceChildren();
       this.spans = [];
       this.cursor = 0;
+      if (this.focusIdx !== null) this.setFocus(null);
       if (this.pinnedGen !== s.gen) this.pinned = null;   // a pin from an earlier run
       this.gen = s.gen;
     }
@@ -64,11 +105,16 @@ export class TokenStream {
       span.className = tok.prompt ? "tok prompt" : "tok gen";
       if (tok.text === "") span.classList.add("empty");       // a byte of a split character
       if (tok.text.endsWith("\n")) span.classList.add("nl");
+      const special = isSpecial(tok.text);
+      if (special) {
+        span.classList.add("special");
+        span.dataset.label = specialLabel(tok.text);          // shown by CSS in place of the raw markup
+      }
       if (i >= this.state.applied) span.classList.add("future");
       if (i === this.pinned) span.classList.add("pinned");
       span.dataset.i = String(i);
       span.textContent = tok.text;
-      span.title = `#${i} · id ${tok.id} · ${tok.prompt ? "prompt" : "generated"}`;
+      span.title = `#${i} · id ${tok.id} · ${tok.prompt ? "prompt" : "generated"}${special ? ` · special token ${tok.text}` : ""}`;
       frag.appendChild(span);
       this.spans.push(span);
     }

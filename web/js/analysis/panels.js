@@ -1,14 +1,17 @@
 // Analysis panels: the figures of moeviz.analysis (docs/analysis.md) over the tokens
 // applied at the playback cursor, in tabs under the cumulative heatmap.
 //
-// Interface used by main.js: mountAnalysis({root, state, heatmap}) -> {update(), figures(opts)}.
+// Interface used by main.js: mountAnalysis({root, state, heatmap}) -> {update(), figures(opts), choose(change)}.
 //   update()      called every animation frame: returns at once unless the cursor,
 //                 the run or a choice (tab, tokens, layer, expert, ...) changed; a
 //                 moving cursor recomputes at most 4 times a second, and only the
 //                 visible tab's figures.
 //   figures(opts) the figures as plain JSON, named as in moeviz.analysis (see
 //                 figuresJSON below); for tests and the console.
-// Choosing a (layer, expert): the selects, or a click on a cell of the heatmap.
+//   choose(c)     show a choice: {tab, row, expert, ...} (main.js: a heatmap cell chosen)
+// Choosing a (layer, expert): the selects, or a cell of the heatmap (cellinfo.js).
+// The vocabulary threshold adapts to the run until set by hand: a short run has few
+// token ids seen 10 times, and an empty table by default says nothing.
 import { Analyzer, GROUPS, SELECTIONS, nest } from "./compute.js";
 import { toJSON } from "./metrics.js";
 import { el } from "./draw.js";
@@ -25,7 +28,7 @@ const TABS = [
 
 export function mountAnalysis({ root, state, heatmap }) {
   const panels = new AnalysisPanels(root, state, heatmap);
-  return { update: () => panels.update(), figures: (opts) => panels.figures(opts) };
+  return { update: () => panels.update(), figures: (opts) => panels.figures(opts), choose: (c) => panels.choose(c) };
 }
 
 class AnalysisPanels {
@@ -34,9 +37,9 @@ class AnalysisPanels {
     this.state = state;
     this.analyzer = new Analyzer(state);
     this.ui = {
-      tab: "balance", tokens: "all", row: 0, expert: 0, minCount: 10, cacheScope: "all",
+      tab: "balance", tokens: "all", row: 0, expert: 0, minCount: 10, minCountAuto: true, cacheScope: "all",
       selectRow: (r) => this.choose({ row: r }),
-      setMinCount: (v) => this.choose({ minCount: v }),
+      setMinCount: (v) => this.choose({ minCount: v, minCountAuto: false }),
       setCacheScope: (v) => this.choose({ cacheScope: v }),
     };
     this.model = null;
@@ -49,12 +52,6 @@ class AnalysisPanels {
     if (typeof ResizeObserver !== "undefined") {
       new ResizeObserver((entries) => { this.width = Math.floor(entries[entries.length - 1].contentRect.width); })
         .observe(root);
-    }
-    if (heatmap && heatmap.grid) {
-      heatmap.grid.canvas.addEventListener("click", (ev) => {
-        const hit = heatmap.grid.hitTest(ev.clientX, ev.clientY);
-        if (hit && hit.expert !== undefined && hit.moeRow >= 0) this.choose({ row: hit.moeRow, expert: hit.expert, tab: "profile" });
-      });
     }
   }
 
@@ -87,6 +84,8 @@ class AnalysisPanels {
     this.body = el("div", { className: "an-body" });
     this.root.replaceChildren(
       el("h2", {}, "Routing analysis", tabs),
+      el("p", { className: "an-empty muted small" }, "Figures of the run (utilization, the dormant curve, expert tokens, "
+        + "locality, vocabulary, router confidence, an expert cache) appear here once it has tokens."),
       el("div", { className: "an-controls" }, el("label", {}, "tokens ", phase),
         el("label", {}, "layer ", this.layerSelect), el("label", {}, "expert ", this.expertSelect), this.status),
       this.body);
@@ -101,6 +100,7 @@ class AnalysisPanels {
       this.views[id] = new make[id](box, this.ui);
     }
     this.root.hidden = false;
+    this.root.dataset.empty = String(this.state.nTokens === 0);
     this.shown = "";
   }
 
@@ -130,6 +130,7 @@ class AnalysisPanels {
     this.shown = key;
     this.last = now;
     this.computes++;
+    if (ui.minCountAuto && ui.tab === "vocabulary") ui.minCount = autoMinCount(this.analyzer.selection(ui.tokens));
     this.syncControls();
     const t0 = performance.now();
     const fig = this.analyzer.compute({ tokens: ui.tokens, row: ui.row, expert: ui.expert, minCount: ui.minCount,
@@ -139,6 +140,7 @@ class AnalysisPanels {
       + ` (cursor ${s.applied} of ${s.nTokens})`;
     this.status.textContent = pos;
     const box = this.boxes[ui.tab];
+    this.root.dataset.empty = String(s.nTokens === 0);
     if (fig.tokens === 0) {
       box.dataset.empty = "true";
       this.status.textContent = `${fig.note} (cursor ${s.applied} of ${s.nTokens})`;
@@ -186,6 +188,16 @@ class AnalysisPanels {
       shown: this.root.dataset.shown || "", computes: this.computes, timing: this.timing };
     return out;
   }
+}
+
+// The largest of 10, 5, 3, 2 occurrences that at least 5 token ids reach (2 when none
+// does: a token id seen once says nothing about specialization).
+const MIN_COUNTS = [10, 5, 3, 2];
+function autoMinCount(sel) {
+  const occ = new Map();
+  for (let t = sel.lo; t < sel.hi; t++) { const id = sel.tokens[t].id; occ.set(id, (occ.get(id) || 0) + 1); }
+  const counts = [...occ.values()];
+  return MIN_COUNTS.find((m) => counts.filter((c) => c >= m).length >= 5) || 2;
 }
 
 // Raw figures -> JSON: matrices nested like numpy's ([L][E], [E][E], [n][L]), NaN -> null.

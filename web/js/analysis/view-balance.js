@@ -8,7 +8,7 @@ export class BalanceView {
     this.ui = ui;
     this.title = el("p", { className: "an-line" });
     this.canvas = el("canvas", { className: "an-canvas" });
-    this.tableBox = el("div", { className: "an-scroll" });
+    this.tableBox = el("div", { className: "an-scroll", tabIndex: 0 });
     root.append(this.title, this.canvas,
       el("p", { className: "an-line muted" }, "Per MoE layer (click a row to choose the layer). Even routing: cv 0, "
         + "entropy 1, maxvio 0, jain 1, gini 0; cv of uniform random routing of as many tokens in brackets."),

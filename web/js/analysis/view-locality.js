@@ -6,10 +6,10 @@ import { showTooltip, hideTooltip } from "../tooltip.js";
 export class LocalityView {
   constructor(root) {
     this.summary = el("p", { className: "an-line muted" });
-    this.box = el("div", { className: "an-scroll" });
+    this.box = el("div", { className: "an-scroll", tabIndex: 0 });
     this.matTitle = el("p", { className: "an-line" });
     this.canvas = el("canvas", { className: "an-canvas" });
-    this.miBox = el("div", { className: "an-scroll" });
+    this.miBox = el("div", { className: "an-scroll", tabIndex: 0 });
     root.append(this.summary, this.box, this.matTitle, this.canvas,
       el("p", { className: "legend-line" }, el("span", {}, el("span", { className: "sw an-sw-share" }), "share 0 → 1"),
         el("span", {}, el("span", { className: "sw dormant" }), "expert never selected / never top-1 (no row)"),
@@ -37,7 +37,7 @@ export class LocalityView {
     this.matTitle.textContent = `Layer ${co.layer}: co-activation N(i,j)/N(i) (left; uniform random ${fmt(co.uniform)})`
       + (tr ? ` · top-1 transitions L${tr.layer} → L${tr.next_layer}, row shares (right)` : " · last MoE layer: no transitions");
     const gap = 36, size = Math.max(80, Math.min(260, Math.floor((width - gap - 60) / 2)));
-    const { ctx } = fitCanvas(this.canvas, width, size + 34);
+    const { ctx } = fitCanvas(this.canvas, width, size + 40);
     const x0 = 30, x1 = x0 + size + gap, y0 = 18;
     matrix(ctx, co.conditional, E, x0, y0, size, { diagonal: false });
     if (tr) matrix(ctx, tr.conditional, E, x1, y0, size);
@@ -46,7 +46,9 @@ export class LocalityView {
     ctx.textAlign = "left";
     ctx.fillText("expert i (row) → j", x0, 3);
     if (tr) ctx.fillText(`top-1 at L${tr.layer} (row) → L${tr.next_layer}`, x1, 3);
-    ctx.fillText(`${E} × ${E}`, x0, y0 + size + 6);
+    // expert ids on both axes of each matrix, at round steps far enough apart to read
+    matrixTicks(ctx, E, x0, y0, size);
+    if (tr) matrixTicks(ctx, E, x1, y0, size);
     this.geom = { x0, x1, y0, size, E };
 
     const ts = fig.transition_summary;
@@ -78,3 +80,16 @@ export class LocalityView {
   }
 }
 
+
+function matrixTicks(ctx, E, x0, y0, size) {
+  const cell = size / E, step = [1, 2, 4, 8, 16, 32, 64, 128].find((s) => s * cell >= 16) || 256;
+  ctx.fillStyle = COLORS.muted;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (let e = 0; e < E; e += step) ctx.fillText(String(e), x0 - 3, y0 + (e + 0.5) * cell);
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (let e = 0; e < E; e += step) ctx.fillText(String(e), x0 + (e + 0.5) * cell, y0 + size + 3);
+  ctx.textAlign = "left";
+  ctx.fillText(`(${E} × ${E})`, x0, y0 + size + 16);
+}

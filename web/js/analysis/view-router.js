@@ -6,7 +6,7 @@ import { showTooltip, hideTooltip } from "../tooltip.js";
 export class ConfidenceView {
   constructor(root) {
     this.kind = el("p", { className: "an-line" });
-    this.box = el("div", { className: "an-scroll" });
+    this.box = el("div", { className: "an-scroll", tabIndex: 0 });
     root.append(this.kind, this.box);
   }
 
@@ -42,7 +42,7 @@ export class CacheView {
     }
     this.summary = el("p", { className: "an-line" });
     this.canvas = el("canvas", { className: "an-canvas" });
-    this.box = el("div", { className: "an-scroll" });
+    this.box = el("div", { className: "an-scroll", tabIndex: 0 });
     root.append(el("p", { className: "an-line" }, this.scope), this.summary, this.canvas,
       el("p", { className: "legend-line" }, el("span", {}, el("span", { className: "sw an-sw-obs" }), "LRU cache"),
         el("span", {}, el("span", { className: "sw an-sw-layer" }), "static hottest C experts (hindsight)"),

@@ -1,6 +1,6 @@
 // Token-level panels: an expert's token profile, the routing map (tokens x MoE layers
 // coloured by top-1 expert) and vocabulary specialization.
-import { fitCanvas, expertRGB, COLORS, el, table, fmt, pct } from "./draw.js";
+import { fitCanvas, expertRGB, rgbCss, COLORS, el, table, fmt, pct } from "./draw.js";
 import { packRGB } from "../grid.js";
 import { showTooltip, hideTooltip } from "../tooltip.js";
 
@@ -13,7 +13,7 @@ export function showText(t) {
 export class ProfileView {
   constructor(root) {
     this.title = el("p", { className: "an-line" });
-    this.box = el("div", { className: "an-scroll" });
+    this.box = el("div", { className: "an-scroll", tabIndex: 0 });
     root.append(el("p", { className: "an-line muted" }, "Click a cell of the cumulative heatmap, or choose the layer "
       + "and expert above. Lift = (share of this expert's tokens) / (share of all tokens): above 1 the expert sees "
       + "the token more often than the text does."), this.title, this.box);
@@ -38,8 +38,9 @@ export class MapView {
   constructor(root) {
     this.note = el("p", { className: "an-line muted" });
     this.canvas = el("canvas", { className: "an-map" });
-    this.scroll = el("div", { className: "an-hscroll" }, this.canvas);
-    root.append(this.note, this.scroll);
+    this.scroll = el("div", { className: "an-hscroll", tabIndex: 0, ariaLabel: "routing map" }, this.canvas);
+    this.key = el("p", { className: "legend-line an-key" });
+    root.append(this.note, this.scroll, this.key);
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     this.canvas.addEventListener("mouseleave", hideTooltip);
   }
@@ -86,9 +87,26 @@ export class MapView {
     ctx.textBaseline = "top";
     ctx.fillText(`token ${fig.range[0]} →`, left, top + L * rowH + 5);
     this.geom = { left, top, colW, rowH, cols, stride, L };
+    this.renderKey(top1, E);
     this.note.textContent = `Top-1 expert (largest gate weight) of each of ${n} tokens (columns) at each MoE layer `
       + `(rows); colour = expert id, band on top: prompt (blue) / generated (light).`
       + (stride > 1 ? ` Every ${stride}th token shown.` : "") + " Hover for details.";
+  }
+
+  // Colour key: the experts that are top-1 somewhere, commonest first (a few dozen at
+  // most: past that, hover tells the id).
+  renderKey(top1, E) {
+    const freq = new Map();
+    for (const e of top1) freq.set(e, (freq.get(e) || 0) + 1);
+    const shown = [...freq].sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, 32);
+    const items = shown.map(([e]) => {
+      const sw = el("span", { className: "sw" });
+      sw.style.background = rgbCss(expertRGB(e, E));
+      return el("span", { dataset: { expert: String(e) } }, sw, `expert ${e}`);
+    });
+    const rest = freq.size - shown.length;
+    this.key.replaceChildren(el("span", { className: "muted" }, "colour = top-1 expert:"), ...items,
+      ...(rest > 0 ? [el("span", { className: "muted" }, `+ ${rest} more (hover the map)`)] : []));
   }
 
   hover(ev) {
@@ -105,6 +123,8 @@ export class MapView {
 
 export class VocabularyView {
   constructor(root, ui) {
+    this.ui = ui;
+    this.auto = el("span", { className: "muted" });
     this.input = el("input", { type: "number", min: "1", value: String(ui.minCount), className: "an-mincount" });
     this.input.addEventListener("change", () => {
       const v = Math.max(1, Math.floor(Number(this.input.value) || 1));
@@ -112,14 +132,16 @@ export class VocabularyView {
       ui.setMinCount(v);
     });
     this.summary = el("p", { className: "an-line" });
-    this.box = el("div", { className: "an-scroll" });
-    this.top = el("div", { className: "an-scroll" });
-    root.append(el("p", { className: "an-line" }, el("label", {}, "token ids seen at least ", this.input, " times")),
-      this.summary, this.box, this.top);
+    this.box = el("div", { className: "an-scroll", tabIndex: 0 });
+    this.top = el("div", { className: "an-scroll", tabIndex: 0 });
+    root.append(el("p", { className: "an-line" }, el("label", {}, "token ids seen at least ", this.input, " times"), " ",
+      this.auto), this.summary, this.box, this.top);
   }
 
   render(fig) {
     const sp = fig.specialization, layers = fig.layers;
+    if (document.activeElement !== this.input) this.input.value = String(sp.min_count ?? this.ui.minCount);
+    this.auto.textContent = this.ui.minCountAuto ? "(chosen for this run's length; set it to fix it)" : "";
     if (!sp.tokens) {
       this.summary.textContent = sp.note;
       this.box.replaceChildren();

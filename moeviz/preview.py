@@ -1,0 +1,117 @@
+"""Share previews: a run's title and description, and a 1200 x 630 PNG of its
+cumulative routing heatmap (the Open Graph image size), for permalink pages and
+exported sites.
+
+The image is the page's heatmap in the page's colours (web/js/heatmap.js HEAT_PALETTE:
+never-selected experts dark, then violet to pale yellow on a log scale; dense layers
+striped), so a link previews as what it opens to. Written with numpy and zlib: no
+imaging library is needed at run time.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from .trace import Trace
+
+WIDTH, HEIGHT = 1200, 630
+BG = (11, 14, 20)
+DORMANT = (22, 27, 38)
+DENSE = ((30, 36, 48), (38, 45, 60))
+ACCENT = (240, 162, 59)
+# [position 0..1, rgb]: web/js/heatmap.js HEAT_PALETTE
+HEAT_STOPS = [(0.0, (22, 27, 38)), (1 / 255, (46, 30, 92)), (0.3, (112, 38, 130)), (0.55, (206, 64, 96)),
+              (0.78, (246, 140, 54)), (1.0, (255, 244, 180))]
+
+
+def _palette() -> np.ndarray:
+    x = np.arange(256) / 255
+    pos = np.array([p for p, _ in HEAT_STOPS])
+    rgb = np.array([c for _, c in HEAT_STOPS], dtype=float)
+    return np.stack([np.interp(x, pos, rgb[:, i]) for i in range(3)], axis=1).round().astype(np.uint8)
+
+
+def selection_counts(trace: Trace) -> np.ndarray:
+    """int [n_moe_layers, n_expert]: how often each expert was selected over the whole run."""
+    ids = trace.expert_ids
+    L, E = ids.shape[1], trace.model["n_expert"]
+    flat = (ids + (np.arange(L) * E)[None, :, None]).ravel()
+    return np.bincount(flat, minlength=L * E).reshape(L, E)
+
+
+def render_png(trace: Trace, width: int = WIDTH, height: int = HEIGHT) -> bytes:
+    """The run's cumulative heatmap over all its tokens, as PNG bytes."""
+    model = trace.model
+    n_layer, moe_layers, E = model["n_layer"], list(model["moe_layers"]), model["n_expert"]
+    counts = selection_counts(trace)
+    top = max(1, int(counts.max()))
+    scale = 2 ** int(np.ceil(np.log2(top)))          # as the page: a power of two over the maximum
+    levels = np.where(counts > 0, 1 + np.minimum(254, np.floor(254 * np.log1p(counts) / np.log1p(scale))), 0).astype(int)
+    pal = _palette()
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = BG
+    img[:6, :] = ACCENT                                # a thin accent bar: moeviz's colour on top
+    m = 40
+    gx0, gy0, gw, gh = m, m + 6, width - 2 * m, height - 2 * m - 6
+    xs, ys = np.arange(gw), np.arange(gh)
+    col = xs * E // gw                                 # grid column of each pixel
+    row = ys * n_layer // gh                           # model layer of each pixel row
+    cell = np.zeros((n_layer, E, 3), np.uint8)
+    moe_row = {layer: r for r, layer in enumerate(moe_layers)}
+    for layer in range(n_layer):
+        if layer in moe_row:
+            cell[layer] = pal[levels[moe_row[layer]]]
+    grid = cell[row][:, col]
+    dense = np.array([layer not in moe_row for layer in range(n_layer)])[row]
+    if dense.any():                                    # dense layers: diagonal stripes, as in the page
+        stripe = (((xs[None, :] + ys[:, None]) >> 3) & 1).astype(bool)
+        band = np.where(stripe[..., None], np.array(DENSE[0], np.uint8), np.array(DENSE[1], np.uint8))
+        grid[dense] = band[dense]
+    # a gap between cells where they are big enough to show one
+    if gw / E >= 6:
+        grid[:, np.r_[False, col[1:] != col[:-1]]] = BG
+    if gh / n_layer >= 6:
+        grid[np.r_[False, row[1:] != row[:-1]], :] = BG
+    img[gy0:gy0 + gh, gx0:gx0 + gw] = grid
+    return encode_png(img)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """An 8-bit RGB PNG from an array [height, width, 3] of uint8."""
+    h, w, _ = rgb.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1).tobytes()   # filter 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def prompt_text(prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt or [] if m.get("role") == "user"]
+    return users[-1] if users else (prompt[-1]["content"] if prompt else "")
+
+
+def run_title(trace: Trace, limit: int = 48) -> str:
+    """What the page calls the run (web/js/runname.js): its prompt's title, else its opening words."""
+    title = str(trace.settings.get("prompt_title") or "").strip()
+    if title:
+        return title
+    text = " ".join(prompt_text(trace.prompt).split())
+    if not text:
+        return "untitled run"
+    return f"“{text if len(text) <= limit else text[:limit - 1].rstrip() + '…'}”"
+
+
+def run_description(trace: Trace) -> str:
+    m = trace.model
+    counts = selection_counts(trace)
+    dormant, cells = int((counts == 0).sum()), counts.size
+    n_prompt = trace.n_prompt
+    return (f"{n_prompt} prompt + {trace.n_tokens - n_prompt} generated tokens through {m['name']} "
+            f"({len(m['moe_layers'])} MoE layers × {m['n_expert']} experts, top-{m['n_expert_used']}): "
+            f"{dormant} of {cells} experts never chosen. Watch each token's routing, layer by layer.")

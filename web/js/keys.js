@@ -1,0 +1,28 @@
+// Page-wide keys: space plays / pauses, ← / → step, Home / End jump, ? shows the keys.
+// Typing in a field, and widgets with keys of their own (buttons, selects, the
+// scrubber, the token stream, the heatmap), keep theirs: their handlers stop the event
+// or the target is one of them.
+
+const OWN_KEYS = "input, textarea, select, button, a[href], [contenteditable], canvas[tabindex], #tokens, dialog";
+
+export function wireKeys({ playback, dialog }) {
+  const show = () => { if (!dialog.open) dialog.showModal(); };
+  dialog.querySelector("[data-close]").addEventListener("click", () => dialog.close());
+  document.addEventListener("keydown", (ev) => {
+    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const t = ev.target;
+    const inField = t instanceof Element && t.closest("input, textarea, select, [contenteditable]");
+    if (ev.key === "?" && !inField) { ev.preventDefault(); if (dialog.open) dialog.close(); else show(); return; }
+    if (t instanceof Element && t.closest(OWN_KEYS)) return;
+    switch (ev.key) {
+      case " ": playback.toggle(); break;
+      case "ArrowRight": playback.step(1); break;
+      case "ArrowLeft": playback.step(-1); break;
+      case "Home": playback.seek(0); break;
+      case "End": playback.seek(playback.state.nTokens); break;
+      default: return;
+    }
+    ev.preventDefault();
+  });
+  return { show };
+}
