@@ -10,7 +10,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from .capture.lib import LlamaCppUnavailable  # noqa: PLC0415
     from .capture.routing import MissingRouting  # noqa: PLC0415
     from .cli import UserError  # noqa: PLC0415
-    from .engine import BusyError, DecodeError, ModelLoadError, NotMoEError, PromptError, SettingsError  # noqa: PLC0415
+    from .engine import BusyError, DecodeError, ModelLoadError, NotCausalError, NotMoEError, PromptError, SettingsError  # noqa: PLC0415
     from .engine.backends import CaptureUnavailable  # noqa: PLC0415
     from .gguf_info import ModelFileError  # noqa: PLC0415
     from .analysis.routing import AnalysisError  # noqa: PLC0415
@@ -18,7 +18,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from .prompts import PromptLibraryError  # noqa: PLC0415
     from .trace import TraceFormatError  # noqa: PLC0415
 
-    return (LlamaCppUnavailable, MissingRouting, UserError, BusyError, DecodeError, ModelLoadError, NotMoEError,
+    return (LlamaCppUnavailable, MissingRouting, UserError, BusyError, DecodeError, ModelLoadError, NotMoEError, NotCausalError,
             PromptError, SettingsError, CaptureUnavailable, ModelFileError, TraceFormatError, PromptLibraryError, ExportError, AnalysisError)
 
 

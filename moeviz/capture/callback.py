@@ -29,8 +29,13 @@ class CallbackCapture:
     # with this backend every prompt row must be an output (the engine bounds the cost).
     needs_all_outputs = True
 
-    def __init__(self, moe_layers: list[int], n_expert_used: int, n_expert: int):
+    def __init__(self, moe_layers: list[int], n_expert_used: int, n_expert: int, routers_per_layer: int = 1):
         self.chunks = LayerChunks(moe_layers, n_expert_used, n_expert, False)
+        # GroveMoE runs build_moe_ffn twice per layer and ubatch (routed experts, then its
+        # "chunk" experts derived from the same router): the first call is the layer's routing.
+        self.routers_per_layer = routers_per_layer
+        self._seen = [[0, 0] for _ in moe_layers]   # per layer: top-k and probs tensors seen
+        self._skip = [False] * len(moe_layers)     # the current call of a layer is not its first
         self._want_routing: dict[bytes, tuple[int, int]] = {}
         self._want_probs: dict[bytes, tuple[int, int]] = {}
         for li, il in enumerate(moe_layers):
@@ -59,6 +64,8 @@ class CallbackCapture:
         self.want = self._want_all if probs else self._want_routing
         self.chunks.want_probs = probs
         self.chunks.reset()
+        self._seen = [[0, 0] for _ in self._seen]
+        self._skip = [False] * len(self._skip)
         self.error = None
         self.active = True
 
@@ -80,6 +87,17 @@ class CallbackCapture:
             return name.startswith(_PREFIX) and name in self.want
         try:
             li, kind = self.want[name]
+            if self.routers_per_layer > 1 and kind != _WEIGHTS:
+                seen = self._seen[li]
+                slot = 0 if kind == _TOPK else 1
+                later_call = seen[slot] % self.routers_per_layer != 0
+                seen[slot] += 1
+                if kind == _TOPK:
+                    self._skip[li] = later_call
+                if later_call:
+                    return True
+            elif kind == _WEIGHTS and self._skip[li]:
+                return True
             arr = read_tensor(t)
             if kind == _TOPK:
                 # numpy shape (1, 1, n_rows, k) or (1, n_rows, k): rows x k

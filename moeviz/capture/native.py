@@ -2,9 +2,15 @@
 
 The patch makes the routing tensors graph outputs that llama.cpp copies to the host
 after compute, like logits: no graph splits, no synchronization per tensor, no
-Python in the graph's path. Rows follow the batch's token order across ubatches,
-and the last layer runs on every token (the logits' row selection moves to just
-before the output head), so no extra outputs are requested.
+Python in the graph's path. Rows follow the batch's token order across ubatches.
+
+The last layer must route every token, but llama.cpp runs it only on the rows whose
+output was requested. With capture on, every graph is built as if all rows were
+outputs (upstream's own all-outputs path, so each graph's shapes stay consistent),
+and the real selection is applied just before the output head, which the patch finds
+by walking back from the logits through row-wise ops (no weight pointers matched; if
+the walk finds no head it knows, it selects from the logits, still exact). So no
+extra outputs are requested and the logits are those of an uncaptured run.
 """
 from __future__ import annotations
 

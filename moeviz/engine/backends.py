@@ -28,4 +28,6 @@ def make_capture(kind: str, info: ModelInfo):
         from ..capture.native import NativeCapture  # noqa: PLC0415
 
         return NativeCapture(info.moe_layers, info.n_expert_used, info.n_expert)
-    return CallbackCapture(info.moe_layers, info.n_expert_used, info.n_expert)
+    # GroveMoE's second build_moe_ffn per layer (its chunk experts) reuses the layer's router
+    return CallbackCapture(info.moe_layers, info.n_expert_used, info.n_expert,
+                           routers_per_layer=2 if info.architecture == "grovemoe" else 1)

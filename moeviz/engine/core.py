@@ -28,6 +28,10 @@ class NotMoEError(ValueError):
     """The model has no routed experts: nothing to record."""
 
 
+class NotCausalError(ValueError):
+    """The model is not decoded left to right (a diffusion model): moeviz records generation."""
+
+
 class DecodeError(RuntimeError):
     """llama_decode returned an error status."""
 
@@ -49,7 +53,9 @@ FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 class Engine:
     def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
                  n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
-                 kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0):
+                 kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0,
+                 n_ubatch: int | None = None, progress=None):
+        # progress: called with the loaded fraction of the model (0.0 .. 1.0), see LoadedModel
         from ..gguf_info import read_model_info  # noqa: PLC0415
 
         info = read_model_info(model_path)
@@ -72,7 +78,12 @@ class Engine:
         self.offload = TensorOverrides(expert_patterns(cpu_moe, n_cpu_moe))
         self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                               n_gpu_layers=n_gpu_layers, configure_model=self.offload.apply,
-                              configure_context=configure_context, info=info)
+                              configure_context=configure_context, info=info, n_ubatch=n_ubatch,
+                              progress=progress)
+        if lc_diffusion(self.lm.model):
+            self.lm.close()
+            raise NotCausalError(f"{info.architecture} is a diffusion model, not decoded left to right: moeviz records "
+                                 "token-by-token generation (llama.cpp runs it with llama-diffusion-cli)")
         self.capture.attach(self.lm.ctx)
         self.info: ModelInfo = self.lm.info
         self.output_budget = output_budget
@@ -130,6 +141,28 @@ class Engine:
                 return None
             parts.append(self._decode(tokens[start:start + chunk], start, need_all, probs))
         return concat_routing(parts)
+
+    def replay(self, tokens: list[int], n_prompt: int, *, probs: bool = False) -> BatchRouting:
+        """Routing of a fixed token sequence, with no sampling: the first n_prompt tokens
+        are prefilled as a prompt is, then each later token is decoded alone, as if it had
+        been generated. The same model and settings reproduce a recorded run bit for bit."""
+        if not 1 <= n_prompt <= len(tokens):
+            raise PromptError(f"replay needs 1 to {len(tokens)} prompt tokens, got {n_prompt}")
+        if len(tokens) > self.lm.n_ctx:
+            raise PromptError(f"{len(tokens)} tokens do not fit the context ({self.lm.n_ctx} tokens)")
+        bad = [t for t in tokens if not 0 <= t < self.lm.n_vocab]
+        if bad:
+            raise PromptError(f"token id {bad[0]} is outside the vocabulary (0-{self.lm.n_vocab - 1})")
+        if not self._lock.acquire(blocking=False):
+            raise BusyError("a generation is already running on this model")
+        try:
+            self.lm.clear_memory()
+            parts = [self._prefill(list(tokens[:n_prompt]), probs, None)]
+            for pos in range(n_prompt, len(tokens)):
+                parts.append(self._decode([tokens[pos]], pos, True, probs))
+            return self._postprocess(concat_routing(parts))
+        finally:
+            self._lock.release()
 
     def generate(self, prompt: str | list[dict] | list[int], settings: SamplingSettings | None = None, *,
                  probs: bool = False, cancel: threading.Event | None = None) -> Iterator:
@@ -206,6 +239,11 @@ class Engine:
             self._batch = None
         if getattr(self, "lm", None) is not None:
             self.lm.close()
+
+
+def lc_diffusion(model) -> bool:
+    fn = getattr(llama_cpp(), "llama_model_is_diffusion", None)
+    return bool(fn(model)) if fn is not None else False
 
 
 def _is_token_list(p) -> bool:

@@ -28,11 +28,47 @@ def _init_backend() -> None:
         _backend_ready = True
 
 
+class _ProgressReporter:
+    """llama.cpp's progress callback around a Python callable.
+
+    The ctypes callback object lives as long as this reporter (the caller keeps it for
+    the whole load: llama.cpp holds only the bare function pointer). No exception may
+    unwind into C, so one raised by the callable is kept in `error`, the load is stopped
+    (the C callback returns false), and LoadedModel raises it once llama.cpp returns;
+    KeyboardInterrupt from Ctrl-C during a long load arrives this way too.
+    """
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.last = 0.0
+        self.c_callback = llama_cpp().llama_progress_callback(self._call)
+
+    def _call(self, value, _user_data) -> bool:
+        try:
+            if self.error is not None or self.stopped:
+                return False
+            # size_done / size_data, clamped: the page and the CLI show a percentage
+            self.last = max(self.last, min(1.0, max(0.0, float(value))))
+            if self.progress(self.last) is False:
+                self.stopped = True
+                return False
+            return True
+        except BaseException as e:  # noqa: BLE001 - nothing may cross into C
+            self.error = e
+            return False
+
+
 class LoadedModel:
     """A llama_model + one llama_context + its vocab; closed with close()."""
 
     def __init__(self, path: str | os.PathLike, *, n_ctx: int, n_batch: int, n_threads: int | None,
-                 n_gpu_layers: int, configure_model=None, configure_context=None, info: ModelInfo | None = None):
+                 n_gpu_layers: int, configure_model=None, configure_context=None, info: ModelInfo | None = None,
+                 n_ubatch: int | None = None, progress=None):
+        # `progress`: called from llama.cpp's load loop with the fraction of tensor data
+        # loaded (0.0 .. 1.0, never decreasing, 1.0 last); returning False stops the load
+        # (ModelLoadError), and an exception it raises stops the load and is re-raised here.
         # The GGUF's metadata (`info`, when the caller has read it already: reading it parses
         # the whole tokenizer, seconds for a 150k vocabulary). Read first: a bad file gets
         # moeviz's precise ModelFileError rather than llama.cpp's load failure.
@@ -43,10 +79,18 @@ class LoadedModel:
         mp.n_gpu_layers = n_gpu_layers
         if configure_model:
             configure_model(mp)
+        reporter = _ProgressReporter(progress) if progress is not None else None
+        if reporter is not None:
+            mp.progress_callback = reporter.c_callback
+            mp.progress_callback_user_data = None
         log = llama_log()
         mark = log.mark()
         self.model = lc.llama_model_load_from_file(os.fsencode(str(path)), mp)
         if not self.model:
+            if reporter is not None and reporter.error is not None:
+                raise reporter.error
+            if reporter is not None and reporter.stopped:
+                raise ModelLoadError(f"loading {path} was stopped")
             why = log.last_error(mark) or "unknown reason"
             raise ModelLoadError(f"llama.cpp could not load {path}: {why}")
         self.vocab = lc.llama_model_get_vocab(self.model)
@@ -54,7 +98,7 @@ class LoadedModel:
         cp = lc.llama_context_default_params()
         cp.n_ctx = n_ctx
         cp.n_batch = n_batch
-        cp.n_ubatch = min(n_batch, 512)
+        cp.n_ubatch = n_ubatch or min(n_batch, 512)
         cp.n_seq_max = 1
         threads = n_threads or max(1, os.cpu_count() or 1)
         cp.n_threads = threads

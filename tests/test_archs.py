@@ -1,0 +1,155 @@
+"""Every MoE architecture in the vendored llama.cpp, on llama.cpp's own random models.
+
+The models come from llama.cpp's generator (`tests/test-llama-archs.cpp -o DIR`, built
+by tests/build-arch-models.sh): valid random weights for each architecture, with the
+shapes llama.cpp's loader expects. For each: llama.cpp loads it, `moeviz info` sees
+its MoE layers, native capture equals the eval callback exactly (expert ids, gate
+weights, router probabilities) on prompt and generated tokens across ubatches, and
+the gating / normalization / scale that `moeviz info` reports reproduce the captured
+weights from the captured probabilities. Architectures that cannot be decoded left to
+right are refused with one line.
+
+`ARCHS` is the list the README's architecture table is generated from
+(`python tests/test_archs.py --readme` rewrites it; a test checks it is current).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NATIVE, DIFFUSION, DENSE = "native", "diffusion", "dense"
+# arch (GGUF name) -> how moeviz records it. NATIVE: native capture, checked equal to the
+# callback; DIFFUSION and DENSE are refused with one line that says so.
+ARCHS: dict[str, str] = {
+    "afmoe": NATIVE, "arctic": NATIVE, "bailingmoe": NATIVE, "bailingmoe2": NATIVE, "bailingmoe3": NATIVE,
+    "cohere2moe": NATIVE, "dbrx": NATIVE, "deepseek": NATIVE, "deepseek2": NATIVE, "deepseek32": NATIVE, "deepseek4": NATIVE,
+    "dots1": NATIVE, "dots3note": NATIVE, "ernie4_5-moe": NATIVE, "exaone-moe": NATIVE,
+    "glm-dsa": NATIVE, "glm4moe": NATIVE, "glm5-next": NATIVE, "gpt-oss": NATIVE, "granite": NATIVE, "granitehybrid": NATIVE, "granitemoe": NATIVE,
+    "grok": NATIVE, "grovemoe": NATIVE, "hunyuan-moe": NATIVE, "hy_v3": NATIVE, "hy_v4": NATIVE, "jamba": NATIVE, "kimi-k3": NATIVE,
+    "kimi-linear": NATIVE, "laguna": NATIVE, "lfm2moe": NATIVE, "llama": NATIVE, "llama4": NATIVE, "maple": NATIVE,
+    "mellum": NATIVE, "mimo2": NATIVE, "minicpm": NATIVE, "minimax-01": NATIVE, "minimax-m2": NATIVE, "minimax-m3": NATIVE,
+    "mistral3": NATIVE, "mistral4": NATIVE, "nemotron_h_moe": NATIVE, "olmoe": NATIVE, "phimoe": NATIVE, "qwen2moe": NATIVE,
+    "qwen35moe": NATIVE, "qwen3moe": NATIVE, "qwen3next": NATIVE, "qwen3vlmoe": NATIVE, "qwen4exp": NATIVE,
+    "smallthinker": NATIVE,
+    "llada-moe": DIFFUSION, "rnd1": DIFFUSION,
+    # the generator's "MoE" variant of these has no routed experts in llama.cpp's graph
+    "ernie4_5": DENSE, "paddleocr": DENSE, "refact": DENSE,
+}
+
+
+@pytest.fixture(scope="session")
+def arch_models() -> Path:
+    r = subprocess.run(["bash", str(ROOT / "tests" / "build-arch-models.sh")], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"building llama.cpp's model generator failed:\n{r.stderr[-3000:]}")
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def model_path(arch_models: Path, arch: str) -> Path:
+    return arch_models / f"{arch}-moe.gguf"
+
+
+def test_every_generated_moe_architecture_is_listed(arch_models):
+    """A llama.cpp update that adds an MoE architecture fails here until it is listed."""
+    generated = {p.name[:-len("-moe.gguf")] for p in arch_models.glob("*-moe.gguf")}
+    assert generated - set(ARCHS) == set(), "generated MoE models not in ARCHS"
+    assert set(ARCHS) - generated == set(), "ARCHS names models the generator no longer writes"
+
+
+def exact_engine(path: Path, capture: str):
+    from moeviz.engine import Engine
+
+    # f32 KV cache, no flash attention: the two backends then do identical arithmetic;
+    # n_ubatch 16 < n_batch so a prompt spans several ubatches of one decode.
+    return Engine(path, n_ctx=256, n_batch=64, n_ubatch=16, capture=capture, kv_type="f32", flash_attn="off")
+
+
+def expected_weights(info, ids: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Gate weights as `moeviz info` says the graph computes them from the probabilities."""
+    sel = np.take_along_axis(probs, ids, axis=-1).astype(np.float64)
+    if info.gating == "softmax_weight" or info.weights_normalized:
+        # softmax over the selected logits == softmax over all, renormalized on the selection
+        sel = sel / sel.sum(axis=-1, keepdims=True)
+    return sel * info.weights_scale
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_architecture(arch_models, arch):
+    from moeviz.engine import Engine
+    from moeviz.gguf_info import read_model_info
+
+    path = model_path(arch_models, arch)
+    info = read_model_info(path)
+    assert info.architecture == arch
+    assert info.is_moe == (ARCHS[arch] != DENSE)
+    if ARCHS[arch] != NATIVE:
+        with pytest.raises(Exception) as e:
+            Engine(path, n_ctx=256, capture="auto")
+        msg = str(e.value)
+        assert ARCHS[arch] in msg and "\n" not in msg and "Traceback" not in msg
+        return
+    rng = np.random.default_rng(7)
+    native, callback = exact_engine(path, "native"), exact_engine(path, "callback")
+    try:
+        eog = {t for t in range(native.lm.n_vocab) if native.lm.is_eog(t)}
+        tokens = [int(t) for t in rng.integers(0, native.lm.n_vocab, 48) if int(t) not in eog][:44]
+        a = callback.replay(tokens, 40, probs=True)
+        b = native.replay(tokens, 40, probs=True)
+    finally:
+        native.close()
+        callback.close()
+    assert a.expert_ids.shape == (44, len(info.moe_layers), info.n_expert_used)
+    np.testing.assert_array_equal(a.expert_ids, b.expert_ids)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.probs, b.probs)
+    # every token's experts are distinct and in range
+    assert (np.sort(b.expert_ids, axis=-1)[..., 1:] != np.sort(b.expert_ids, axis=-1)[..., :-1]).all()
+    assert b.expert_ids.min() >= 0 and b.expert_ids.max() < info.n_expert
+    np.testing.assert_allclose(b.weights, expected_weights(info, b.expert_ids, b.probs), rtol=2e-5, atol=1e-6,
+                               err_msg=f"{arch}: gating {info.gating}, normalized {info.weights_normalized}, "
+                                       f"scale {info.weights_scale} do not give the captured weights")
+
+
+# The README table --------------------------------------------------------------------
+README_BEGIN = "<!-- architectures: generated by `python tests/test_archs.py --readme` -->"
+README_END = "<!-- /architectures -->"
+
+
+def readme_table() -> str:
+    rows = ["| architecture | routing capture |", "| --- | --- |"]
+    for arch in sorted(ARCHS):
+        how = ARCHS[arch]
+        rows.append(f"| `{arch}` | " + {NATIVE: "native (checked equal to the eval callback)",
+                                         DIFFUSION: "refused: a diffusion model, not decoded left to right",
+                                         DENSE: "refused: no routed experts in llama.cpp's graph"}[how] + " |")
+    return "\n".join([README_BEGIN, *rows, README_END])
+
+
+def _readme_section(text: str) -> str | None:
+    m = re.search(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), text, re.S)
+    return m.group(0) if m else None
+
+
+def test_readme_table_is_current():
+    text = (ROOT / "README.md").read_text()
+    assert _readme_section(text) == readme_table(), "README's architecture table is stale: python tests/test_archs.py --readme"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--readme"]:
+    p = ROOT / "README.md"
+    text = p.read_text()
+    old = _readme_section(text)
+    if old is None:
+        raise SystemExit(f"README.md has no {README_BEGIN} ... {README_END} section")
+    p.write_text(text.replace(old, readme_table()))
+    print("README.md: architecture table rewritten")
+elif __name__ == "__main__":
+    raise SystemExit(f"usage: {os.path.basename(sys.argv[0])} --readme")
