@@ -32,7 +32,7 @@ ARCHS: dict[str, str] = {
     "afmoe": NATIVE, "arctic": NATIVE, "bailingmoe": NATIVE, "bailingmoe2": NATIVE, "bailingmoe3": NATIVE,
     "cohere2moe": NATIVE, "dbrx": NATIVE, "deepseek": NATIVE, "deepseek2": NATIVE, "deepseek32": NATIVE, "deepseek4": NATIVE,
     "dots1": NATIVE, "dots3note": NATIVE, "ernie4_5-moe": NATIVE, "exaone-moe": NATIVE,
-    "glm-dsa": NATIVE, "glm4moe": NATIVE, "glm5-next": NATIVE, "gpt-oss": NATIVE, "granite": NATIVE, "granitehybrid": NATIVE, "granitemoe": NATIVE,
+    "glm-dsa": NATIVE, "glm4moe": NATIVE, "glm5-next": NATIVE, "gemma4": NATIVE, "gpt-oss": NATIVE, "granite": NATIVE, "granitehybrid": NATIVE, "granitemoe": NATIVE,
     "grok": NATIVE, "grovemoe": NATIVE, "hunyuan-moe": NATIVE, "hy_v3": NATIVE, "hy_v4": NATIVE, "jamba": NATIVE, "kimi-k3": NATIVE,
     "kimi-linear": NATIVE, "laguna": NATIVE, "lfm2moe": NATIVE, "llama": NATIVE, "llama4": NATIVE, "maple": NATIVE,
     "mellum": NATIVE, "mimo2": NATIVE, "minicpm": NATIVE, "minimax-01": NATIVE, "minimax-m2": NATIVE, "minimax-m3": NATIVE,
