@@ -1,5 +1,7 @@
 """Frame time of the page's per-token update (state + heatmap + current-token panel)
-in headless Chromium, at up to 94 layers x 384 experts, top-8.
+in headless Chromium, at up to 94 layers x 384 experts, top-8; and of every frame of
+the panel's animation in each playback mode (single: a token sweeping the layers;
+sequence: a token a frame with a fading trail; all: the prefill batch lit together).
 
 Serves the repository over loopback HTTP, opens bench/frame_harness.html (which
 imports the page's own modules from web/js and feeds them synthetic routing, one
@@ -33,6 +35,12 @@ CASES = [  # (label, query, devicePixelRatio)
     ("94x384 top-8, router probs", {"layers": 94, "experts": 384, "k": 8, "probs": 1, "tokens": 120}, 1),
     ("61x256 top-8, 3 dense", {"layers": 58, "experts": 256, "k": 8, "dense": 3}, 1),
     ("4x8 top-2", {"layers": 4, "experts": 8, "k": 2}, 1),
+    ("94x384 top-8, anim single", {"layers": 94, "experts": 384, "k": 8, "anim": "single"}, 1),
+    ("94x384 top-8, anim single, dpr 2", {"layers": 94, "experts": 384, "k": 8, "anim": "single"}, 2),
+    ("94x384 top-8, anim sequence", {"layers": 94, "experts": 384, "k": 8, "anim": "sequence"}, 1),
+    ("94x384 top-8, anim all", {"layers": 94, "experts": 384, "k": 8, "anim": "all", "tokens": 60}, 1),
+    ("94x384 top-8, anim single, probs", {"layers": 94, "experts": 384, "k": 8, "anim": "single", "probs": 1,
+                                          "tokens": 6}, 1),
 ]
 
 
@@ -88,7 +96,8 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
-    print(f"per-token update in Chromium (state + heatmap + panel, rasterized); target {TARGET_MS:.0f} ms")
+    print(f"per-token update in Chromium (state + heatmap + panel, rasterized); target {TARGET_MS:.0f} ms;"
+          " 'anim' cases: per animation frame")
     print(f"{'case':30} {'canvas px':>11} {'median':>8} {'p95':>8} {'x target':>9}  "
           f"{'heatmap':>8} {'panel':>7} {'state':>7} {'+others':>8} {'prefill':>8} {'full':>7}")
     for r in results:
@@ -99,6 +108,9 @@ def main(argv=None) -> int:
               f"{r['fullHeatmapRepaintMs']:>5.1f}ms")
     print("heatmap/panel/state: medians of the parts; +others: dormant list, header and token stream (not in"
           " 'update'); prefill: a 64-token batch as one step; full: a full heatmap repaint (resize, mode switch)")
+    print("anim cases: 'update' is one frame of playback in that mode (every frame of the sweeps, glows and"
+          " fades), " + ", ".join(f"{r['case'].split(', anim ')[1]}: {r['frames']} frames" for r in results
+                                  if r.get("anim")))
     return 0
 
 

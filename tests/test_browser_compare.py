@@ -204,7 +204,7 @@ def test_live_run_against_an_opened_file_and_another_model_refused(fixture_model
         pg = Page(browser, s.url + "/")
         try:
             live, done = pg.generate(text="Hello there, friend", max_tokens=5, mode="all")
-            run_name = f"run {done['permalink'].rsplit('/', 1)[1]}"
+            run_name = "“Hello there, friend”"            # a custom prompt's run is named by its opening words
             assert pg.js("moeviz.runs") == [{"name": run_name, "kind": "live", "tokens": live.n_tokens}]
             story = load(traces["story"])
             pick_file(pg, traces["story"])

@@ -48,19 +48,23 @@ export class Flow {
   advance(target, now, { mode, still = false, reduced = false }) {
     const s = this.state;
     this.reduced = reduced;
+    if (this.mode === undefined) this.mode = mode;
     if (target) target = { ...target, still };
     const changed = !sameTarget(target, this.cur);
     if (changed) {
       if (this.cur && !this.cur.still && target && !still) this.trail.unshift({ ...this.cur, since: now });
       if (still || !target) this.trail.length = 0;
       this.trail.length = Math.min(this.trail.length, TRAIL_TOKENS);
-      // a step back (or a jump) is not a journey: show it whole
-      const forward = !this.cur || !target || startOf(target) >= endOf(this.cur);
+      // a step back, a jump (a scrub) or a change of mode is not a journey: show it whole
+      const gap = this.cur && target ? startOf(target) - endOf(this.cur) : 0;
+      const forward = gap >= 0 && gap <= 8 && mode === this.mode;
+      if (!forward) this.trail.length = 0;
       const sweeps = !still && !reduced && forward && (mode === "single" || (mode === "all" && target && target.kind === "batch"));
       this.cur = target ? { ...target, still, start: now, sweep: sweeps ? sweepMs(s.L) : 0, x: this.weightsOf(target) } : null;
       if (!sweeps && mode !== "sequence") this.trail.length = 0;     // single/all steps replace, they do not fade
       if (reduced) this.trail.length = 0;
     }
+    this.mode = mode;
     // Earlier targets: under a sweep they stay (dim) until it has replaced them on every
     // layer; otherwise (sequence) each fades out over TRAIL_MS.
     const c = this.cur;

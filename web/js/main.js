@@ -140,8 +140,9 @@ function renderStatus() {
   el.className = `status ${isError ? "error" : ""}`;
   controls && controls.setRunning(running, connection === "open");
   const link = $("permalink");
-  link.hidden = !state.permalink;
-  if (state.permalink) link.href = state.permalink;
+  // kept in the layout when absent: a link appearing at the end of a run must not push what is below
+  link.style.visibility = state.permalink ? "visible" : "hidden";
+  if (state.permalink) link.href = state.permalink; else link.removeAttribute("href");
   document.body.dataset.status = state.status;
 }
 

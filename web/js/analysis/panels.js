@@ -111,7 +111,7 @@ class AnalysisPanels {
 
   syncControls() {
     const ui = this.ui;
-    for (const b of this.tabButtons) b.setAttribute("aria-pressed", String(b.dataset.anTab === ui.tab));
+    for (const b of this.tabButtons) b.setAttribute("aria-selected", String(b.dataset.anTab === ui.tab));   // tabs: selected, not pressed
     for (const b of this.phaseButtons) b.setAttribute("aria-pressed", String(b.dataset.anTokens === ui.tokens));
     for (const [id, box] of Object.entries(this.boxes)) box.hidden = id !== ui.tab;
     this.layerSelect.value = String(ui.row);
