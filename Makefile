@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.moeviz-setup
 
-.PHONY: setup serve test bench clean chromium demo-site demo-model
+.PHONY: setup serve test bench clean chromium axe demo-site demo-model
 
 setup: $(STAMP)
 
@@ -27,7 +27,17 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "moeviz: installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup chromium
+# The page's accessibility check uses axe-core from npm, kept outside the repository
+# (tests/test_browser_page.py installs the same version itself when it is missing).
+AXE_VERSION := 4.14.1
+AXE_DIR     := $(or $(MOEVIZ_CACHE),$(HOME)/.cache/moeviz)/axe
+axe:
+	@test -f $(AXE_DIR)/node_modules/axe-core/axe.min.js || { command -v npm >/dev/null 2>&1 || { echo "moeviz: installing Debian's npm"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }; \
+		echo "moeviz: installing axe-core $(AXE_VERSION) for the accessibility check"; \
+		npm install --prefix $(AXE_DIR) --no-audit --no-fund --silent axe-core@$(AXE_VERSION); }
+
+test: setup chromium axe
 	$(PY) -m pytest $(ARGS)
 
 bench: setup
