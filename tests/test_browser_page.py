@@ -285,11 +285,12 @@ def test_keys_chosen_cell_phase_and_pinned_token(server, browser):
         n = trace.n_tokens
         c = counts(trace)
         L, E = c["both"].shape
-        # page keys: away from any widget
-        pg.page.mouse.click(5, pg.js("document.querySelector('.intro').getBoundingClientRect().bottom") - 4)
+        # page keys: arrows step even with a playback button focused (it keeps only space)
+        pg.page.click("[data-mode=all]")
         pg.page.keyboard.press("ArrowLeft")
         pg.settle()
         assert pg.js("moeviz.applied") == n - 1
+        pg.page.mouse.click(5, pg.js("document.querySelector('.intro').getBoundingClientRect().bottom") - 4)
         pg.page.keyboard.press("Home")
         pg.settle()
         assert pg.js("moeviz.applied") == 0

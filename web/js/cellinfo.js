@@ -63,16 +63,21 @@ export class CellInfo {
     ev.stopPropagation();          // the page's own keys (space: play, arrows: step) stay out
   }
 
-  update() {
+  update(now = performance.now()) {
     const s = this.state;
     if (!s.model || !this.grid.layout) return;
     if (this.cell && (this.cell.row >= s.L || this.cell.expert >= s.E)) this.cell = null;
     const focused = document.activeElement === this.grid.canvas;
     const at = focused ? this.cursor : this.cell;
-    const key = `${s.gen}|${s.applied}|${this.heatmap.phase}|${this.grid.layout.key}|${at && at.row},${at && at.expert}|` +
+    const base = `${s.gen}|${this.heatmap.phase}|${this.grid.layout.key}|${at && at.row},${at && at.expert}|` +
       `${this.cell && this.cell.row},${this.cell && this.cell.expert}|${focused}`;
+    const key = `${base}|${s.applied}`;
     if (key === this.shown) return;
+    // while playback moves the cursor, the card's counts (a pass over the tokens) follow it
+    // at most 4 times a second; any other change is shown at once
+    if (this.shown.startsWith(`${base}|`) && now - (this.renderedAt || 0) < 250) return;
     this.shown = key;
+    this.renderedAt = now;
     this.placeOutline(at, focused && !(this.cell && at && this.cell.row === at.row && this.cell.expert === at.expert));
     this.renderCard();
   }

@@ -1,9 +1,10 @@
 // Page-wide keys: space plays / pauses, ← / → step, Home / End jump, ? shows the keys.
-// Typing in a field, and widgets with keys of their own (buttons, selects, the
-// scrubber, the token stream, the heatmap), keep theirs: their handlers stop the event
-// or the target is one of them.
+// Typing in a field, and widgets with keys of their own (selects, the scrubber, the
+// token stream, the heatmap) keep theirs; a focused button or link keeps space (it
+// presses it) but not the arrows, so → still steps after clicking "single token".
 
-const OWN_KEYS = "input, textarea, select, button, a[href], [contenteditable], canvas[tabindex], #tokens, dialog";
+const OWN_KEYS = "input, textarea, select, [contenteditable], canvas[tabindex], #tokens, dialog";
+const OWN_SPACE = "button, a[href], summary";
 
 export function wireKeys({ playback, dialog }) {
   const show = () => { if (!dialog.open) dialog.showModal(); };
@@ -13,7 +14,7 @@ export function wireKeys({ playback, dialog }) {
     const t = ev.target;
     const inField = t instanceof Element && t.closest("input, textarea, select, [contenteditable]");
     if (ev.key === "?" && !inField) { ev.preventDefault(); if (dialog.open) dialog.close(); else show(); return; }
-    if (t instanceof Element && t.closest(OWN_KEYS)) return;
+    if (t instanceof Element && (t.closest(OWN_KEYS) || (ev.key === " " && t.closest(OWN_SPACE)))) return;
     switch (ev.key) {
       case " ": playback.toggle(); break;
       case "ArrowRight": playback.step(1); break;

@@ -149,6 +149,7 @@ function renderStatus() {
 // ---- before any run: say what will appear, and where ---------------------------
 
 let shownEmpty = "";
+const narrow = () => !!(window.matchMedia && window.matchMedia("(max-width: 700px)").matches);   // the phone layout
 function renderEmpty() {
   const key = `${state.nTokens > 0}|${isRunning()}|${config.mode}|${!!state.model}`;
   if (key === shownEmpty) return;
@@ -158,7 +159,7 @@ function renderEmpty() {
   document.body.dataset.empty = String(empty);
   if (!empty) return;
   el.textContent = isRunning() ? "prefilling the prompt…"
-    : config.mode === "live" ? "No run yet. Pick a prompt and press Generate: each token will light the experts it is sent to, layer by layer."
+    : config.mode === "live" ? `No run yet. Pick a prompt${narrow() ? " below" : ""} and press Generate: each token will light the experts it is sent to, layer by layer.`
       : "loading the recorded run…";
 }
 
@@ -200,7 +201,7 @@ if (config.mode === "live") {
       if (!socket.send(req)) return;
       pending = true;
       // a phone shows the controls below the visualization: bring the run into view
-      if (window.matchMedia && window.matchMedia("(max-width: 700px)").matches) {
+      if (narrow()) {
         $("stream").scrollIntoView({ behavior: motionQuery && motionQuery.matches ? "auto" : "smooth", block: "start" });
       }
     },
