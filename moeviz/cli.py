@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -120,7 +121,11 @@ def cmd_record(args) -> int:
     prompt = _prompt_from_args(args)
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                                 top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
-    engine = _engine_from_args(args)
+    shown = LoadProgress(sys.stderr, _model_size(args))
+    try:
+        engine = _engine_from_args(args, progress=shown)
+    finally:
+        shown.end()
     try:
         meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs}
         builder = TraceBuilder(engine.info, prompt, meta)
@@ -136,43 +141,122 @@ def cmd_record(args) -> int:
     return 0
 
 
-def _engine_from_args(args):
+def _model_path(args):
     from .demo import default_model_path  # noqa: PLC0415
+
+    return args.model or default_model_path()
+
+
+def _model_size(args) -> int:
+    try:
+        return os.path.getsize(_model_path(args))
+    except OSError:
+        return 0   # the engine says what is wrong with the path
+
+
+def _engine_from_args(args, progress=None):
     from .engine import Engine  # noqa: PLC0415
 
-    return Engine(args.model or default_model_path(), n_ctx=args.n_ctx, n_threads=args.threads,
+    return Engine(_model_path(args), n_ctx=args.n_ctx, n_threads=args.threads,
                   n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
-                  flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe)
+                  flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe, progress=progress)
+
+
+# Model files smaller than this load in well under a second: no progress is shown for them.
+PROGRESS_MIN_BYTES = 32 << 20
+
+
+class LoadProgress:
+    """Model load progress on a stream (stderr): one updating line on a terminal
+    ("moeviz: loading model  42%"), else a line when the load starts and at each quarter.
+    Nothing for a model file under PROGRESS_MIN_BYTES. Called with 0.0 .. 1.0."""
+
+    def __init__(self, stream, model_bytes: int, *, min_bytes: int = PROGRESS_MIN_BYTES):
+        self.stream = stream
+        self.enabled = model_bytes >= min_bytes
+        isatty = getattr(stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self._percent = -1      # last shown
+        self._quarter = -1
+        self._open_line = False
+
+    def __call__(self, fraction: float) -> None:
+        if not self.enabled:
+            return
+        percent = int(100 * min(1.0, max(0.0, fraction)))
+        if self.tty:
+            if percent != self._percent:
+                self.stream.write(f"\rmoeviz: loading model {percent:3d}%")
+                self._open_line = percent < 100
+                if percent == 100:
+                    self.stream.write("\n")
+                self.stream.flush()
+        elif percent // 25 > self._quarter:
+            self._quarter = percent // 25
+            self.stream.write(f"moeviz: loading model {percent:3d}%\n")
+            self.stream.flush()
+        self._percent = percent
+
+    def end(self) -> None:
+        """End an unfinished terminal line (a load that failed or was stopped)."""
+        if self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open_line = False
 
 
 def cmd_serve(args) -> int:
+    """Listens at once; the model loads in the background (moeviz/server/loading.py): the
+    page shows "loading model n%" meanwhile. A failed load prints its one-line error on
+    stderr at once, keeps showing it for LINGER_S seconds, then exits with status 1."""
     import threading  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
     import webbrowser  # noqa: PLC0415
 
     import uvicorn  # noqa: PLC0415
 
+    from .errors import user_message  # noqa: PLC0415
+    from .gguf_info import read_model_info  # noqa: PLC0415
     from .prompts import DEFAULT_DIR  # noqa: PLC0415
-    from .server import ServerSettings, create_app  # noqa: PLC0415
+    from .server import ServerSettings  # noqa: PLC0415
+    from .server.loading import engine_app  # noqa: PLC0415
 
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
                               max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit,
                               data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public)
-    engine = _engine_from_args(args)
-    app = create_app(engine, settings)
+    path = _model_path(args)
+    if not Path(path).is_file():
+        read_model_info(path)   # a mistyped path: its one-line error at once, before listening
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
-    info = engine.info
-    print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
-          f"{info.n_expert} experts, top-{info.n_expert_used}, capture {engine.capture.name}"
-          f"{', public mode' if args.public else ''}) at {url}", flush=True)
+    shown = LoadProgress(sys.stderr, _model_size(args))
+    failed = []
+
+    def ready():
+        shown.end()
+        engine = app.app.state.engine
+        info = engine.info
+        print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
+              f"{info.n_expert} experts, top-{info.n_expert_used}, capture {engine.capture.name}"
+              f"{', public mode' if args.public else ''}) at {url}", flush=True)
+
+    def load_failed(message, exc):
+        shown.end()
+        failed.append(message)
+        if user_message(exc) is None:   # a bug: keep its traceback
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"moeviz serve: error: {message}", file=sys.stderr, flush=True)
+
+    app = engine_app(lambda progress: _engine_from_args(args, progress=progress), settings, model_path=path,
+                     on_progress=shown, on_ready=ready, on_failed=load_failed)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           ws_max_size=4 * settings.max_message_bytes))
+    app.on_exit = lambda: setattr(server, "should_exit", True)
+    print(f"moeviz: loading {path}; the page at {url} shows the progress", flush=True)
     if args.open:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    ws_max_size=4 * settings.max_message_bytes)
-    finally:
-        engine.close()
-    return 0
+    server.run()
+    return 1 if failed else 0
 
 
 def cmd_export(args) -> int:
