@@ -219,7 +219,7 @@ def test_live_run_against_an_opened_file_and_another_model_refused(fixture_model
             pick_file(pg, traces["qwen"])
             wait_shown(pg, "qwen.moetrace")
             check_dormant(pg, qwen)
-            pg.page.check(f"#compare-runs input[data-name={json.dumps(run_name)}]")
+            pg.page.check(f"#compare-runs input[data-name={json.dumps(run_name, ensure_ascii=False)}]")
             pg.page.check("#compare-runs input[data-name='qwen.moetrace']")
             pg.page.click("#compare-selected")
             pg.page.wait_for_function("moeviz.compare() && moeviz.compare().error")
