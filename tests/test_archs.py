@@ -38,7 +38,7 @@ ARCHS: dict[str, str] = {
     "mellum": NATIVE, "mimo2": NATIVE, "minicpm": NATIVE, "minimax-01": NATIVE, "minimax-m2": NATIVE, "minimax-m3": NATIVE,
     "mistral3": NATIVE, "mistral4": NATIVE, "nemotron_h_moe": NATIVE, "olmoe": NATIVE, "phimoe": NATIVE, "qwen2moe": NATIVE,
     "qwen35moe": NATIVE, "qwen3moe": NATIVE, "qwen3next": NATIVE, "qwen3vlmoe": NATIVE, "qwen4exp": NATIVE,
-    "smallthinker": NATIVE,
+    "smallthinker": NATIVE, "step35": NATIVE,
     "llada-moe": DIFFUSION, "rnd1": DIFFUSION,
     # the generator's "MoE" variant of these has no routed experts in llama.cpp's graph
     "ernie4_5": DENSE, "paddleocr": DENSE, "refact": DENSE,
