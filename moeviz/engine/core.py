@@ -16,7 +16,7 @@ import numpy as np
 from ..capture.lib import llama_cpp
 from ..capture.offload import TensorOverrides, expert_patterns
 from ..capture.routing import BatchRouting
-from ..gguf_info import ModelInfo
+from ..gguf_info import ModelFileError, ModelInfo
 from .backends import make_capture
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
 from .model import LoadedModel
@@ -61,6 +61,15 @@ class Engine:
         info = read_model_info(model_path)
         if not info.is_moe:
             raise NotMoEError(f"{model_path} is a dense model ({info.architecture}, no routed experts): nothing to record")
+        # refused before llama.cpp sees the file: it would abort the process on these
+        if info.load_error:
+            raise ModelFileError(f"{model_path}: {info.load_error}")
+        if info.n_expert_used_per_layer:
+            raise NotMoEError(f"{model_path} uses a different top-k per layer ({sorted(set(info.n_expert_used_per_layer))}): "
+                              "moeviz traces have one top-k for all MoE layers")
+        if not info.causal:
+            raise NotCausalError(f"{info.architecture} is a {info.decoding} model, not decoded left to right: moeviz "
+                                 "records token-by-token generation")
         self.capture = make_capture(capture, info)
         if kv_type not in KV_TYPES:
             raise SettingsError(f"unknown KV cache type {kv_type!r}; choose one of {', '.join(KV_TYPES)}")
@@ -132,14 +141,26 @@ class Engine:
 
     def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None) -> BatchRouting | None:
         need_all = self.capture.needs_all_outputs and (self.info.n_layer - 1) in self.info.moe_layers
-        chunk = self.lm.n_batch
+        n = len(tokens)
+        spans = [(s, min(s + self.lm.n_batch, n)) for s in range(0, n, self.lm.n_batch)]
         if need_all:
-            chunk = max(1, min(chunk, self.output_budget // (4 * self.lm.n_vocab)))
+            # Every row an output: chunks of at most `cap` rows keep the logits in the budget.
+            # They subdivide llama.cpp's ubatches (what native capture decodes) into even pieces
+            # of at least 64 rows where the ubatch has them (ggml-cpu's flash attention switches
+            # kernels at 64 query rows; hence a cap of at least 128), so each row meets the same
+            # kernels under both backends and they agree bit for bit (README, "Exactness").
+            cap = max(128, self.output_budget // (4 * self.lm.n_vocab))
+            n_ubatch = llama_cpp().llama_n_ubatch(self.lm.ctx)
+            ubatches = [(u, min(u + n_ubatch, e)) for s, e in spans for u in range(s, e, n_ubatch)]
+            spans = []
+            for s, e in ubatches:
+                k = -(-(e - s) // cap)
+                spans += [(s + i * (e - s) // k, s + (i + 1) * (e - s) // k) for i in range(k)]
         parts = []
-        for start in range(0, len(tokens), chunk):
+        for s, e in spans:
             if cancel is not None and cancel.is_set():
                 return None
-            parts.append(self._decode(tokens[start:start + chunk], start, need_all, probs))
+            parts.append(self._decode(tokens[s:e], s, need_all, probs))
         return concat_routing(parts)
 
     def replay(self, tokens: list[int], n_prompt: int, *, probs: bool = False) -> BatchRouting:
