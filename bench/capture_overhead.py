@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moeviz.capture.routing import BatchRouting  # noqa: E402
 from moeviz.engine import Engine, SamplingSettings  # noqa: E402
-from moeviz.engine.backends import native_available  # noqa: E402
+from moeviz.capture.factory import native_available  # noqa: E402
 from moeviz.fixtures import FixtureSpec, write_fixture  # noqa: E402
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import MoevizError, UserError, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,10 +101,6 @@ def _prompt_from_args(args):
     return [{"role": "user", "content": text}] if args.chat else text
 
 
-class UserError(Exception):
-    """Reported as one line, exit status 1."""
-
-
 def cmd_info(args) -> int:
     from .demo import default_model_path  # noqa: PLC0415
     from .gguf_info import describe, read_model_info  # noqa: PLC0415
@@ -115,8 +112,8 @@ def cmd_info(args) -> int:
 
 def cmd_record(args) -> int:
     from .engine import SamplingSettings  # noqa: PLC0415
+    from .record import record  # noqa: PLC0415
     from .trace import save  # noqa: PLC0415
-    from .trace.builder import TraceBuilder  # noqa: PLC0415
 
     prompt = _prompt_from_args(args)
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
@@ -127,11 +124,7 @@ def cmd_record(args) -> int:
     finally:
         shown.end()
     try:
-        meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs}
-        builder = TraceBuilder(engine.info, prompt, meta)
-        for ev in engine.generate(prompt, settings, probs=args.probs):
-            builder.add(ev)
-        trace = builder.trace()
+        trace = record(engine, prompt, settings, probs=args.probs)
         save(trace, args.out)
     finally:
         engine.close()
@@ -215,7 +208,6 @@ def cmd_serve(args) -> int:
 
     import uvicorn  # noqa: PLC0415
 
-    from .errors import user_message  # noqa: PLC0415
     from .gguf_info import read_model_info  # noqa: PLC0415
     from .prompts import DEFAULT_DIR  # noqa: PLC0415
     from .server import ServerSettings  # noqa: PLC0415
@@ -243,7 +235,7 @@ def cmd_serve(args) -> int:
     def load_failed(message, exc):
         shown.end()
         failed.append(message)
-        if user_message(exc) is None:   # a bug: keep its traceback
+        if one_line(exc) is None:   # a bug: keep its traceback
             traceback.print_exception(exc, file=sys.stderr)
         print(f"moeviz serve: error: {message}", file=sys.stderr, flush=True)
 
@@ -278,7 +270,7 @@ def _record_prompts(args) -> list:
     from .demo import default_model_path  # noqa: PLC0415
     from .engine import Engine, SamplingSettings  # noqa: PLC0415
     from .prompts import DEFAULT_DIR, load_prompts, model_kind, suited  # noqa: PLC0415
-    from .trace.builder import TraceBuilder  # noqa: PLC0415
+    from .record import record  # noqa: PLC0415
     from .trace.schema import model_description  # noqa: PLC0415
 
     library = list(load_prompts(args.prompts or DEFAULT_DIR).values())
@@ -290,12 +282,7 @@ def _record_prompts(args) -> list:
         for i, p in enumerate(prompts):
             bar = "#" * (20 * i // len(prompts))
             print(f"\rrecording [{bar:<20}] {i}/{len(prompts)} {p.name:<30}", end="", file=sys.stderr, flush=True)
-            meta = {**vars(settings), "capture": engine.capture.name, "probs": args.probs, "prompt_name": p.name,
-                    "prompt_title": p.title, "prompt_domain": p.domain}
-            b = TraceBuilder(engine.info, p.prompt, meta)
-            for ev in engine.generate(p.prompt, settings, probs=args.probs):
-                b.add(ev)
-            runs.append((p.name, b.trace()))
+            runs.append((p.name, record(engine, p.prompt, settings, probs=args.probs, named=p)))
         print(f"\rrecording [{'#' * 20}] {len(prompts)}/{len(prompts)} done{' ' * 30}", file=sys.stderr)
     finally:
         engine.close()
@@ -318,13 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("moeviz: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # every error the user can cause is reported as one line
-        from .errors import user_message  # noqa: PLC0415
-
-        msg = user_message(e)
-        if msg is None:
+    except MoevizError as e:   # the one place the CLI translates errors
+        print(f"moeviz {args.command}: error: {e.one_line()}", file=sys.stderr)
+        return 1
+    except OSError as e:       # the user's files: name them (this is the user's own machine)
+        if e.errno is None:
             raise
-        print(f"moeviz {args.command}: error: {msg}", file=sys.stderr)
+        print(f"moeviz {args.command}: error: {e.strerror}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 1
 
 

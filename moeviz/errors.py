@@ -1,33 +1,61 @@
-"""The one place that decides which exceptions are the user's to fix, and how they read.
+"""moeviz's errors: one hierarchy at the bottom of the package, imported by every layer.
 
-CLI and server both use it: a known error becomes one line naming the problem; an
-unknown one is a bug and keeps its traceback.
+A `MoevizError` is one the user can act on: it reads as one line and carries the HTTP
+status the server answers it with. Anything else that escapes is a bug. Nothing here
+knows the layers above; each layer's own errors subclass these (keeping the builtin
+base they always had, e.g. ValueError, so existing `except` clauses still hold).
+
+Translated in exactly two places: the CLI (`moeviz/cli.py`: "moeviz CMD: error: ...",
+exit 1; a bug keeps its traceback) and the app (`moeviz/server/errors.py`: JSON
+{"error": ...} with `status`, or a websocket `error` message; a bug is logged and the
+client gets a generic line, never a traceback or a server path).
 """
 from __future__ import annotations
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    from .capture.lib import LlamaCppUnavailable  # noqa: PLC0415
-    from .capture.routing import MissingRouting  # noqa: PLC0415
-    from .cli import UserError  # noqa: PLC0415
-    from .engine import BusyError, DecodeError, ModelLoadError, NotCausalError, NotMoEError, PromptError, SettingsError  # noqa: PLC0415
-    from .engine.backends import CaptureUnavailable  # noqa: PLC0415
-    from .gguf_info import ModelFileError  # noqa: PLC0415
-    from .analysis.routing import AnalysisError  # noqa: PLC0415
-    from .export import ExportError  # noqa: PLC0415
-    from .prompts import PromptLibraryError  # noqa: PLC0415
-    from .trace import TraceFormatError  # noqa: PLC0415
+class MoevizError(Exception):
+    """An error the user can act on: one line, no traceback."""
 
-    return (LlamaCppUnavailable, MissingRouting, UserError, BusyError, DecodeError, ModelLoadError, NotMoEError, NotCausalError,
-            PromptError, SettingsError, CaptureUnavailable, ModelFileError, TraceFormatError, PromptLibraryError, ExportError, AnalysisError)
+    status = 400
+
+    def one_line(self) -> str:
+        return " ".join(str(self).split()) or type(self).__name__
 
 
-def user_message(e: BaseException) -> str | None:
-    """One line for a user-caused error, or None for a bug."""
-    if isinstance(e, user_error_types()):
-        return " ".join(str(e).split())
-    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
-        return f"{e.strerror}: {e.filename}"
-    if isinstance(e, OSError) and e.errno is not None:
-        return f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
-    return None
+class UserError(MoevizError):
+    """Bad input: arguments, settings, prompts, requests, model or trace files."""
+
+
+class NotFound(MoevizError):
+    status = 404
+
+
+class TooLarge(MoevizError):
+    status = 413
+
+
+class Forbidden(MoevizError):
+    status = 403
+
+
+class Busy(MoevizError):
+    """The thing asked for is taken (a generation already running)."""
+
+    status = 409
+
+
+class Unavailable(MoevizError):
+    """Not possible here and now: a library build without a feature, a model still loading."""
+
+    status = 503
+
+
+class RunFailed(MoevizError):
+    """llama.cpp failed during a run that was valid to start (decode status, missing routing)."""
+
+    status = 500
+
+
+def one_line(e: BaseException) -> str | None:
+    """The user-facing line of a MoevizError; None for anything else (a bug)."""
+    return e.one_line() if isinstance(e, MoevizError) else None

@@ -48,6 +48,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from .errors import UserError
+
 GATING_NAMES = {1: "softmax", 2: "sigmoid", 3: "softmax_weight", 4: "sqrt_softplus"}
 
 REQUIRED = "required"      # key absent: llama.cpp refuses to load the file
@@ -336,7 +338,7 @@ _SHARED_TENSOR = re.compile(r"^blk\.(\d+)\.ffn_(gate|up|down)_shexp\.")
 _BIAS_TENSOR = re.compile(r"^blk\.(\d+)\.exp_probs_b(\.bias)?$")   # hy_v3/hy_v4 name it without ".bias"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """The file is missing, not a GGUF, or damaged."""
 
 

@@ -64,7 +64,7 @@ def engine():
 @pytest.fixture(scope="module")
 def samples(engine):
     """[(kind, tokens, llama.cpp logits [T, V], trace)] for the held-out samples."""
-    from moeviz.capture.lib import llama_cpp
+    from moeviz.llama.lib import llama_cpp
 
     lc = llama_cpp()
     out = []

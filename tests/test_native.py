@@ -6,7 +6,7 @@ import pytest
 from test_capture import ARCHS, record
 
 from moeviz.engine import Engine
-from moeviz.engine.backends import native_available
+from moeviz.capture.factory import native_available
 
 pytestmark = pytest.mark.skipif(
     not native_available() and os.environ.get("MOEVIZ_ALLOW_UNPATCHED") == "1",

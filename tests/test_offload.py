@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_capture import record
 
-from moeviz.capture.lib import llama_log
+from moeviz.llama.log import llama_log
 from moeviz.engine import Engine, SettingsError
 
 OVERRIDE = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")

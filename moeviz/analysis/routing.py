@@ -12,10 +12,12 @@ import functools
 
 import numpy as np
 
+from ..errors import UserError
+
 TOKEN_SELECTIONS = ("all", "prompt", "generated")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError, ValueError):
     """The analysis cannot give a correct number for this input; the message says why."""
 
 

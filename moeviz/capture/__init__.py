@@ -3,7 +3,9 @@
 Backends: `callback` (llama.cpp's eval callback; works on any build) and `native`
 (moeviz's patched libllama, see patches/). Both return `BatchRouting` per decode.
 """
-from .lib import LlamaCppUnavailable
+from .factory import CAPTURE_CHOICES, CaptureUnavailable, make_capture, native_available
+from .protocol import CaptureBackend
 from .routing import BatchRouting, MissingRouting
 
-__all__ = ["BatchRouting", "LlamaCppUnavailable", "MissingRouting"]
+__all__ = ["BatchRouting", "CAPTURE_CHOICES", "CaptureBackend", "CaptureUnavailable", "MissingRouting",
+           "make_capture", "native_available"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 
-from .lib import NAME_OFFSET, llama_cpp, read_tensor
+from ..llama.lib import NAME_OFFSET, llama_cpp, read_tensor
 from .routing import BatchRouting, LayerChunks
 
 _PREFIX = b"ffn_moe_"

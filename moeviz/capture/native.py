@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from .lib import llama_cpp
+from ..llama.lib import llama_cpp
 from .routing import BatchRouting, MissingRouting
 
 _P_I32 = ctypes.POINTER(ctypes.c_int32)

@@ -5,8 +5,10 @@ import dataclasses
 
 import numpy as np
 
+from ..errors import RunFailed
 
-class MissingRouting(RuntimeError):
+
+class MissingRouting(RunFailed, RuntimeError):
     """A (token, MoE layer) pair had no routing: never return a silently short trace."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from ..fixtures.gguf_file import write_bpe_gguf
+from ..gguf_write import write_bpe_gguf
 from .tokenizer import SPECIAL_TOKENS
 
 

@@ -19,8 +19,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from ..fixtures.bpe import bytes_to_unicode
-from ..fixtures.gguf_file import SPECIAL_TOKENS
+from ..bpe import bytes_to_unicode
+from ..gguf_write import SPECIAL_TOKENS
 
 EOT = SPECIAL_TOKENS[0]
 
@@ -101,7 +101,8 @@ class LlamaTokenizer:
     """llama.cpp's tokenizer for a GGUF (loaded vocab-only: no weights read)."""
 
     def __init__(self, gguf_path: str | os.PathLike):
-        from ..capture.lib import llama_cpp, llama_log  # noqa: PLC0415
+        from ..llama.lib import llama_cpp  # noqa: PLC0415
+        from ..llama.log import llama_log  # noqa: PLC0415
 
         llama_log()
         self.lc = lc = llama_cpp()

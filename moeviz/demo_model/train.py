@@ -218,7 +218,7 @@ def routing_report(ids_by_kind: dict[str, np.ndarray], inputs_by_kind: dict[str,
     hc = stats.expert_histograms(ids_by_kind["code"], E)
     hp = stats.expert_histograms(ids_by_kind["prose"], E)
     names = list(tokens) + SPECIAL_TOKENS
-    b2u_inv = {c: b for b, c in __import__("moeviz.fixtures.bpe", fromlist=["x"]).bytes_to_unicode().items()}
+    b2u_inv = {c: b for b, c in __import__("moeviz.bpe", fromlist=["x"]).bytes_to_unicode().items()}
 
     def text(t):
         return bytes(b2u_inv.get(ch, 63) for ch in names[t]).decode("utf-8", "replace") if t < len(tokens) else names[t]

@@ -1,7 +1,7 @@
 """Engine layer: model loading, the generation loop, routing aligned to tokens."""
 from .core import BusyError, DecodeError, Engine, NotCausalError, NotMoEError
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
-from .model import ModelLoadError
+from ..llama.model import ModelLoadError
 from .sampling import SamplingSettings, SettingsError
 from .text import PromptError
 

@@ -13,30 +13,32 @@ from typing import Iterator
 
 import numpy as np
 
-from ..capture.lib import llama_cpp
-from ..capture.offload import TensorOverrides, expert_patterns
+from ..errors import Busy, RunFailed, UserError
+from ..llama.batch import Batch
+from ..llama.lib import llama_cpp
+from ..llama.offload import TensorOverrides, expert_patterns
 from ..capture.routing import BatchRouting
 from ..gguf_info import ModelFileError, ModelInfo
-from .backends import make_capture
+from ..capture.factory import make_capture
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
-from .model import LoadedModel
-from .sampling import Sampler, SamplingSettings, SettingsError
+from ..llama.model import LoadedModel
+from .sampling import SamplingSettings, SettingsError
 from .text import Detokenizer, PromptError, render_chat, validate_messages
 
 
-class NotMoEError(ValueError):
+class NotMoEError(UserError, ValueError):
     """The model has no routed experts: nothing to record."""
 
 
-class NotCausalError(ValueError):
+class NotCausalError(UserError, ValueError):
     """The model is not decoded left to right (a diffusion model): moeviz records generation."""
 
 
-class DecodeError(RuntimeError):
+class DecodeError(RunFailed, RuntimeError):
     """llama_decode returned an error status."""
 
 
-class BusyError(RuntimeError):
+class BusyError(Busy, RuntimeError):
     """A generation is already running on this engine."""
 
 
@@ -97,8 +99,7 @@ class Engine:
         self.info: ModelInfo = self.lm.info
         self.output_budget = output_budget
         self._lock = threading.Lock()
-        lc = llama_cpp()
-        self._batch = lc.llama_batch_init(n_batch, 0, 1)
+        self._batch = Batch(n_batch)
 
     # Prompt ---------------------------------------------------------------------------
     def prompt_tokens(self, prompt: str | list[dict]) -> list[int]:
@@ -122,18 +123,10 @@ class Engine:
 
     # Decoding -------------------------------------------------------------------------
     def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool) -> BatchRouting:
-        lc = llama_cpp()
-        b = self._batch
         n = len(tokens)
-        for i, tok in enumerate(tokens):
-            b.token[i] = tok
-            b.pos[i] = pos0 + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = all_outputs or i == n - 1
-        b.n_tokens = n
+        b = self._batch.fill(tokens, pos0, all_outputs)
         self.capture.begin(probs)
-        rc = lc.llama_decode(self.lm.ctx, b)
+        rc = llama_cpp().llama_decode(self.lm.ctx, b)
         if rc != 0:
             self.capture.abort()
             raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
@@ -211,7 +204,7 @@ class Engine:
         infos[-1].text += detok.flush()
         yield PromptRouted(infos, self._postprocess(routing), prefill_s)
 
-        sampler = Sampler(settings)
+        sampler = settings.sampler()
         detok = Detokenizer()
         generated, decode_s, n_past, reason = "", 0.0, len(tokens), "length"
         longest_stop = max(map(len, settings.stop), default=0)
@@ -256,7 +249,7 @@ class Engine:
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:
-            llama_cpp().llama_batch_free(self._batch)
+            self._batch.close()
             self._batch = None
         if getattr(self, "lm", None) is not None:
             self.lm.close()

@@ -1,12 +1,13 @@
-"""Sampling settings and llama.cpp's sampler chain built from them."""
+"""Sampling settings, validated, and the llama.cpp sampler chain they make."""
 from __future__ import annotations
 
 import dataclasses
 
-from ..capture.lib import llama_cpp
+from ..errors import UserError
+from ..llama.sampler import SamplerChain
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A generation setting is out of range."""
 
 
@@ -34,28 +35,5 @@ class SamplingSettings:
             raise SettingsError("stop must be a list of non-empty strings")
         return self
 
-
-class Sampler:
-    """llama.cpp sampler chain: top-k -> top-p -> temperature -> seeded draw (greedy at T=0)."""
-
-    def __init__(self, s: SamplingSettings):
-        lc = llama_cpp()
-        self.chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-        if s.temperature <= 0.0:
-            lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_greedy())
-        else:
-            if s.top_k > 0:
-                lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_top_k(s.top_k))
-            if s.top_p < 1.0:
-                lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_top_p(s.top_p, 1))
-            lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_temp(s.temperature))
-            lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_dist(s.seed))
-
-    def sample(self, ctx) -> int:
-        """Sample from the last output row of the latest decode."""
-        return int(llama_cpp().llama_sampler_sample(self.chain, ctx, -1))
-
-    def close(self) -> None:
-        if self.chain:
-            llama_cpp().llama_sampler_free(self.chain)
-            self.chain = None
+    def sampler(self) -> SamplerChain:
+        return SamplerChain(temperature=float(self.temperature), top_k=self.top_k, top_p=float(self.top_p), seed=self.seed)

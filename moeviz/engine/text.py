@@ -5,10 +5,11 @@ import codecs
 
 import jinja2
 
+from ..errors import UserError
 from .chat_template import TemplateRaised, compile_template, template_variables
 
 
-class PromptError(ValueError):
+class PromptError(UserError, ValueError):
     """The prompt cannot be turned into tokens (bad messages, template failure, too long)."""
 
 

@@ -6,10 +6,11 @@ import collections
 import threading
 import time
 
+from ..errors import TooLarge
 from .requests import RequestError
 
 
-class UploadTooLarge(ValueError):
+class UploadTooLarge(TooLarge, ValueError):
     pass
 
 

@@ -29,10 +29,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, JSONResponse
 
-from ..errors import user_message
+from ..errors import one_line
+from ..page import render_template
 
 LINGER_S = 5.0   # how long a failed load's error stays on show before the server exits
 
@@ -42,7 +42,7 @@ Build = Callable[[Callable[[float], bool]], tuple]
 
 
 class LoadingApp:
-    def __init__(self, build: Build, *, web_dir: Path, model_name: str = "", linger_s: float = LINGER_S,
+    def __init__(self, build: Build, *, web_dir: Path | None = None, model_name: str = "", linger_s: float = LINGER_S,
                  on_progress: Callable[[float], object] | None = None, on_ready: Callable[[], object] | None = None,
                  on_failed: Callable[[str, BaseException], object] | None = None,
                  on_exit: Callable[[], object] | None = None):
@@ -59,7 +59,7 @@ class LoadingApp:
         self._load_task: asyncio.Task | None = None
         self._linger_task: asyncio.Task | None = None
         self._inner: _Lifespan | None = None
-        self._templates = Environment(loader=FileSystemLoader(str(web_dir)), autoescape=select_autoescape(["html"]))
+        self.web_dir = web_dir
 
     # ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -103,9 +103,8 @@ class LoadingApp:
         if path == "/health":
             response = JSONResponse(self.health(), status_code=503, headers=headers)
         elif _wants_page(scope):
-            html = self._templates.get_template("loading.html").render(
-                error=self.error if self.state == "error" else None, percent=int(100 * self.progress),
-                model=self.model_name)
+            html = render_template("loading.html", self.web_dir, error=self.error if self.state == "error" else None,
+                                   percent=int(100 * self.progress), model=self.model_name)
             response = HTMLResponse(html, status_code=503, headers=headers)
         else:
             response = JSONResponse({"error": self._unavailable()}, status_code=503, headers=headers)
@@ -155,7 +154,7 @@ class LoadingApp:
             self.on_ready()
 
     def _fail(self, e: BaseException) -> None:
-        message = user_message(e) or " ".join(f"{type(e).__name__}: {e}".split())
+        message = one_line(e) or " ".join(f"{type(e).__name__}: {e}".split())
         self.state, self.error = "error", message
         if self.on_failed is not None:
             self.on_failed(message, e)
@@ -228,7 +227,7 @@ class _Lifespan:
 
 def engine_app(make_engine: Callable, settings, *, model_path: str | os.PathLike, **kw) -> LoadingApp:
     """`moeviz serve`'s app: `make_engine(progress)` (an Engine), then `create_app` over it."""
-    from .app import ServerSettings, WEB_DIR, create_app  # noqa: PLC0415
+    from .app import ServerSettings, create_app  # noqa: PLC0415
 
     settings = settings or ServerSettings()
 
@@ -240,4 +239,4 @@ def engine_app(make_engine: Callable, settings, *, model_path: str | os.PathLike
             engine.close()
             raise
 
-    return LoadingApp(build, web_dir=getattr(settings, "web_dir", WEB_DIR), model_name=Path(model_path).name, **kw)
+    return LoadingApp(build, web_dir=settings.web_dir, model_name=Path(model_path).name, **kw)

@@ -4,11 +4,12 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from ..errors import UserError
 from ..engine import SamplingSettings, SettingsError
 from ..engine.text import PromptError, validate_messages
 
 
-class RequestError(ValueError):
+class RequestError(UserError, ValueError):
     """A bad client message; the text is sent back as an `error` message."""
 
 

@@ -15,12 +15,12 @@ from typing import Callable
 
 from ..engine import Finished, TokenRouted
 from ..engine.text import PromptError
-from ..errors import user_message
+from ..record import Named, Recording
 from ..trace.messages import error_message, event_message, queued_message, start_message
 from ..trace import TraceFormatError
-from ..trace.builder import TraceBuilder
 from ..trace.store import RunStore
 from ..trace.summary import ExpertCounter
+from .errors import client_message
 from .requests import GenerateRequest
 
 
@@ -120,28 +120,18 @@ class GenerationWorker:
         return out
 
     def _run(self, job: Job) -> None:
-        req, engine = job.request, self.engine
+        req = job.request
         try:
-            tokens = engine.prompt_tokens(req.prompt)
-            if len(tokens) > self.max_prompt_tokens:
-                raise PromptError(f"the prompt is {len(tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
-            settings = {**dataclasses.asdict(req.settings), "probs": req.probs, "capture": engine.capture.name}
-            # a library prompt's name and title travel with the run: the page, permalinks
-            # and exported sites call the run by its title
-            named = {"prompt_name": req.prompt_name}
-            if req.prompt_name is not None:
-                named.update(prompt_title=req.prompt_title, prompt_domain=req.prompt_domain)
-            job.send(dumps(start_message(job.run_id, req.prompt, {**settings, **named})), time.perf_counter())
-            builder = TraceBuilder(engine.info, req.prompt, {**settings, **named})
-            for ev in engine.generate(tokens, req.settings, probs=req.probs, cancel=job.cancel):
+            named = Named(req.prompt_name, req.prompt_title, req.prompt_domain) if req.prompt_name is not None else None
+            rec = Recording(self.engine, req.prompt, req.settings, probs=req.probs, named=named)
+            if len(rec.tokens) > self.max_prompt_tokens:
+                raise PromptError(f"the prompt is {len(rec.tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
+            job.send(dumps(start_message(job.run_id, req.prompt, rec.settings)), time.perf_counter())
+            for ev in rec.events(job.cancel):
                 t_event = time.perf_counter()
-                builder.add(ev)
                 msg = event_message(ev)
                 if isinstance(ev, Finished):
-                    msg.update(self._finish(builder.trace(), job.run_id))
+                    msg.update(self._finish(rec.trace(), job.run_id))
                 job.send(dumps(msg), t_event if isinstance(ev, TokenRouted) else 0.0)
         except Exception as e:  # a bad run must never take the worker down
-            msg = user_message(e)
-            if msg is None:
-                msg = f"internal error: {type(e).__name__}: {e}"
-            job.send(dumps(error_message(msg)), 0.0)
+            job.send(dumps(error_message(client_message(e))), 0.0)

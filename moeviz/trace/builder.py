@@ -6,7 +6,7 @@ import datetime
 import numpy as np
 
 from ..engine.events import Finished, PromptRouted, TokenRouted
-from .schema import Trace, model_description
+from .schema import Trace, finish_entry, model_description, token_entry
 
 
 class TraceBuilder:
@@ -24,12 +24,11 @@ class TraceBuilder:
 
     def add(self, ev) -> None:
         if isinstance(ev, PromptRouted):
-            toks, r = [{"id": t.id, "text": t.text, "prompt": True} for t in ev.tokens], ev.routing
+            toks, r = [token_entry(t, True) for t in ev.tokens], ev.routing
         elif isinstance(ev, TokenRouted):
-            toks, r = [{"id": ev.token.id, "text": ev.token.text, "prompt": False}], ev.routing
+            toks, r = [token_entry(ev.token, False)], ev.routing
         elif isinstance(ev, Finished):
-            self.finish = {"reason": ev.reason, "n_prompt": ev.n_prompt, "n_generated": ev.n_generated,
-                           "prefill_seconds": round(ev.prefill_seconds, 6), "decode_seconds": round(ev.decode_seconds, 6)}
+            self.finish = finish_entry(ev)
             return
         else:
             raise TypeError(f"unknown engine event {ev!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.events import Finished, PromptRouted, TokenRouted
-from .schema import Trace, TraceFormatError
+from .schema import Trace, TraceFormatError, finish_entry, token_entry
 
 # Weights and probabilities go over the socket rounded to 6 decimals (compact JSON);
 # trace files keep the exact float32 values.
@@ -33,7 +33,7 @@ def start_message(run_id: str, prompt, settings: dict) -> dict:
 
 def prompt_message(ev: PromptRouted) -> dict:
     r = ev.routing
-    msg = {"type": "prompt", "tokens": [{"id": t.id, "text": t.text, "prompt": True} for t in ev.tokens],
+    msg = {"type": "prompt", "tokens": [token_entry(t, True) for t in ev.tokens],
            "expert_ids": _wire(r.expert_ids), "weights": _wire(r.weights),
            "seconds": round(ev.prefill_seconds, 6)}
     if r.probs is not None:
@@ -43,7 +43,7 @@ def prompt_message(ev: PromptRouted) -> dict:
 
 def token_message(ev: TokenRouted) -> dict:
     r = ev.routing
-    msg = {"type": "token", "index": ev.index, "token": {"id": ev.token.id, "text": ev.token.text, "prompt": False},
+    msg = {"type": "token", "index": ev.index, "token": token_entry(ev.token, False),
            "expert_ids": _wire(r.expert_ids[0]), "weights": _wire(r.weights[0]),
            "seconds": round(ev.decode_seconds, 6)}
     if r.probs is not None:
@@ -52,9 +52,7 @@ def token_message(ev: TokenRouted) -> dict:
 
 
 def done_message(ev: Finished, summary: dict | None = None) -> dict:
-    finish = {"reason": ev.reason, "n_prompt": ev.n_prompt, "n_generated": ev.n_generated,
-              "prefill_seconds": round(ev.prefill_seconds, 6), "decode_seconds": round(ev.decode_seconds, 6)}
-    return {"type": "done", "finish": finish, "summary": summary or {}}
+    return {"type": "done", "finish": finish_entry(ev), "summary": summary or {}}
 
 
 def error_message(message: str) -> dict:

@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
+
 FORMAT = "moeviz-trace"
 VERSION = 1
 MODEL_FIELDS = ("name", "architecture", "n_layer", "moe_layers", "n_expert", "n_expert_used",
                 "total_params", "active_params")
 
 
-class TraceFormatError(ValueError):
+class TraceFormatError(UserError, ValueError):
     """A trace file or message does not follow the schema; the message says where."""
 
 
@@ -144,3 +146,13 @@ def validate_header(h: Any) -> None:
             raise TraceFormatError(f"tokens[{i}] is a prompt token after a generated one")
         seen_generated = seen_generated or not t["prompt"]
 
+
+def token_entry(token, prompt: bool) -> dict:
+    """A trace's (and a message's) entry for one token: an engine TokenInfo."""
+    return {"id": token.id, "text": token.text, "prompt": prompt}
+
+
+def finish_entry(ev) -> dict:
+    """A trace's `finish` (and the `done` message's) from the engine's Finished event."""
+    return {"reason": ev.reason, "n_prompt": ev.n_prompt, "n_generated": ev.n_generated,
+            "prefill_seconds": round(ev.prefill_seconds, 6), "decode_seconds": round(ev.decode_seconds, 6)}

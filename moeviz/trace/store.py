@@ -12,6 +12,7 @@ import secrets
 import threading
 from pathlib import Path
 
+from ..errors import NotFound
 from .io import atomic_write, from_binary, to_binary
 from .schema import Trace, TraceFormatError
 
@@ -19,7 +20,7 @@ RUN_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
 SUFFIX = ".moetrace"
 
 
-class RunNotFound(LookupError):
+class RunNotFound(NotFound, LookupError):
     pass
 
 

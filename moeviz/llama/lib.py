@@ -1,4 +1,4 @@
-"""ctypes access to llama.cpp beyond what llama-cpp-python binds.
+"""ctypes access to llama.cpp: llama-cpp-python's bindings, plus what they do not bind.
 
 llama-cpp-python exposes `llama.h`; moeviz also needs a few ggml pieces (the tensor
 struct, to read routing tensors inside the eval callback) and, when the patched
@@ -7,7 +7,6 @@ rest of moeviz never touches raw pointers.
 """
 from __future__ import annotations
 
-import collections
 import ctypes
 import functools
 import os
@@ -15,6 +14,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import Unavailable
 
 GGML_MAX_DIMS = 4
 GGML_MAX_SRC = 10
@@ -49,7 +50,7 @@ class GgmlTensor(ctypes.Structure):
 NAME_OFFSET = GgmlTensor.name.offset
 
 
-class LlamaCppUnavailable(RuntimeError):
+class LlamaCppUnavailable(Unavailable, RuntimeError):
     """llama-cpp-python is missing or was built without what moeviz needs."""
 
 
@@ -141,59 +142,3 @@ def read_tensor(t: int) -> np.ndarray:
         ggml_base().ggml_backend_tensor_get(t, raw.ctypes.data, 0, span)
     # numpy checks that the strided view stays inside `raw`; copy() makes it C-ordered
     return np.ndarray(ne[::-1], dtype, raw, 0, nb[::-1]).copy()
-
-
-class LlamaLog:
-    """Routes llama.cpp's log through Python: kept quiet, last lines remembered.
-
-    llama.cpp explains a failed model load only in its log ("error loading model:
-    ..."), so errors are built from the remembered lines. Set MOEVIZ_LLAMA_LOG=1 to
-    see the whole log on stderr.
-    """
-
-    def __init__(self) -> None:
-        self.lines: collections.deque[tuple[int, str]] = collections.deque(maxlen=4096)
-        self.echo = os.environ.get("MOEVIZ_LLAMA_LOG") == "1"
-        self._partial = ""
-        self.count = 0  # lines ever logged (the deque keeps only the last ones)
-        self._cfunc = llama_cpp().llama_log_callback(self._on_log)
-        llama_cpp().llama_log_set(self._cfunc, ctypes.c_void_p(0))
-
-    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        msg = text.decode("utf-8", "replace")
-        if self.echo:
-            sys.stderr.write(msg)
-        self._partial += msg
-        while "\n" in self._partial:
-            line, self._partial = self._partial.split("\n", 1)
-            self.lines.append((level, line))
-            self.count += 1
-
-    def mark(self) -> int:
-        """A position in the log; `since(mark)` gives the lines logged after it."""
-        return self.count
-
-    def since(self, mark: int) -> list[tuple[int, str]]:
-        n = self.count - mark
-        return list(self.lines)[-n:] if n > 0 else []
-
-    def last_error(self, since: int = 0) -> str | None:
-        """llama.cpp's explanation of a failure logged after `since` (a mark).
-
-        It logs the cause first ("error loading model: unknown model architecture:
-        'x'") and generic lines after ("failed to load model"): prefer the cause.
-        """
-        lines = [line for level, line in self.since(since)
-                 if level == 3 or "error" in line.lower() or "failed" in line.lower()]
-        for line in lines:
-            if "error loading model:" in line:
-                return line.split("error loading model:", 1)[1].strip()
-        if not lines:
-            return None
-        line = lines[0]
-        return line.split(": ", 1)[1].strip() if ": " in line else line.strip()
-
-
-@functools.cache
-def llama_log() -> LlamaLog:
-    return LlamaLog()

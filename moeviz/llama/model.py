@@ -9,18 +9,20 @@ from __future__ import annotations
 import ctypes
 import os
 
-from ..capture.lib import llama_cpp, llama_log
+from ..errors import UserError
+from .lib import llama_cpp
+from .log import llama_log
 from ..gguf_info import ModelFileError, ModelInfo, read_model_info
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """llama.cpp refused the model or could not create a context."""
 
 
 _backend_ready = False
 
 
-def _init_backend() -> None:
+def init_backend() -> None:
     global _backend_ready
     if not _backend_ready:
         llama_log()  # route llama.cpp's log before it says anything
@@ -74,7 +76,7 @@ class LoadedModel:
         # moeviz's precise ModelFileError rather than llama.cpp's load failure.
         self.info: ModelInfo = info if info is not None else read_model_info(path)
         lc = llama_cpp()
-        _init_backend()
+        init_backend()
         mp = lc.llama_model_default_params()
         mp.n_gpu_layers = n_gpu_layers
         if configure_model:

@@ -1,0 +1,38 @@
+"""The app's one translation of errors into what a client sees.
+
+A MoevizError becomes its one line with its HTTP status. A file-system error (a full or
+read-only data directory) becomes its reason without the server's path. Anything else
+is a bug: logged here with its traceback, and the client gets a generic line.
+"""
+from __future__ import annotations
+
+import logging
+
+from fastapi.responses import JSONResponse
+
+from ..errors import MoevizError
+
+log = logging.getLogger("moeviz.server")
+
+
+def client_message(e: BaseException) -> str:
+    if isinstance(e, MoevizError):
+        return e.one_line()
+    if isinstance(e, OSError) and e.errno is not None:
+        return f"the server could not do this: {e.strerror}"   # never the server's paths
+    log.error("internal error", exc_info=e)
+    return f"internal error ({type(e).__name__}); the server's log has the details"
+
+
+def client_status(e: BaseException) -> int:
+    return e.status if isinstance(e, MoevizError) else 500
+
+
+def error_response(e: BaseException) -> JSONResponse:
+    return JSONResponse({"error": client_message(e)}, status_code=client_status(e))
+
+
+def install(app) -> None:
+    """Every HTTP route's errors, in one handler."""
+    app.add_exception_handler(MoevizError, lambda _request, exc: error_response(exc))
+    app.add_exception_handler(OSError, lambda _request, exc: error_response(exc))
