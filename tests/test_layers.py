@@ -17,7 +17,7 @@ LAYERS = [
     {"engine"},                                           # loading, generation loop
     {"trace"},                                            # the schema, files, messages
     {"analysis"},                                         # pure numpy
-    {"prompts", "preview", "record", "demo", "demo_model", "fixtures", "render"},
+    {"prompts", "preview", "record", "demo", "demo_model", "fixtures", "page"},
     {"export"},
     {"server"},
     {"cli", "__main__"},
