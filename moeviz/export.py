@@ -20,15 +20,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-from . import __version__
+from .page import render_page
 from .preview import render_png, run_description, run_title
+from .resources import web_dir as default_web_dir
 from .trace import Trace
 from .trace.io import dumps
 
 SITE_FORMAT = "moeviz-site"
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 
 
 class ExportError(ValueError):
@@ -47,8 +45,10 @@ def run_entry(name: str, trace: Trace, file: str) -> dict:
             "n_prompt": trace.n_prompt, "model": trace.model["name"]}
 
 
-def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: Path = WEB_DIR) -> Path:
-    """Write a static site for `runs` ((name, trace) pairs) to `out` (replaced if present)."""
+def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: Path | None = None) -> Path:
+    """Write a static site for `runs` ((name, trace) pairs) to `out` (replaced if present);
+    web_dir: the page's folder (default: the installed web/)."""
+    web_dir = Path(web_dir) if web_dir is not None else default_web_dir()
     if not runs:
         raise ExportError("nothing to export: no traces given")
     models = {json.dumps(t.model, sort_keys=True) for _, t in runs}
@@ -74,16 +74,13 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
                     "runs": entries}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         (tmp / "preview.png").write_bytes(render_png(runs[0][1]))
-        env = Environment(loader=FileSystemLoader(str(web_dir)), autoescape=select_autoescape(["html"]))
         title = run_title(runs[0][1]) if len(runs) == 1 else f"{len(runs)} recorded runs of {first['name']}"
         description = run_description(runs[0][1]) if len(runs) == 1 else (
             f"{len(runs)} recorded runs of {first['name']}, starting with {run_title(runs[0][1])}: "
             "watch each token's routing through the experts, layer by layer, and compare the runs.")
         # a static host's address is unknown here: the preview is named relative to the page
-        html = env.get_template("index.html").render(model=first, capture=runs[0][1].settings.get("capture", ""),
-                                                     public=True, mode="static", run_id=None, static_url="static/",
-                                                     version=__version__, run_title=title, description=description,
-                                                     preview_url="preview.png")
+        html = render_page("static", model=first, capture=runs[0][1].settings.get("capture", ""), public=True,
+                           run_title=title, description=description, preview_url="preview.png", web_dir=web_dir)
         (tmp / "index.html").write_text(html, encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out.exists():

@@ -11,7 +11,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "prompts"
+from .resources import prompts_dir
+
+DEFAULT_DIR = prompts_dir()   # the bundled library (prompts/ in the repository)
 MODEL_KINDS = ("demo", "general")
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from .. import __version__
+from .. import resources
 from ..analysis import TOKEN_SELECTIONS, AnalysisError, to_json, trace_stats
+from ..page import render_not_found, render_page
 from ..preview import render_png, run_description, run_title
-from ..prompts import DEFAULT_DIR as DEFAULT_PROMPTS, load_prompts, model_kind, suits
+from ..prompts import load_prompts, model_kind, suits
 from ..trace import TraceFormatError, loads
 from ..trace.io import to_json_dict
 from ..trace.messages import error_message, model_message
@@ -31,8 +31,6 @@ from ..trace.store import RunNotFound, RunStore
 from .limits import RateLimiter, UploadTooLarge, read_limited
 from .requests import RequestError, generate_request, parse_message
 from .worker import GenerationWorker, Job, dumps
-
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 
 def default_data_dir() -> Path:
@@ -43,11 +41,11 @@ def default_data_dir() -> Path:
 
 @dataclasses.dataclass
 class ServerSettings:
-    prompts_dir: Path = DEFAULT_PROMPTS
+    prompts_dir: Path = dataclasses.field(default_factory=resources.prompts_dir)
     max_prompt_tokens: int = 2048
     max_tokens: int = 1024
     max_message_bytes: int = 64 * 1024
-    web_dir: Path = WEB_DIR
+    web_dir: Path = dataclasses.field(default_factory=resources.web_dir)   # the templates and /static/
     data_dir: Path | None = None          # where permalinked runs live (None: default_data_dir())
     max_runs: int = 500
     max_run_bytes: int = 256 << 20        # all stored runs together
@@ -83,21 +81,18 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     # per token: perf_counter when the engine yielded it, when its message was queued
     # for the event loop, when the loop took it, and after the websocket send
     app.state.token_latency = collections.deque(maxlen=100_000)
-    templates = Environment(loader=FileSystemLoader(str(settings.web_dir)), autoescape=select_autoescape(["html"]))
 
-    def render(**context) -> str:
-        return templates.get_template("index.html").render(model=model, capture=engine.capture.name,
-                                                            public=settings.public, static_url="/static/",
-                                                            version=__version__, **context)
+    def render(mode: str, **context) -> str:
+        return render_page(mode, model=model, capture=engine.capture.name, public=settings.public,
+                           web_dir=settings.web_dir, **context)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return render(mode="live", run_id=None)
+        return render("live")
 
     def not_found_page(run_id: str) -> HTMLResponse:
         # a person followed a link: a page with a way back, not the API's JSON error
-        html = templates.get_template("notfound.html").render(run_id=run_id[:80], static_url="/static/")
-        return HTMLResponse(html, status_code=404)
+        return HTMLResponse(render_not_found(run_id, settings.web_dir), status_code=404)
 
     @functools.lru_cache(maxsize=64)
     def preview_png(run_id: str) -> bytes:
@@ -109,7 +104,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
             trace = store.load(run_id)     # RunNotFound for a missing run and for anything but a well-formed id
         except RunNotFound:
             return not_found_page(run_id)
-        return render(mode="replay", run_id=run_id, run_title=run_title(trace), description=run_description(trace),
+        return render("replay", run_id=run_id, run_title=run_title(trace), description=run_description(trace),
                       preview_url=f"{request.base_url}r/{run_id}/preview.png")
 
     @app.get("/r/{run_id}/preview.png")

@@ -1,0 +1,1 @@
+"""The prompt library (one JSON file per prompt), shipped as package data: see moeviz/resources.py."""

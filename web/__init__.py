@@ -1,0 +1,1 @@
+"""The page (templates, CSS, ES modules), shipped as package data: see moeviz/resources.py."""
