@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 from .trace import Trace
+from .trace.summary import dormant
 
 WIDTH, HEIGHT = 1200, 630
 BG = (11, 14, 20)
@@ -110,8 +111,8 @@ def run_title(trace: Trace, limit: int = 48) -> str:
 def run_description(trace: Trace) -> str:
     m = trace.model
     counts = selection_counts(trace)
-    dormant, cells = int((counts == 0).sum()), counts.size
+    n_dormant, cells = dormant(counts)["total"], counts.size
     n_prompt = trace.n_prompt
     return (f"{n_prompt} prompt + {trace.n_tokens - n_prompt} generated tokens through {m['name']} "
             f"({len(m['moe_layers'])} MoE layers × {m['n_expert']} experts, top-{m['n_expert_used']}): "
-            f"{dormant} of {cells} experts never chosen. Watch each token's routing, layer by layer.")
+            f"{n_dormant} of {cells} experts never chosen. Watch each token's routing, layer by layer.")

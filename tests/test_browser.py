@@ -2,7 +2,7 @@
 
 What the page shows is checked against the trace of the same run: the websocket
 frames the page received are collected through Playwright and rebuilt into a trace
-with TraceAssembler; token counts, dormant experts (per layer, overall, per phase),
+with TraceAssembler; token counts, dormant experts (per layer, overall, per token selection),
 experts hit and the heatmap's pixels must all agree with a numpy recount of it.
 """
 import json
@@ -114,7 +114,7 @@ class Page:
 
 
 def counts(trace, n=None):
-    """Selections per phase: {"prefill"|"decode"|"both": int array [n_moe_layers, n_expert]}."""
+    """Selections per token selection: {"prompt"|"generated"|"all": int array [n_moe_layers, n_expert]}."""
     ids = trace.expert_ids[:n]
     prompt = trace.prompt_mask[:n]
     L, E = ids.shape[1], trace.model["n_expert"]
@@ -122,18 +122,18 @@ def counts(trace, n=None):
 
     def count(sel):
         return np.bincount(flat[sel].ravel(), minlength=L * E).reshape(L, E)
-    return {"prefill": count(prompt), "decode": count(~prompt), "both": count(np.ones_like(prompt))}
+    return {"prompt": count(prompt), "generated": count(~prompt), "all": count(np.ones_like(prompt))}
 
 
 def check_dormant(pg, trace, n=None):
     """Page figures (window.moeviz and the dormant panel's text) against the numpy recount."""
     c = counts(trace, n)
     shown = pg.js("moeviz.dormant")
-    for phase, cnt in c.items():
+    for sel, cnt in c.items():
         per_layer = (cnt == 0).sum(axis=1)
-        assert shown[phase]["perLayer"] == per_layer.tolist(), phase
-        assert shown[phase]["total"] == int(per_layer.sum()), phase
-        pg.page.click(f"[data-phase={phase}]")
+        assert shown[sel]["perLayer"] == per_layer.tolist(), sel
+        assert shown[sel]["total"] == int(per_layer.sum()), sel
+        pg.page.click(f"[data-tokens={sel}]")
         pg.settle()
         assert pg.page.inner_text("#dormant-count") == str(per_layer.sum())
         # one decimal, as shown (JS and Python round a trailing 5 differently: compare the value)
@@ -142,9 +142,9 @@ def check_dormant(pg, trace, n=None):
         rows = pg.js("Array.from(document.querySelectorAll('#dormant-layers .drow[data-layer]'), "
                      "r => [Number(r.dataset.layer), Number(r.dataset.dormant)])")
         assert rows == [[layer, int(d)] for layer, d in zip(trace.model["moe_layers"], per_layer)]
-    hit = int((c["both"] > 0).sum())
+    hit = int((c["all"] > 0).sum())
     assert pg.js("moeviz.expertsHit") == hit
-    assert pg.page.inner_text("#stat-hit") == f"{hit} / {c['both'].size}"
+    assert pg.page.inner_text("#stat-hit") == f"{hit} / {c['all'].size}"
     return c
 
 
@@ -175,13 +175,13 @@ def test_live_run_matches_its_trace(server, browser):
         c = check_dormant(pg, trace)
 
         # heatmap: a cell is drawn in the dormant colour exactly when the trace never selected it
-        L, E = c["both"].shape
+        L, E = c["all"].shape
         pixels = np.array(pg.cell_pixels("heatmap", L, E)).reshape(L, E, 3)
         is_dormant = (pixels == DORMANT_RGB).all(axis=2)
-        assert (is_dormant == (c["both"] == 0)).all()
-        assert (~is_dormant).sum() == (c["both"] > 0).sum() > 0          # not empty
+        assert (is_dormant == (c["all"] == 0)).all()
+        assert (~is_dormant).sum() == (c["all"] > 0).sum() > 0          # not empty
         # more selections never draw darker (log colour scale, same palette ramp)
-        hot, cold = np.unravel_index(c["both"].argmax(), c["both"].shape), np.argwhere(c["both"] == 1)
+        hot, cold = np.unravel_index(c["all"].argmax(), c["all"].shape), np.argwhere(c["all"] == 1)
         if len(cold):
             assert pixels[hot].sum() > pixels[tuple(cold[0])].sum()
         # the dense layer 0 is a labelled band, not dormant cells
@@ -220,11 +220,11 @@ def test_probabilities_playback_and_permalink(server, browser):
         assert pg.js("moeviz.applied") == n_prompt and not pg.js("moeviz.playing")
         assert pg.page.inner_text("#pb-pos") == f"{n_prompt} / {n}"
         c = check_dormant(pg, trace, n_prompt)
-        assert (c["decode"] == 0).all()          # no decode token yet: every expert dormant for decode
+        assert (c["generated"] == 0).all()          # no generated token yet: every expert dormant for those
         # "all at once" steps whole batches: back over the prompt batch, then forward again
         pg.page.click("#pb-back")
         pg.settle()
-        assert pg.js("moeviz.applied") == 0 and pg.js("moeviz.dormant.both.total") == L * E
+        assert pg.js("moeviz.applied") == 0 and pg.js("moeviz.dormant.all.total") == L * E
         pg.page.click("#pb-fwd")
         pg.settle()
         assert pg.js("moeviz.applied") == n_prompt

@@ -2,7 +2,7 @@
 the animation's frames against the trace (single, sequence, all at once, reduced
 motion), the layout at 390 / 1440 / 2560 px (no horizontal overflow, nothing clipped in
 the header, nothing moving during a run), axe-core's accessibility check, the keys,
-the chosen heatmap cell, the phase toggle, runs named by their prompts, permalink
+the chosen heatmap cell, the tokens toggle, runs named by their prompts, permalink
 pages and the bad-permalink page, chat-template tokens, and the empty state.
 
 axe-core comes from npm into ~/.cache/moeviz/axe (or $MOEVIZ_CACHE/axe), installed on
@@ -159,7 +159,7 @@ def test_single_sequence_and_all_at_once_frames_match_the_trace(server, browser)
         pg.page.click("#pb-fwd")
         frames = frames_until_still(pg)
         assert all(f["flow"]["kind"] == "batch" and f["flow"]["range"] == [0, n_prompt] for f in frames)
-        chosen = counts(trace, n_prompt)["both"]
+        chosen = counts(trace, n_prompt)["all"]
         for f in frames:
             for layer in range(L):
                 want = set(np.flatnonzero(chosen[layer]).tolist()) if layer < f["flow"]["front"] else set()
@@ -276,15 +276,15 @@ def test_layout_fits_stays_put_and_passes_axe(server, browser, axe_source, width
         pg.close()
 
 
-# ---- keys, the chosen cell, the phase toggle, TOKEN, the analysis' keys and thresholds ---------
+# ---- keys, the chosen cell, the tokens toggle, TOKEN, the analysis' keys and thresholds ---------
 
-def test_keys_chosen_cell_phase_and_pinned_token(server, browser):
+def test_keys_chosen_cell_tokens_toggle_and_pinned_token(server, browser):
     pg = open_page(browser, server.url + "/")
     try:
         trace, _ = run_trace(pg, prompt_name="code-fibonacci", max_tokens=8, mode="all")
         n = trace.n_tokens
         c = counts(trace)
-        L, E = c["both"].shape
+        L, E = c["all"].shape
         # page keys: arrows step even with a playback button focused (it keeps only space)
         pg.page.click("[data-mode=all]")
         pg.page.keyboard.press("ArrowLeft")
@@ -332,14 +332,14 @@ def test_keys_chosen_cell_phase_and_pinned_token(server, browser):
         assert pg.js("moeviz.chosenCell") == {"layer": layer, "expert": 2}
         card = pg.page.locator("#cell-info")
         assert card.is_visible() and card.get_attribute("data-layer") == str(layer)
-        assert f"selected by {c['both'][1, 2]} of {n} tokens" in card.inner_text()
+        assert f"selected by {c['all'][1, 2]} of {n} tokens" in card.inner_text()
         assert pg.js("moeviz.analysis({groups: []}).panel.tab") == "profile"
 
         # a click chooses too: the outline sits on that cell, the card beside it
         pg.page.keyboard.press("Escape")             # the card closes (it could cover the cell clicked next)
         pg.settle()
         assert pg.page.is_hidden("#cell-info")
-        row, expert = 2, int(c["both"][2].argmax())
+        row, expert = 2, int(c["all"][2].argmax())
         box = pg.js("(() => { const r = document.getElementById('heatmap-canvas').getBoundingClientRect(); "
                     "return [r.left, r.top, devicePixelRatio]; })()")
         p = pg.page.evaluate("([r, e]) => moeviz.cellCenter('heatmap', r, e)", [row, expert])
@@ -357,18 +357,18 @@ def test_keys_chosen_cell_phase_and_pinned_token(server, browser):
         pg.settle()
         assert pg.page.is_hidden("#cell-info")
 
-        # one phase toggle for the heatmap and the dormant counts
-        pg.page.click("#heatmap [data-phase=decode]")
+        # one tokens toggle for the heatmap and the dormant counts
+        pg.page.click("#heatmap [data-tokens=generated]")
         pg.settle()
-        assert pg.js("moeviz.heatmapPhase") == "decode" and pg.js("moeviz.dormantPhase") == "decode"
-        assert pg.page.get_attribute("#dormant [data-phase=decode]", "aria-pressed") == "true"
+        assert pg.js("moeviz.heatmapTokens") == "generated" and pg.js("moeviz.dormantTokens") == "generated"
+        assert pg.page.get_attribute("#dormant [data-tokens=generated]", "aria-pressed") == "true"
         pixels = np.array(pg.cell_pixels("heatmap", L, E)).reshape(L, E, 3)
-        assert ((pixels == DORMANT_RGB).all(axis=2) == (c["decode"] == 0)).all()
-        assert ((c["decode"] == 0) != (c["both"] == 0)).any()          # the toggle changed what is drawn
-        assert "decode tokens only" in pg.page.inner_text("#heatmap-legend")
-        pg.page.click("#dormant [data-phase=both]")
+        assert ((pixels == DORMANT_RGB).all(axis=2) == (c["generated"] == 0)).all()
+        assert ((c["generated"] == 0) != (c["all"] == 0)).any()          # the toggle changed what is drawn
+        assert "generated tokens only" in pg.page.inner_text("#heatmap-legend")
+        pg.page.click("#dormant [data-tokens=all]")
         pg.settle()
-        assert pg.js("moeviz.heatmapPhase") == "both"
+        assert pg.js("moeviz.heatmapTokens") == "all"
 
         # analysis: the vocabulary tab has rows on a short run; the routing map has a colour key
         pg.page.click("[data-an-tab=vocabulary]")

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ..trace.summary import dormant
 from .routing import Routing
 from .tallies import tally
 
@@ -64,16 +65,11 @@ def load_balance(routing: Routing) -> dict:
 
 
 def dormant_experts(routing: Routing) -> dict:
-    """Experts never selected, per layer and overall, over the selected tokens."""
-    counts = tally(routing).counts
-    dormant = counts == 0
-    L, E = counts.shape
-    return {"moe_layers": routing.moe_layers,
-            "per_layer": [np.flatnonzero(row).tolist() for row in dormant],
-            "count": dormant.sum(axis=1),
-            "fraction": dormant.sum(axis=1) / E,
-            "total": int(dormant.sum()),
-            "total_fraction": float(dormant.sum() / (L * E))}
+    """Experts never selected, per layer and overall, over the selected tokens
+    (moeviz.trace.summary.dormant of the routing's counts)."""
+    d = dormant(tally(routing).counts)
+    return {"moe_layers": routing.moe_layers, "per_layer": d["experts"], "count": d["count"],
+            "fraction": d["fraction"], "total": d["total"], "total_fraction": float(d["total_fraction"])}
 
 
 def saturation_curve(routing: Routing, points: int = 64, per_layer: bool = False) -> dict:

@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 
+from ..trace.summary import dormant
 from .routing import AnalysisError, Routing, same_model
 from .tallies import tally
 
@@ -17,7 +18,8 @@ def compare_routings(routings: list[Routing]) -> dict:
     if len(routings) < 2:
         raise AnalysisError("comparing needs at least two traces")
     same_model(routings)
-    used = np.stack([tally(r).counts > 0 for r in routings])        # [T, L, E]
+    counts = [tally(r).counts for r in routings]
+    used = np.stack([c > 0 for c in counts])                         # [T, L, E]
     pairs = []
     for a, b in itertools.combinations(range(len(routings)), 2):
         inter = (used[a] & used[b]).sum(axis=1)
@@ -26,10 +28,10 @@ def compare_routings(routings: list[Routing]) -> dict:
         jaccard = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
         pairs.append({"traces": [routings[a].name, routings[b].name], "jaccard": jaccard,
                       "mean_jaccard": float(np.nanmean(jaccard)) if np.isfinite(jaccard).any() else None})
-    never = ~used.any(axis=0)
+    # dormant in all = dormant in the traces' summed counts
+    in_all = dormant(np.sum(counts, axis=0))
     first = routings[0]
     return {"traces": [r.name for r in routings], "moe_layers": first.moe_layers, "pairs": pairs,
-            "dormant_in_all": [np.flatnonzero(row).tolist() for row in never],
-            "dormant_in_all_count": never.sum(axis=1), "dormant_in_all_total": int(never.sum()),
-            "dormant_in_all_fraction": float(never.mean()),
-            "dormant_per_trace": [int((~u).sum()) for u in used]}
+            "dormant_in_all": in_all["experts"], "dormant_in_all_count": in_all["count"],
+            "dormant_in_all_total": in_all["total"], "dormant_in_all_fraction": float(in_all["total_fraction"]),
+            "dormant_per_trace": [dormant(c)["total"] for c in counts]}

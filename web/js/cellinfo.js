@@ -1,5 +1,5 @@
 // A chosen cell of the cumulative heatmap: outlined on the grid, with the expert's
-// profile in a card beside it (how often it fired, in which phase, with how much
+// profile in a card beside it (how often it fired, by prompt and generated tokens, with how much
 // gate weight, and the tokens it took), so a click answers where it was made rather
 // than two screens down in the analysis panels (which follow the choice too).
 //
@@ -8,6 +8,7 @@
 // The outline and the card are DOM elements over the canvas, so the grid's pixels
 // (which tests read) are never drawn over.
 import { quoteToken } from "./special.js";
+import { tokensWord } from "./figures.js";
 
 const TOP_TOKENS = 6;
 
@@ -69,7 +70,7 @@ export class CellInfo {
     if (this.cell && (this.cell.row >= s.L || this.cell.expert >= s.E)) this.cell = null;
     const focused = document.activeElement === this.grid.canvas;
     const at = focused ? this.cursor : this.cell;
-    const base = `${s.gen}|${this.heatmap.phase}|${this.grid.layout.key}|${at && at.row},${at && at.expert}|` +
+    const base = `${s.gen}|${this.heatmap.tokens}|${this.grid.layout.key}|${at && at.row},${at && at.expert}|` +
       `${this.cell && this.cell.row},${this.cell && this.cell.expert}|${focused}`;
     const key = `${base}|${s.applied}`;
     if (key === this.shown) return;
@@ -94,16 +95,16 @@ export class CellInfo {
   renderCard() {
     const card = this.card, s = this.state, c = this.cell;
     if (!c) { card.hidden = true; return; }
-    const layer = s.model.moe_layers[c.row], cell = c.row * s.E + c.expert, phase = this.heatmap.phase;
-    const n = s.counts[phase][cell], of = s.appliedPerPhase[phase];
+    const layer = s.model.moe_layers[c.row], cell = c.row * s.E + c.expert, sel = this.heatmap.tokens;
+    const n = s.counts[sel][cell], of = s.appliedOf[sel];
     const body = card.querySelector(".ci-body");
     const lines = [
       ["b", `Layer ${layer} · expert ${c.expert}`],
-      ["p", of ? `selected by ${n} of ${of} ${phase === "both" ? "" : `${phase} `}tokens (${((100 * n) / of).toFixed(1)}%)`
+      ["p", of ? `selected by ${n} of ${of} ${tokensWord(sel)} (${((100 * n) / of).toFixed(1)}%)`
         : "no tokens yet"],
-      ["p", `prefill ${s.counts.prefill[cell]} · decode ${s.counts.decode[cell]} · gate weight ${s.massOf[phase][cell].toFixed(2)}`],
+      ["p", `prompt ${s.counts.prompt[cell]} · generated ${s.counts.generated[cell]} · gate weight ${s.massOf[sel][cell].toFixed(2)}`],
     ];
-    const top = topTokens(s, c.row, c.expert, phase);
+    const top = topTokens(s, c.row, c.expert, sel);
     body.replaceChildren(...lines.map(([tag, text]) => { const e = document.createElement(tag); e.textContent = text; return e; }));
     if (n === 0) {
       const p = document.createElement("p");
@@ -134,11 +135,11 @@ export class CellInfo {
 }
 
 // The tokens (by text) most often routed to (row, expert) among the applied ones.
-function topTokens(s, row, expert, phase) {
+function topTokens(s, row, expert, sel) {
   const { L, K } = s, byText = new Map();
   for (let t = 0; t < s.applied; t++) {
     const tok = s.tokens[t];
-    if (phase !== "both" && tok.prompt !== (phase === "prefill")) continue;
+    if (sel !== "all" && tok.prompt !== (sel === "prompt")) continue;
     const o = (t * L + row) * K;
     for (let k = 0; k < K; k++) {
       if (s.ids[o + k] === expert) { byText.set(tok.text, (byText.get(tok.text) || 0) + 1); break; }

@@ -6,6 +6,7 @@
 // With more than two runs every pair gets its per-layer Jaccard; the per-layer
 // figure shown is the mean over pairs (and a run × run matrix of the pairs' means).
 // Pure data: no DOM here (compareview.js draws it).
+import { dormantOf } from "./figures.js";
 
 // What a run contributes to a comparison: selection counts over all its tokens.
 // counts: Int32Array [n_moe_layers * n_expert], MoE row-major.
@@ -50,11 +51,10 @@ export function compareRuns(runs) {
   checkSameModel(runs);
   const m = runs[0].model, L = m.moe_layers.length, E = m.n_expert;
   const used = runs.map((r) => Uint8Array.from(r.counts, (c) => (c > 0 ? 1 : 0)));
-  const perRun = runs.map((r, i) => {
-    const dormantPerLayer = Array.from({ length: L }, (_, l) => E - sum(used[i], l * E, (l + 1) * E));
-    const dormant = dormantPerLayer.reduce((a, b) => a + b, 0);
-    return { name: r.name, tokens: r.nTokens, usedPerLayer: dormantPerLayer.map((d) => E - d), dormantPerLayer,
-      dormant, dormantFraction: L * E ? dormant / (L * E) : 0 };
+  const perRun = runs.map((r) => {
+    const d = dormantOf(r.counts, L, E);
+    return { name: r.name, tokens: r.nTokens, usedPerLayer: d.perLayer.map((n) => E - n), dormantPerLayer: d.perLayer,
+      dormant: d.total, dormantFraction: d.fraction };
   });
   const pairs = [];
   for (let a = 0; a < runs.length; a++) {
@@ -73,16 +73,13 @@ export function compareRuns(runs) {
     const p = pairs.find((q) => q.runs[0] === Math.min(a, b) && q.runs[1] === Math.max(a, b));
     return p.meanJaccard;
   }));
-  const dormantExperts = Array.from({ length: L }, (_, l) => {
-    const out = [];
-    for (let e = 0; e < E; e++) if (used.every((u) => !u[l * E + e])) out.push(e);
-    return out;
-  });
-  const dormantTotal = dormantExperts.reduce((a, d) => a + d.length, 0);
+  // dormant in all: dormant in the runs' summed counts
+  const all = new Float64Array(L * E);
+  for (const r of runs) for (let c = 0; c < L * E; c++) all[c] += r.counts[c];
+  const d = dormantOf(all, L, E, { experts: true });
   return {
     runs: perRun, moeLayers: m.moe_layers.slice(), nExpert: E, pairs, jaccard, meanJaccard: mean(jaccard), matrix,
-    dormantInAll: { perLayer: dormantExperts.map((d) => d.length), experts: dormantExperts, total: dormantTotal,
-      fraction: L * E ? dormantTotal / (L * E) : 0 },
+    dormantInAll: { perLayer: d.perLayer, experts: d.experts, total: d.total, fraction: d.fraction },
   };
 }
 
@@ -98,8 +95,6 @@ export function deltaOf(a, b) {
   }
   return { a: a.name, b: b.name, values, max };
 }
-
-function sum(a, from, to) { let s = 0; for (let i = from; i < to; i++) s += a[i]; return s; }
 
 function mean(xs) {
   const v = xs.filter((x) => x !== null);

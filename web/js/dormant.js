@@ -1,34 +1,34 @@
 // Dormant experts: routed experts never selected so far, per MoE layer and overall,
-// for prefill (prompt tokens), decode (generated tokens) or both. Dense layers are
+// over all tokens, the prompt's or the generated ones (figures.js). Dense layers are
 // listed as dense, not counted: they have no routed experts to be dormant.
-
 //
-// The phase toggle is the page's: the heatmap follows it too (onPhase). Before any
+// The tokens toggle is the page's: the heatmap follows it too (onTokens). Before any
 // token there is nothing to count, and the card says so instead of "all dormant".
+import { tokensWord } from "./figures.js";
 
 export class DormantView {
-  constructor(root, state, { onPhase } = {}) {
+  constructor(root, state, { onTokens } = {}) {
     this.state = state;
     this.root = root;
-    this.onPhase = onPhase || (() => {});
-    this.phase = "both";
+    this.onTokens = onTokens || (() => {});
+    this.tokens = "all";
     this.countEl = root.querySelector("#dormant-count");
     this.ofEl = root.querySelector("#dormant-of");
     this.pctEl = root.querySelector("#dormant-pct");
     this.tokensEl = root.querySelector("#dormant-tokens");
     this.list = root.querySelector("#dormant-layers");
-    this.buttons = [...document.querySelectorAll("[data-phase]")];     // this card's and the heatmap's
-    for (const b of this.buttons) b.addEventListener("click", () => this.setPhase(b.dataset.phase));
+    this.buttons = [...document.querySelectorAll("[data-tokens]")];     // this card's and the heatmap's
+    for (const b of this.buttons) b.addEventListener("click", () => this.setTokens(b.dataset.tokens));
     this.model = null;
     this.rows = [];              // per MoE row: {val, fill, last}
     this.key = "";
   }
 
-  setPhase(phase) {
-    this.phase = phase;
-    for (const b of this.buttons) b.setAttribute("aria-pressed", String(b.dataset.phase === phase));
+  setTokens(sel) {
+    this.tokens = sel;
+    for (const b of this.buttons) b.setAttribute("aria-pressed", String(b.dataset.tokens === sel));
     this.key = "";
-    this.onPhase(phase);
+    this.onTokens(sel);
   }
 
   build(model) {
@@ -68,19 +68,18 @@ export class DormantView {
     if (!s.model) return;
     if (this.model !== s.model) this.build(s.model);
     // redraw only when the figures moved (checked before building the per-layer array)
-    const key = `${s.gen}:${this.phase}:${s.hit[this.phase]}:${s.appliedPerPhase[this.phase]}:${s.nTokens > 0}`;
+    const key = `${s.gen}:${this.tokens}:${s.hit[this.tokens]}:${s.appliedOf[this.tokens]}:${s.nTokens > 0}`;
     if (key === this.key) return;
     this.key = key;
-    const d = s.dormant(this.phase);
+    const d = s.dormant(this.tokens);
     const all = s.L * s.E;
     // no run yet: the figures would claim every expert dormant "over 0 tokens"
     if (s.nTokens === 0) this.root.dataset.empty = "true"; else delete this.root.dataset.empty;
     this.countEl.textContent = String(d.total);
     this.ofEl.textContent = String(all);
     this.pctEl.textContent = `${(100 * d.fraction).toFixed(1)}%`;
-    const which = this.phase === "both" ? "" : `${this.phase} `;
-    this.tokensEl.textContent = d.tokens ? `over ${d.tokens} ${which}token${d.tokens === 1 ? "" : "s"}`
-      : `— no ${which}tokens counted yet`;
+    this.tokensEl.textContent = d.tokens ? `over ${d.tokens} ${tokensWord(this.tokens, d.tokens !== 1)}`
+      : `— no ${tokensWord(this.tokens)} counted yet`;
     for (let l = 0; l < this.rows.length; l++) {
       const r = this.rows[l], v = d.perLayer[l];
       if (r.last === v) continue;

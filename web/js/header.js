@@ -43,7 +43,7 @@ export class HeaderView {
       if (stat) stat.classList.toggle("pinned", pinned);
       this.last.pinnedFlag = pinned;
     }
-    this.set("hit", `${s.hit.both} / ${s.L * s.E}`);
+    this.set("hit", `${s.hit.all} / ${s.L * s.E}`);
     this.set("sharedNote", m.n_shared_experts
       ? `· S strip: ${m.n_shared_experts} shared expert${m.n_shared_experts === 1 ? "" : "s"} per MoE layer, always on` : "");
     if (this.els.total) this.els.total.title = `${m.total_params} parameters`;

@@ -1,6 +1,6 @@
 // Cumulative heatmap: how often (or with how much gate weight) every expert of every
-// MoE layer has been selected up to the playback cursor, over the tokens of the
-// phase chosen with the page's prefill / decode / both toggle (as the dormant card).
+// MoE layer has been selected up to the playback cursor, over the tokens chosen with
+// the page's all / prompt / generated toggle (as the dormant card; figures.js).
 //
 // Incremental: each frame recolours only the cells of the tokens applied since the
 // last frame. The colour scale is log-like over a maximum rounded up to a power of
@@ -8,6 +8,7 @@
 // mode switch is everything repainted.
 import { LayerExpertGrid, makePalette } from "./grid.js";
 import { showTooltip, hideTooltip } from "./tooltip.js";
+import { tokensWord } from "./figures.js";
 
 // index 0: never selected (dormant); 1..255: dim violet to pale yellow
 export const HEAT_PALETTE = makePalette([
@@ -20,9 +21,9 @@ export class HeatmapView {
     this.state = state;
     this.grid = new LayerExpertGrid(canvas, { palette: HEAT_PALETTE, maxGridCss: 430 });
     this.mode = "counts";          // "counts" | "mass"
-    this.phase = "both";           // "prefill" | "decode" | "both"
+    this.tokens = "all";           // "all" | "prompt" | "generated"
     this.legend = legend || null;
-    this.drawn = { gen: -1, applied: 0, scale: 0, mode: "", phase: "" };
+    this.drawn = { gen: -1, applied: 0, scale: 0, mode: "", tokens: "" };
     this.cells = new Int32Array(0);
     canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     canvas.addEventListener("mouseleave", hideTooltip);
@@ -30,13 +31,13 @@ export class HeatmapView {
 
   setMode(mode) { this.mode = mode; }
 
-  setPhase(phase) { this.phase = phase; }
+  setTokens(sel) { this.tokens = sel; }
 
-  values() { return this.mode === "mass" ? this.state.massOf[this.phase] : this.state.counts[this.phase]; }
+  values() { return this.mode === "mass" ? this.state.massOf[this.tokens] : this.state.counts[this.tokens]; }
 
   // The scale's top: the running maximum rounded up to a power of two.
   scaleTop() {
-    const max = this.mode === "mass" ? this.state.maxMassOf[this.phase] : this.state.maxCountOf[this.phase];
+    const max = this.mode === "mass" ? this.state.maxMassOf[this.tokens] : this.state.maxCountOf[this.tokens];
     return max > 0 ? 2 ** Math.ceil(Math.log2(max)) : 1;
   }
 
@@ -50,7 +51,7 @@ export class HeatmapView {
     const newTokens = s.applied - d.applied;
     // Counts are a function of the cursor alone, so going forward from any earlier
     // drawing (even across a recount) only needs the newer tokens' cells.
-    const full = resized || d.gen !== s.gen || d.mode !== this.mode || d.phase !== this.phase || d.scale !== scale ||
+    const full = resized || d.gen !== s.gen || d.mode !== this.mode || d.tokens !== this.tokens || d.scale !== scale ||
       newTokens < 0 || newTokens * s.L * s.K > s.L * s.E / 2;
     if (full) {
       this.fillLevels(null, 0, scale);
@@ -62,7 +63,7 @@ export class HeatmapView {
     } else {
       return;
     }
-    Object.assign(d, { gen: s.gen, applied: s.applied, scale, mode: this.mode, phase: this.phase });
+    Object.assign(d, { gen: s.gen, applied: s.applied, scale, mode: this.mode, tokens: this.tokens });
     this.updateLegend(scale);
   }
 
@@ -96,7 +97,7 @@ export class HeatmapView {
   updateLegend(scale) {
     if (!this.legend) return;
     const top = this.mode === "mass" ? formatMass(scale) : String(scale);
-    const over = this.phase === "both" ? "all tokens" : `${this.phase} tokens only`;
+    const over = this.tokens === "all" ? "all tokens" : `${tokensWord(this.tokens)} only`;
     const text = `0 · ${this.mode === "mass" ? "gate weight" : "selections"} (log scale) · ${top} · ${over}`;
     if (this.legend.textContent !== text) this.legend.textContent = text;
   }
@@ -109,12 +110,12 @@ export class HeatmapView {
       return showTooltip(ev, [`layer ${hit.layer}`, `${s.model.n_shared_experts} shared expert(s)`,
         `always on: ${s.applied} of ${s.applied} tokens`]);
     }
-    const c = hit.moeRow * s.E + hit.expert, n = s.counts[this.phase][c], of = s.appliedPerPhase[this.phase];
+    const c = hit.moeRow * s.E + hit.expert, n = s.counts[this.tokens][c], of = s.appliedOf[this.tokens];
     showTooltip(ev, [
       `layer ${hit.layer} · expert ${hit.expert}`,
-      `selected ${n}× of ${of} ${this.phase === "both" ? "" : this.phase + " "}tokens (${pct(n, of)})`,
-      `prefill ${s.counts.prefill[c]} · decode ${s.counts.decode[c]}`,
-      `weight mass ${s.massOf[this.phase][c].toFixed(3)}`,
+      `selected ${n}× of ${of} ${tokensWord(this.tokens)} (${pct(n, of)})`,
+      `prompt ${s.counts.prompt[c]} · generated ${s.counts.generated[c]}`,
+      `weight mass ${s.massOf[this.tokens][c].toFixed(3)}`,
       n === 0 ? "dormant so far" : "",
       "click: outline it and show its tokens",
     ].filter(Boolean));

@@ -20,6 +20,7 @@ import { downloadCanvasPNG, downloadCountsCSV } from "./exports.js";
 import { CellInfo } from "./cellinfo.js";
 import { wireKeys } from "./keys.js";
 import { runTitle, settingsLine } from "./runname.js";
+import { TOKEN_SELECTIONS, tokenSelection } from "./figures.js";
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("moeviz-config").textContent);
@@ -35,7 +36,7 @@ const heatmap = new HeatmapView($("heatmap-canvas"), state, { legend: $("heatmap
 const tokens = new TokenStream($("tokens"), state, {
   onHover: (i) => { panel.hovered = i; },
 });
-const dormant = new DormantView($("dormant"), state, { onPhase: (p) => heatmap.setPhase(p) });
+const dormant = new DormantView($("dormant"), state, { onTokens: (sel) => heatmap.setTokens(sel) });
 const header = new HeaderView({
   name: $("model-name"), arch: $("model-arch"), total: $("stat-total"), active: $("stat-active"),
   token: $("stat-token"), tokenText: $("stat-token-text"), hit: $("stat-hit"), sharedNote: $("shared-note"),
@@ -332,7 +333,7 @@ $("heatmap-png").addEventListener("click", () => {
   if (state.model) downloadCanvasPNG(heatmap.grid.canvas, `moeviz-heatmap-${currentSlug()}.png`);
 });
 $("heatmap-csv").addEventListener("click", () => {
-  if (state.model) downloadCountsCSV(state.model, state.counts.both, `moeviz-counts-${currentSlug()}.csv`);
+  if (state.model) downloadCountsCSV(state.model, state.counts.all, `moeviz-counts-${currentSlug()}.csv`);
 });
 $("delta-png").addEventListener("click", () => {
   const f = compareView.figures();
@@ -352,8 +353,8 @@ function selectFromHash() {
 
 // ---- window.moeviz: the page's figures, read-only, for tests and the console ----
 
-const dormantOf = (phase) => {
-  const d = state.dormant(phase);
+const dormantOf = (sel) => {
+  const d = state.dormant(sel);
   return { total: d.total, fraction: d.fraction, perLayer: d.perLayer, tokens: d.tokens };
 };
 const api = {
@@ -366,23 +367,24 @@ const api = {
   get tokens() { return state.nTokens; },
   get promptTokens() { return state.nPrompt; },
   get applied() { return state.applied; },
-  get expertsHit() { return state.hit.both; },
-  get expertsHitByPhase() { return { ...state.hit }; },
-  get dormant() { return { prefill: dormantOf("prefill"), decode: dormantOf("decode"), both: dormantOf("both") }; },
+  get expertsHit() { return state.hit.all; },
+  // per token selection (figures.js): {all, prompt, generated}
+  get expertsHitByTokens() { return { ...state.hit }; },
+  get dormant() { return Object.fromEntries(TOKEN_SELECTIONS.map((sel) => [sel, dormantOf(sel)])); },
   get hasProbs() { return state.hasProbs; },
   get finish() { return state.finish ? { ...state.finish } : null; },
   get playing() { return playback.playing; },
   get playbackMode() { return playback.mode; },
   get heatmapMode() { return heatmap.mode; },
-  get dormantPhase() { return dormant.phase; },
+  get dormantTokens() { return dormant.tokens; },
   get panelToken() { return panel.drawn.t; },
   // what the panel drew last: {kind: "token", t | "batch", range, still, front (layers lit), layers,
   // sweeping, dimmed: earlier targets drawn dim}
   get flow() { return panel.drawn.flow ? structuredClone(panel.drawn.flow) : null; },
   get reducedMotion() { return !!(motionQuery && motionQuery.matches); },
-  // the heatmap cell chosen ({layer, expert}) or null; the phase the heatmap counts
+  // the heatmap cell chosen ({layer, expert}) or null; the tokens the heatmap counts
   get chosenCell() { return cellInfo.chosen; },
-  get heatmapPhase() { return heatmap.phase; },
+  get heatmapTokens() { return heatmap.tokens; },
   get frames() { return frames; },
   // the run shown ({kind, name}), the status line's page-level message, the runs listed for comparing
   get source() { return shown ? { kind: shown.kind, name: shown.name } : null; },
@@ -395,7 +397,7 @@ const api = {
   // the analysis panels' figures at the cursor (plain JSON; see web/js/analysis/panels.js)
   analysis: (opts = {}) => analysis.figures(opts),
   tokenTexts: () => state.tokens.map((t) => t.text),
-  counts: (phase = "both") => Array.from(state.counts[phase]),
+  counts: (tokens = "all") => Array.from(state.counts[tokenSelection(tokens)]),
   // where a cell is drawn, in canvas device pixels (view: "heatmap" | "panel" | "delta")
   cellCenter: (view, moeRow, expert) =>
     (view === "panel" ? panel.grid : view === "delta" ? compareView.delta.grid : heatmap.grid).cellCenter(moeRow, expert),

@@ -139,7 +139,7 @@ export class PanelView {
         lines.push(`router probability ${v.toFixed(4)} · rank ${rank} of ${s.E}`);
       }
     }
-    lines.push(`fired ${s.counts.both[c]}× in ${s.applied} tokens so far`);
+    lines.push(`fired ${s.counts.all[c]}× in ${s.applied} tokens so far`);
     showTooltip(ev, lines);
   }
 }

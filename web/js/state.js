@@ -7,7 +7,7 @@
 //   applied  – tokens folded into the cumulative figures (the playback cursor).
 // Playback moves `applied`; the views draw the figures at `applied`.
 
-export const PHASES = ["prefill", "decode", "both"];
+import { TOKEN_SELECTIONS, dormantOf } from "./figures.js";
 
 export class RunState {
   constructor(model = null) {
@@ -47,17 +47,19 @@ export class RunState {
     this.hasProbs = false;
     this.prefillSeconds = 0;
     this.decodeSeconds = 0;
-    // Cumulative figures at the cursor, per phase. Counts are exact integers so
-    // the dormant numbers equal a numpy recount of the trace.
-    this.counts = { prefill: new Int32Array(L * E), decode: new Int32Array(L * E), both: new Int32Array(L * E) };
-    // summed gate weight per phase (`mass` is both phases): the heatmap follows the phase toggle too
-    this.massOf = { prefill: new Float32Array(L * E), decode: new Float32Array(L * E), both: new Float32Array(L * E) };
-    this.mass = this.massOf.both;
-    this.maxCountOf = { prefill: 0, decode: 0, both: 0 };
-    this.maxMassOf = { prefill: 0, decode: 0, both: 0 };
-    this.hitPerLayer = { prefill: new Int32Array(L), decode: new Int32Array(L), both: new Int32Array(L) };
-    this.hit = { prefill: 0, decode: 0, both: 0 };
-    this.appliedPerPhase = { prefill: 0, decode: 0, both: 0 };
+    // Cumulative figures at the cursor, per token selection (figures.js: all, prompt,
+    // generated). Counts are exact integers so the dormant numbers equal a numpy
+    // recount of the trace.
+    const per = (make) => Object.fromEntries(TOKEN_SELECTIONS.map((sel) => [sel, make()]));
+    this.counts = per(() => new Int32Array(L * E));
+    // summed gate weight per selection (`mass` is all tokens'): the heatmap follows the tokens toggle too
+    this.massOf = per(() => new Float32Array(L * E));
+    this.mass = this.massOf.all;
+    this.maxCountOf = per(() => 0);
+    this.maxMassOf = per(() => 0);
+    this.hitPerLayer = per(() => new Int32Array(L));
+    this.hit = per(() => 0);
+    this.appliedOf = per(() => 0);
     this.maxCount = 0;
     this.maxMass = 0;
     this.applied = 0;
@@ -160,30 +162,31 @@ export class RunState {
   }
 
   clearFigures() {
-    for (const p of PHASES) {
-      this.counts[p].fill(0); this.hitPerLayer[p].fill(0); this.hit[p] = 0; this.appliedPerPhase[p] = 0;
+    for (const p of TOKEN_SELECTIONS) {
+      this.counts[p].fill(0); this.hitPerLayer[p].fill(0); this.hit[p] = 0; this.appliedOf[p] = 0;
+      this.massOf[p].fill(0); this.maxCountOf[p] = 0; this.maxMassOf[p] = 0;
     }
-    for (const p of PHASES) { this.massOf[p].fill(0); this.maxCountOf[p] = 0; this.maxMassOf[p] = 0; }
     this.maxCount = 0; this.maxMass = 0; this.applied = 0;
   }
 
   applyToken(t) {
     const { L, E, K } = this;
-    const phase = this.tokens[t].prompt ? "prefill" : "decode";
-    const cp = this.counts[phase], cb = this.counts.both;
-    const hp = this.hitPerLayer[phase], hb = this.hitPerLayer.both;
-    const mp = this.massOf[phase], mb = this.mass;
-    let maxCp = this.maxCountOf[phase], maxMp = this.maxMassOf[phase];
+    // each token counts in "all" and in its own selection
+    const sel = this.tokens[t].prompt ? "prompt" : "generated";
+    const cp = this.counts[sel], cb = this.counts.all;
+    const hp = this.hitPerLayer[sel], hb = this.hitPerLayer.all;
+    const mp = this.massOf[sel], mb = this.mass;
+    let maxCp = this.maxCountOf[sel], maxMp = this.maxMassOf[sel];
     let o = t * L * K;
     for (let l = 0; l < L; l++) {
       const base = l * E;
       for (let k = 0; k < K; k++, o++) {
         const cell = base + this.ids[o], w = this.weights[o];
         const cph = ++cp[cell];
-        if (cph === 1) { hp[l]++; this.hit[phase]++; }
+        if (cph === 1) { hp[l]++; this.hit[sel]++; }
         if (cph > maxCp) maxCp = cph;
         const c = ++cb[cell];
-        if (c === 1) { hb[l]++; this.hit.both++; }
+        if (c === 1) { hb[l]++; this.hit.all++; }
         if (c > this.maxCount) this.maxCount = c;
         const m = (mb[cell] += w);
         if (m > this.maxMass) this.maxMass = m;
@@ -191,20 +194,17 @@ export class RunState {
         if (mph > maxMp) maxMp = mph;
       }
     }
-    this.maxCountOf[phase] = maxCp; this.maxMassOf[phase] = maxMp;
-    this.maxCountOf.both = this.maxCount; this.maxMassOf.both = this.maxMass;
-    this.appliedPerPhase[phase]++;
-    this.appliedPerPhase.both++;
+    this.maxCountOf[sel] = maxCp; this.maxMassOf[sel] = maxMp;
+    this.maxCountOf.all = this.maxCount; this.maxMassOf.all = this.maxMass;
+    this.appliedOf[sel]++;
+    this.appliedOf.all++;
   }
 
   // ---- derived figures ------------------------------------------------------
 
-  // Dormant = never selected among the applied tokens of that phase.
-  dormant(phase) {
-    const { L, E } = this;
-    const perLayer = Array.from(this.hitPerLayer[phase], (h) => E - h);
-    const total = L * E - this.hit[phase];
-    return { perLayer, total, fraction: L * E ? total / (L * E) : 0, tokens: this.appliedPerPhase[phase] };
+  // Dormant (figures.js) among the applied tokens of a selection ("all", "prompt", "generated").
+  dormant(sel) {
+    return { ...dormantOf(this.counts[sel], this.L, this.E), tokens: this.appliedOf[sel] };
   }
 
   // The K (expert, weight) pairs of token t at MoE row l, in selection order.

@@ -7,12 +7,8 @@ import { tally, top1Of, top1Counts, balance, dormant, saturation, expertTokenPro
 import { consecutive, coactivation, layerTransitions, transitionSummary, vocabularySpecialization } from "./locality.js";
 import { ConfidenceCache, routerConfidence } from "./confidence.js";
 import { StackDistanceCache, cacheHitRates } from "./cache.js";
-
-export const SELECTIONS = ["all", "prompt", "generated"];
 const BACKGROUND_ROWS = 32;     // LRU rows simulated per frame in the background (~1-2 ms at 48 x 128)
 export const GROUPS = ["balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"];
-
-const PHASE_OF_SELECTION = { all: "both", prompt: "prefill", generated: "decode" };   // RunState.counts keys
 
 export class Analyzer {
   constructor(state) {
@@ -62,9 +58,9 @@ export class Analyzer {
     }
     let tal = null, counts = null, t1 = null, t1c = null, texts = null;
     const getTally = () => tal || (tal = tally(sel));
-    // Selection counts at the cursor are what RunState already keeps per phase; a copy,
-    // because views keep subarrays of a figure.
-    const getCounts = () => counts || (counts = s.counts[PHASE_OF_SELECTION[tokens]].slice());
+    // Selection counts at the cursor are what RunState already keeps per token
+    // selection (the same words); a copy, because views keep subarrays of a figure.
+    const getCounts = () => counts || (counts = s.counts[tokens].slice());
     const getTop1 = () => t1 || (t1 = top1Of(sel));
     const getTexts = () => texts || (texts = tokenTexts(sel));
 

@@ -4,8 +4,8 @@
 // Per (token, MoE layer), from that token's scores only: the top-1 score, the margin
 // between the k-th and (k+1)-th largest scores, and the entropy of the scores
 // normalized to sum 1, divided by ln E. Those values depend on the token alone, so
-// ConfidenceCache computes each token once per run and every selection (a phase, the
-// playback cursor) only summarizes the cached values.
+// ConfidenceCache computes each token once per run and every selection (prompt or generated
+// tokens, the playback cursor) only summarizes the cached values.
 import { quantileSorted } from "./metrics.js";
 
 export const QUANTILES = [0.1, 0.5, 0.9];

@@ -8,6 +8,8 @@
 // ids/weights laid out [token][MoE layer][k]; probs per token Float32Array(L*E) or null.
 // Layer arguments are MoE rows (0..L-1); callers name them by model layer index.
 
+import { dormantOf } from "../figures.js";
+
 export const TOP_SHARE_FRACTION = 0.10;
 
 // counts[l*E+e]: tokens whose top-k at row l includes e; first[l*E+e]: selection row
@@ -84,18 +86,11 @@ export function balance(counts, L, E, K) {
   return out;
 }
 
+// balance.py dormant_experts, from the page's one dormant count (figures.js).
 export function dormant(counts, L, E, K, n) {
-  const perLayer = [], count = [];
-  let total = 0;
-  for (let l = 0; l < L; l++) {
-    const ids = [];
-    for (let e = 0; e < E; e++) if (counts[l * E + e] === 0) ids.push(e);
-    perLayer.push(ids);
-    count.push(ids.length);
-    total += ids.length;
-  }
-  return { per_layer: perLayer, count, fraction: count.map((c) => c / E), total, total_fraction: total / (L * E),
-    uniform_expected_fraction: (1 - K / E) ** n };
+  const d = dormantOf(counts, L, E, { experts: true });
+  return { per_layer: d.experts, count: d.perLayer, fraction: d.perLayer.map((c) => c / E), total: d.total,
+    total_fraction: d.fraction, uniform_expected_fraction: (1 - K / E) ** n };
 }
 
 // About `points` integers in [1, n], log-spaced, increasing, ending at n: numpy's

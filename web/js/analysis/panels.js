@@ -12,7 +12,8 @@
 // Choosing a (layer, expert): the selects, or a cell of the heatmap (cellinfo.js).
 // The vocabulary threshold adapts to the run until set by hand: a short run has few
 // token ids seen 10 times, and an empty table by default says nothing.
-import { Analyzer, GROUPS, SELECTIONS, nest } from "./compute.js";
+import { Analyzer, GROUPS, nest } from "./compute.js";
+import { TOKEN_SELECTIONS } from "../figures.js";
 import { toJSON } from "./metrics.js";
 import { el } from "./draw.js";
 import { BalanceView, SaturationView } from "./view-balance.js";
@@ -67,11 +68,11 @@ class AnalysisPanels {
       tabs.append(b);
       return b;
     });
-    const phase = el("span", { className: "seg", role: "group", ariaLabel: "tokens" });
-    this.phaseButtons = SELECTIONS.map((p) => {
+    const which = el("span", { className: "seg", role: "group", ariaLabel: "tokens" });
+    this.tokenButtons = TOKEN_SELECTIONS.map((p) => {
       const b = el("button", { dataset: { anTokens: p } }, p);
       b.addEventListener("click", () => this.choose({ tokens: p }));
-      phase.append(b);
+      which.append(b);
       return b;
     });
     this.layerSelect = el("select", { className: "an-layer", ariaLabel: "MoE layer" });
@@ -86,7 +87,7 @@ class AnalysisPanels {
       el("h2", {}, "Routing analysis", tabs),
       el("p", { className: "an-empty muted small" }, "Figures of the run (utilization, the dormant curve, expert tokens, "
         + "locality, vocabulary, router confidence, an expert cache) appear here once it has tokens."),
-      el("div", { className: "an-controls" }, el("label", {}, "tokens ", phase),
+      el("div", { className: "an-controls" }, el("label", {}, "tokens ", which),
         el("label", {}, "layer ", this.layerSelect), el("label", {}, "expert ", this.expertSelect), this.status),
       this.body);
     this.views = {};
@@ -112,7 +113,7 @@ class AnalysisPanels {
   syncControls() {
     const ui = this.ui;
     for (const b of this.tabButtons) b.setAttribute("aria-selected", String(b.dataset.anTab === ui.tab));   // tabs: selected, not pressed
-    for (const b of this.phaseButtons) b.setAttribute("aria-pressed", String(b.dataset.anTokens === ui.tokens));
+    for (const b of this.tokenButtons) b.setAttribute("aria-pressed", String(b.dataset.anTokens === ui.tokens));
     for (const [id, box] of Object.entries(this.boxes)) box.hidden = id !== ui.tab;
     this.layerSelect.value = String(ui.row);
     this.expertSelect.value = String(ui.expert);
@@ -168,7 +169,7 @@ class AnalysisPanels {
     }
     const args = { tokens: opts.tokens ?? ui.tokens, row, expert: opts.expert ?? ui.expert,
       minCount: opts.minCount ?? ui.minCount, groups: opts.groups ?? GROUPS };
-    if (!SELECTIONS.includes(args.tokens)) return { error: `tokens must be one of ${SELECTIONS.join(", ")}` };
+    if (!TOKEN_SELECTIONS.includes(args.tokens)) return { error: `tokens must be one of ${TOKEN_SELECTIONS.join(", ")}` };
     if (!(args.expert >= 0 && args.expert < s.E)) return { error: `expert ${args.expert} is outside [0, ${s.E})` };
     let fig;
     const timing = {};

@@ -72,7 +72,7 @@ export class MapView {
       for (let y = y0; y < y1; y++) px.set(line, y * gw);
     }
     ctx.putImageData(img, gx, gy);
-    // phase band above: prompt tokens in the prompt colour, generated ones light
+    // prompt / generated band above: prompt tokens in the prompt colour, generated ones light
     for (let c = 0; c < cols; c++) {
       const t = fig.range[0] + c * stride;
       ctx.fillStyle = state.tokens[t].prompt ? "#3a5a8a" : "#c8d0dc";
