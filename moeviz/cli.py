@@ -30,6 +30,12 @@ def _add_model_args(p, required=False):
     p.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
     p.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
                    help="flash attention (off + --kv-type f32 gives the most exact arithmetic on the CPU)")
+    p.add_argument("--experts-per-token", type=int, default=None, metavar="N",
+                   help="route every token to N experts per MoE layer instead of the model's top-k (1 to n_expert; "
+                        "needs the patched llama.cpp)")
+    p.add_argument("--mask", default=None, metavar="L:E[,L:E...]",
+                   help="never select these experts (model layer index:expert id; L:* = every expert of layer L, "
+                        "*:E = expert E in every MoE layer); the router picks the best unmasked ones")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text")
     src.add_argument("--prompt-file", help="file with the prompt text, or JSON chat messages [{role, content}, ...]")
+    src.add_argument("--tokens-from", metavar="TRACE",
+                     help="same-token replay: run exactly this trace's tokens (prompt and generated) through --model, "
+                          "no sampling (the models must share the vocabulary)")
+    p.add_argument("--fast", action="store_true",
+                   help="with --tokens-from: prefill every token at once instead of keeping the trace's batches "
+                        "(the prompt, then one token per decode; only that reproduces the same model bit for bit)")
     p.add_argument("--chat", action="store_true", help="wrap --prompt as one user message in the model's chat template")
     p.add_argument("--out", "-o", required=True, help="trace file to write (.json, or .moetrace for the binary form)")
     p.add_argument("--max-tokens", type=int, default=64)
@@ -55,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--probs", action="store_true", help="also record full router probabilities over all experts")
+    p.add_argument("--candidates", type=int, default=0, metavar="N",
+                   help="also record each position's top-N next tokens and their probabilities (costs the output "
+                        "head on every prompt row)")
     p = sub.add_parser("serve", help="serve the live visualizer")
     _add_model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -66,9 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="where runs behind permalinks are kept (default ~/.local/share/moeviz/runs)")
     p.add_argument("--public", action="store_true",
                    help="shared hosted server: read-only permalinks, capped requests, per-client rate limit")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on the OpenAI API (/v1/*, not /v1/models)")
+    p.add_argument("--no-api", action="store_true", help="turn the OpenAI-compatible API (/v1/*) off")
+    p.add_argument("--no-store-api", action="store_true", help="keep no permalinks for the API's runs")
+    p.add_argument("--show-api-runs", action="store_true",
+                   help="with --public: list the API's runs, prompts included, to every page (off: never shown)")
     from .analysis.cli import add_stats_parser  # noqa: PLC0415
 
     add_stats_parser(sub)
+    from .analysis.diff_cli import add_diff_parser  # noqa: PLC0415
+
+    add_diff_parser(sub)
 
     p = sub.add_parser("export", help="write a static demo site (replays traces; any static host serves it)")
     p.add_argument("traces", nargs="*", help="trace files to include")
@@ -112,10 +136,13 @@ def cmd_info(args) -> int:
 
 def cmd_record(args) -> int:
     from .engine import SamplingSettings  # noqa: PLC0415
-    from .record import record  # noqa: PLC0415
-    from .trace import save  # noqa: PLC0415
+    from .record import record, replay_trace  # noqa: PLC0415
+    from .trace import load, save  # noqa: PLC0415
 
-    prompt = _prompt_from_args(args)
+    if args.fast and not args.tokens_from:
+        raise UserError("--fast only applies to --tokens-from")
+    source = load(args.tokens_from) if args.tokens_from else None
+    prompt = None if source else _prompt_from_args(args)
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
                                 top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
     shown = LoadProgress(sys.stderr, _model_size(args))
@@ -124,13 +151,20 @@ def cmd_record(args) -> int:
     finally:
         shown.end()
     try:
-        trace = record(engine, prompt, settings, probs=args.probs)
+        if source is not None:
+            trace = replay_trace(engine, source, source_name=Path(args.tokens_from).name, fast=args.fast,
+                                 probs=args.probs, candidates=args.candidates)
+        else:
+            trace = record(engine, prompt, settings, probs=args.probs, candidates=args.candidates)
         save(trace, args.out)
     finally:
         engine.close()
     f = trace.finish or {}
-    print(f"moeviz: recorded {trace.n_prompt} prompt + {trace.n_tokens - trace.n_prompt} generated tokens "
-          f"x {len(trace.model['moe_layers'])} MoE layers (stopped: {f.get('reason')}) -> {args.out}", file=sys.stderr)
+    what = f"replayed {args.tokens_from}:" if source is not None else "recorded"
+    print(f"moeviz: {what} {trace.n_prompt} prompt + {trace.n_tokens - trace.n_prompt} generated tokens "
+          f"x {len(trace.model['moe_layers'])} MoE layers, top-{trace.k}"
+          + (f", {len(trace.mask)} experts masked" if trace.mask else "")
+          + ("" if source is not None else f" (stopped: {f.get('reason')})") + f" -> {args.out}", file=sys.stderr)
     return 0
 
 
@@ -152,7 +186,8 @@ def _engine_from_args(args, progress=None):
 
     return Engine(_model_path(args), n_ctx=args.n_ctx, n_threads=args.threads,
                   n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
-                  flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe, progress=progress)
+                  flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe, progress=progress,
+                  experts_per_token=args.experts_per_token, mask=args.mask)
 
 
 # Model files smaller than this load in well under a second: no progress is shown for them.
@@ -212,10 +247,13 @@ def cmd_serve(args) -> int:
     from .prompts import DEFAULT_DIR  # noqa: PLC0415
     from .server import ServerSettings  # noqa: PLC0415
     from .server.loading import engine_app  # noqa: PLC0415
+    from .server.openai_api import ApiSettings  # noqa: PLC0415
 
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
                               max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit,
-                              data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public)
+                              data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public,
+                              api=ApiSettings(enabled=not args.no_api, api_key=args.api_key,
+                                              store=not args.no_store_api, show_api_runs=args.show_api_runs))
     path = _model_path(args)
     if not Path(path).is_file():
         read_model_info(path)   # a mistyped path: its one-line error at once, before listening
@@ -228,8 +266,11 @@ def cmd_serve(args) -> int:
         shown.end()
         engine = app.app.state.engine
         info = engine.info
+        k = engine.experts_per_token
+        top = f"top-{k}" + (f" (model: top-{info.n_expert_used})" if k != info.n_expert_used else "")
+        masked = f", {len(engine.mask)} experts masked" if engine.mask else ""
         print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
-              f"{info.n_expert} experts, top-{info.n_expert_used}, capture {engine.capture.name}"
+              f"{info.n_expert} experts, {top}{masked}, capture {engine.capture.name}"
               f"{', public mode' if args.public else ''}) at {url}", flush=True)
 
     def load_failed(message, exc):
@@ -295,7 +336,14 @@ def cmd_stats(args) -> int:
     return run(args)
 
 
-COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export, "stats": cmd_stats}
+def cmd_diff(args) -> int:
+    from .analysis.diff_cli import cmd_diff as run  # noqa: PLC0415
+
+    return run(args)
+
+
+COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export, "stats": cmd_stats,
+            "diff": cmd_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,8 @@ from ..trace.store import RunNotFound, RunStore
 from .limits import RateLimiter, UploadTooLarge, read_limited
 from .requests import RequestError, generate_request, parse_message
 from .worker import GenerationWorker, Job, dumps
+from .live import LiveRuns, Viewer
+from .openai_api import ApiSettings, mount as mount_openai_api
 
 
 def default_data_dir() -> Path:
@@ -52,6 +54,7 @@ class ServerSettings:
     max_upload_bytes: int = 32 << 20
     public: bool = False                  # a shared hosted server (docs/public-mode.md)
     rate_limit_per_minute: int = 12       # generations per client address, public mode only
+    api: ApiSettings = dataclasses.field(default_factory=ApiSettings)   # the OpenAI API (openai_api.py)
 
     def effective(self) -> "ServerSettings":
         """Public mode caps what a request may cost."""
@@ -67,7 +70,8 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     model = {**model_description(engine.info)}
     store = RunStore(settings.data_dir or default_data_dir(), settings.max_runs, settings.max_run_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.public else None
-    worker = GenerationWorker(engine, settings.max_prompt_tokens, store)
+    live_runs = LiveRuns(public=settings.public, show_api_runs=settings.api.show_api_runs)   # any source, watchable
+    worker = GenerationWorker(engine, settings.max_prompt_tokens, store, live_runs)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -174,6 +178,11 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "queue": worker.queue_length}
 
+    @app.get("/api/live")
+    def api_live() -> dict:
+        return {"runs": live_runs.listing()}
+
+    mount_openai_api(app, engine=engine, worker=worker, settings=settings, limiter=limiter)
     app.mount("/static", StaticFiles(directory=str(settings.web_dir)), name="static")
 
     @app.websocket("/ws")
@@ -195,6 +204,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
 
         send_task = asyncio.create_task(sender())
         out.put_nowait((dumps(model_message(model)), 0.0, 0.0))
+        viewer = Viewer(lambda text: send_threadsafe(text, 0.0))
         job: Job | None = None
         try:
             while True:
@@ -212,8 +222,17 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
                         req = generate_request(msg, prompts, settings.max_tokens)
                         if limiter is not None:
                             limiter.check(ws.client.host if ws.client else "?")
-                        job = Job(req, send_threadsafe)
+                        live_runs.unwatch(viewer)
+                        job = Job(req, send_threadsafe, owner=viewer)
                         worker.submit(job)
+                    elif kind == "runs":
+                        live_runs.subscribe(viewer)
+                    elif kind == "watch":
+                        if job is not None and not job.done.is_set():
+                            raise RequestError("this connection's own run is in progress; cancel it or wait for done")
+                        live_runs.watch(viewer, msg.get("run"))
+                    elif kind == "unwatch":
+                        live_runs.unwatch(viewer)
                     elif kind == "cancel":
                         if job is not None:
                             worker.cancel(job)
@@ -222,6 +241,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
                 except RequestError as e:
                     out.put_nowait((dumps(error_message(str(e))), 0.0, 0.0))
         finally:
+            live_runs.unsubscribe(viewer)
             if job is not None:
                 worker.cancel(job)   # a client that leaves cancels its run
             send_task.cancel()

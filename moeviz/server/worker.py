@@ -20,7 +20,7 @@ from ..trace.messages import error_message, event_message, queued_message, start
 from ..trace import TraceFormatError
 from ..trace.store import RunStore
 from ..trace.summary import ExpertCounter
-from .errors import client_message
+from .errors import client_message, client_status
 from .requests import GenerateRequest
 
 
@@ -35,13 +35,21 @@ class Job:
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     run_id: str = dataclasses.field(default_factory=RunStore.new_id)   # also its permalink id
+    source: str = "page"                      # "page" (a websocket) or "api" (the OpenAI API): live.py lists both
+    owner: object = None                      # who asked (the page's connection): it always sees its own run
+    store: bool = True                        # False: no permalink (`serve --no-store-api`)
+    # Called on the worker thread with each engine event and the message made of it
+    # (the `done` message with its permalink), and (None, error message) when the run
+    # fails: the OpenAI API builds its answers from these.
+    on_event: Callable[[object, dict], None] | None = None
 
 
 class GenerationWorker:
-    def __init__(self, engine, max_prompt_tokens: int, store=None):
+    def __init__(self, engine, max_prompt_tokens: int, store=None, live=None):
         self.engine = engine
         self.max_prompt_tokens = max_prompt_tokens
         self.store = store          # a RunStore: finished runs get a permalink
+        self.live = live            # a live.LiveRuns: runs in flight, watchable from any page
         self._queue: collections.deque[Job] = collections.deque()
         self._cv = threading.Condition()
         self._stopping = False
@@ -52,6 +60,8 @@ class GenerationWorker:
     # Called from the event loop ---------------------------------------------------------
     def submit(self, job: Job) -> int:
         """Queue a job; returns how many runs are ahead of it."""
+        if self.live is not None:
+            self.live.queued(job)
         with self._cv:
             self._queue.append(job)
             ahead = len(self._queue) - 1 + (self.current is not None)
@@ -67,6 +77,8 @@ class GenerationWorker:
                 self._queue.remove(job)
                 job.done.set()
                 self._announce_positions()
+                if self.live is not None:
+                    self.live.ended(job, "cancelled", None)
 
     @property
     def queue_length(self) -> int:
@@ -105,14 +117,14 @@ class GenerationWorker:
                     self.current = None
                 job.done.set()
 
-    def _finish(self, trace, run_id: str) -> dict:
+    def _finish(self, trace, run_id: str, store: bool = True) -> dict:
         """What `done` adds for a finished run: its summary, counted once from the trace,
         and its permalink — or, when the store refuses the trace (over its size limit),
         why there is none: the run itself still ends with `done`."""
         counter = ExpertCounter(len(trace.model["moe_layers"]), trace.model["n_expert"])
         counter.add(trace.expert_ids)
         out = {"summary": counter.summary()}
-        if self.store is not None:
+        if self.store is not None and store:
             try:
                 out["permalink"] = "/r/" + self.store.save(trace, run_id)
             except TraceFormatError as e:
@@ -121,17 +133,39 @@ class GenerationWorker:
 
     def _run(self, job: Job) -> None:
         req = job.request
+        live = self.live
+
+        def emit(msg: dict, t_event: float) -> None:
+            text = dumps(msg)
+            job.send(text, t_event)
+            if live is not None:
+                live.message(job, text)
+
+        status, permalink = "error", None
         try:
             named = Named(req.prompt_name, req.prompt_title, req.prompt_domain) if req.prompt_name is not None else None
-            rec = Recording(self.engine, req.prompt, req.settings, probs=req.probs, named=named)
+            rec = Recording(self.engine, req.prompt, req.settings, probs=req.probs, named=named,
+                            experts_per_token=req.experts_per_token, mask=req.mask, candidates=req.candidates)
             if len(rec.tokens) > self.max_prompt_tokens:
                 raise PromptError(f"the prompt is {len(rec.tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
-            job.send(dumps(start_message(job.run_id, req.prompt, rec.settings)), time.perf_counter())
+            if live is not None:
+                live.started(job)
+            emit(start_message(job.run_id, req.prompt, rec.settings), time.perf_counter())
             for ev in rec.events(job.cancel):
                 t_event = time.perf_counter()
                 msg = event_message(ev)
                 if isinstance(ev, Finished):
-                    msg.update(self._finish(rec.trace(), job.run_id))
-                job.send(dumps(msg), t_event if isinstance(ev, TokenRouted) else 0.0)
+                    msg.update(self._finish(rec.trace(), job.run_id, job.store))
+                    status = "cancelled" if ev.reason == "cancelled" else "done"
+                    permalink = msg.get("permalink")
+                if job.on_event is not None:
+                    job.on_event(ev, msg)
+                emit(msg, t_event if isinstance(ev, TokenRouted) else 0.0)
         except Exception as e:  # a bad run must never take the worker down
-            job.send(dumps(error_message(client_message(e))), 0.0)
+            msg = error_message(client_message(e))
+            if job.on_event is not None:
+                job.on_event(None, {**msg, "status": client_status(e)})
+            emit(msg, 0.0)
+        finally:
+            if live is not None:
+                live.ended(job, status, permalink)
