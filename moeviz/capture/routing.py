@@ -20,11 +20,15 @@ class BatchRouting:
     order (descending selection score). weights: float32, same shape, the gate
     weights actually applied (after normalization and scaling). probs: float32
     [n_tokens, n_moe_layers, n_expert] router scores over all experts, or None.
+    candidate_ids / candidate_probs: int32 / float32 [n_tokens, N], each row's top-N
+    next tokens by probability (filled by the engine from the logits), or None.
     """
 
     expert_ids: np.ndarray
     weights: np.ndarray
     probs: np.ndarray | None = None
+    candidate_ids: np.ndarray | None = None
+    candidate_probs: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:

@@ -20,6 +20,8 @@ from ..llama.offload import TensorOverrides, expert_patterns
 from ..capture.routing import BatchRouting
 from ..gguf_info import ModelFileError, ModelInfo
 from ..capture.factory import make_capture
+from .candidates import check_candidates, top_candidates
+from .masks import parse_mask
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
 from ..llama.model import LoadedModel
 from .sampling import SamplingSettings, SettingsError
@@ -56,8 +58,10 @@ class Engine:
     def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
                  n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
                  kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0,
-                 n_ubatch: int | None = None, progress=None):
+                 n_ubatch: int | None = None, progress=None, experts_per_token: int | None = None, mask=None):
         # progress: called with the loaded fraction of the model (0.0 .. 1.0), see LoadedModel
+        # experts_per_token / mask: this engine's routing unless a run asks otherwise
+        # (set_interventions; `mask` in any form masks.parse_mask reads: "3:5,*:0", pairs)
         from ..gguf_info import read_model_info  # noqa: PLC0415
 
         info = read_model_info(model_path)
@@ -99,7 +103,18 @@ class Engine:
         self.info: ModelInfo = self.lm.info
         self.output_budget = output_budget
         self._lock = threading.Lock()
+        self.experts_per_token: int = info.n_expert_used   # what the routers use now (set_interventions)
+        self.mask: list[tuple[int, int]] = []
         self._batch = Batch(n_batch)
+        pairs = parse_mask(mask, info.moe_layers, info.n_expert)
+        if (experts_per_token is not None and experts_per_token != info.n_expert_used) or pairs:
+            try:
+                self.set_interventions(experts_per_token, pairs)
+            except BaseException:
+                self.close()
+                raise
+        # what record.apply_interventions restores for a run that asks for nothing
+        self.default_interventions: tuple[int, list[tuple[int, int]]] = (self.experts_per_token, list(self.mask))
 
     # Prompt ---------------------------------------------------------------------------
     def prompt_tokens(self, prompt: str | list[dict]) -> list[int]:
@@ -122,7 +137,7 @@ class Engine:
         return tokens
 
     # Decoding -------------------------------------------------------------------------
-    def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool) -> BatchRouting:
+    def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool, candidates: int = 0) -> BatchRouting:
         n = len(tokens)
         b = self._batch.fill(tokens, pos0, all_outputs)
         self.capture.begin(probs)
@@ -130,10 +145,17 @@ class Engine:
         if rc != 0:
             self.capture.abort()
             raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
-        return self.capture.finish(n)
+        r = self.capture.finish(n)
+        if candidates:   # every row is an output then (_prefill, the decode loop)
+            logits = np.ctypeslib.as_array(llama_cpp().llama_get_logits(self.lm.ctx), shape=(n, self.lm.n_vocab))
+            r.candidate_ids, r.candidate_probs = top_candidates(logits, candidates)
+        return r
 
-    def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None) -> BatchRouting | None:
-        need_all = self.capture.needs_all_outputs and (self.info.n_layer - 1) in self.info.moe_layers
+    def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None,
+                 candidates: int = 0) -> BatchRouting | None:
+        # Candidates need every prompt row's logits: all rows outputs, in chunks whose
+        # logits fit the output budget (the output head then runs on every prompt row).
+        need_all = candidates > 0 or (self.capture.needs_all_outputs and (self.info.n_layer - 1) in self.info.moe_layers)
         n = len(tokens)
         spans = [(s, min(s + self.lm.n_batch, n)) for s in range(0, n, self.lm.n_batch)]
         if need_all:
@@ -153,13 +175,15 @@ class Engine:
         for s, e in spans:
             if cancel is not None and cancel.is_set():
                 return None
-            parts.append(self._decode(tokens[s:e], s, need_all, probs))
+            parts.append(self._decode(tokens[s:e], s, need_all, probs, candidates))
         return concat_routing(parts)
 
-    def replay(self, tokens: list[int], n_prompt: int, *, probs: bool = False) -> BatchRouting:
+    def replay(self, tokens: list[int], n_prompt: int, *, probs: bool = False, candidates: int = 0) -> BatchRouting:
         """Routing of a fixed token sequence, with no sampling: the first n_prompt tokens
         are prefilled as a prompt is, then each later token is decoded alone, as if it had
-        been generated. The same model and settings reproduce a recorded run bit for bit."""
+        been generated. The same model and settings reproduce a recorded run bit for bit.
+        `candidates`: also each position's top-N next tokens (BatchRouting.candidate_*)."""
+        check_candidates(candidates, self.lm.n_vocab)
         if not 1 <= n_prompt <= len(tokens):
             raise PromptError(f"replay needs 1 to {len(tokens)} prompt tokens, got {n_prompt}")
         if len(tokens) > self.lm.n_ctx:
@@ -171,30 +195,32 @@ class Engine:
             raise BusyError("a generation is already running on this model")
         try:
             self.lm.clear_memory()
-            parts = [self._prefill(list(tokens[:n_prompt]), probs, None)]
+            parts = [self._prefill(list(tokens[:n_prompt]), probs, None, candidates)]
             for pos in range(n_prompt, len(tokens)):
-                parts.append(self._decode([tokens[pos]], pos, True, probs))
+                parts.append(self._decode([tokens[pos]], pos, True, probs, candidates))
             return self._postprocess(concat_routing(parts))
         finally:
             self._lock.release()
 
     def generate(self, prompt: str | list[dict] | list[int], settings: SamplingSettings | None = None, *,
-                 probs: bool = False, cancel: threading.Event | None = None) -> Iterator:
-        """Yield PromptRouted, then TokenRouted per generated token, then Finished."""
+                 probs: bool = False, cancel: threading.Event | None = None, candidates: int = 0) -> Iterator:
+        """Yield PromptRouted, then TokenRouted per generated token, then Finished.
+        `candidates`: each token's routing carries its position's top-N next tokens."""
         settings = (settings or SamplingSettings()).validate()
+        check_candidates(candidates, self.lm.n_vocab)
         if not self._lock.acquire(blocking=False):
             raise BusyError("a generation is already running on this model")
         try:
-            yield from self._generate(prompt, settings, probs, cancel)
+            yield from self._generate(prompt, settings, probs, cancel, candidates)
         finally:
             self._lock.release()
 
-    def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel):
+    def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel, candidates: int = 0):
         lm = self.lm
         tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt)
         lm.clear_memory()
         t0 = time.perf_counter()
-        routing = self._prefill(tokens, probs, cancel)
+        routing = self._prefill(tokens, probs, cancel, candidates)
         prefill_s = time.perf_counter() - t0
         if routing is None:
             yield Finished("cancelled", len(tokens), 0, prefill_s, 0.0)
@@ -221,7 +247,7 @@ class Engine:
                 if lm.is_eog(tok):
                     reason = "eos"
                     break
-                r = self._decode([tok], n_past, True, probs)
+                r = self._decode([tok], n_past, True, probs, candidates)
                 dt = time.perf_counter() - t1
                 decode_s += dt
                 text = detok.push(lm.piece(tok))
@@ -267,6 +293,7 @@ def _is_token_list(p) -> bool:
 def concat_routing(parts: list[BatchRouting]) -> BatchRouting:
     if len(parts) == 1:
         return parts[0]
-    probs = None if parts[0].probs is None else np.concatenate([p.probs for p in parts])
-    return BatchRouting(np.concatenate([p.expert_ids for p in parts]),
-                        np.concatenate([p.weights for p in parts]), probs)
+    def cat(name):
+        return None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])
+
+    return BatchRouting(cat("expert_ids"), cat("weights"), cat("probs"), cat("candidate_ids"), cat("candidate_probs"))

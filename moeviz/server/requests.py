@@ -21,10 +21,15 @@ class GenerateRequest:
     probs: bool
     prompt_title: str | None = None       # a library prompt's title: what the run is called in the page
     prompt_domain: str | None = None
+    experts_per_token: int | None = None  # None: the server's (serve --experts-per-token, else the model's)
+    mask: list | str | None = None        # [[layer, expert], ...] ("*" for all) or "L:E,..."; None: the server's
+    candidates: int = 0                   # top-N next tokens per position (0: none)
 
 
 _SETTING_FIELDS = {"max_tokens": int, "temperature": (int, float), "top_p": (int, float), "top_k": int, "seed": int}
-_KNOWN = {"type", "prompt_name", "text", "messages", "probs", "stop", *_SETTING_FIELDS}
+_KNOWN = {"type", "prompt_name", "text", "messages", "probs", "stop", "experts_per_token", "mask", "candidates",
+          *_SETTING_FIELDS}
+MAX_MASK_PAIRS = 100_000
 
 
 def parse_message(raw: str | bytes, max_bytes: int) -> dict:
@@ -81,4 +86,18 @@ def generate_request(msg: dict, prompts: dict, max_tokens_cap: int) -> GenerateR
     if not isinstance(probs, bool):
         raise RequestError("'probs' must be true or false")
     lib = prompts[name] if name is not None else None
-    return GenerateRequest(prompt, name, settings, probs, lib.title if lib else None, lib.domain if lib else None)
+    k = msg.get("experts_per_token")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int)):
+        raise RequestError("'experts_per_token' must be an integer or null")
+    mask = msg.get("mask")
+    if mask is not None and not isinstance(mask, (str, list)):
+        raise RequestError("'mask' must be a list of [layer, expert] pairs or a string like \"3:5,*:0\"")
+    if isinstance(mask, list) and len(mask) > MAX_MASK_PAIRS:
+        raise RequestError(f"'mask' has {len(mask)} pairs; the limit is {MAX_MASK_PAIRS}")
+    candidates = msg.get("candidates", 0)
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
+        raise RequestError("'candidates' must be a non-negative integer")
+    # ranges (k up to n_expert, the mask's layers and experts, N up to the vocabulary) are
+    # the model's: checked when the run starts (Recording), sent back as an error message
+    return GenerateRequest(prompt, name, settings, probs, lib.title if lib else None, lib.domain if lib else None,
+                           experts_per_token=k, mask=mask, candidates=candidates)

@@ -5,7 +5,8 @@ Binary layout (all little-endian), documented in docs/trace-format.md:
     4 bytes   uint32 header length H
     H bytes   UTF-8 JSON header: the trace without routing, plus "arrays":
               {name: {"dtype": "int16"|"int32"|"float32", "shape": [...], "offset": o}}
-              with offsets counted from the start of the data section
+              with offsets counted from the start of the data section; names:
+              expert_ids, weights, probs?, candidate_ids?, candidate_probs?
     padding   zero bytes up to a multiple of 8
     data      the arrays, each C-ordered and 8-byte aligned
 Readers in any language need no compression library; browsers read it with
@@ -24,10 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import Trace, TraceFormatError, validate_header
+from .schema import Trace, TraceFormatError, routing_k, validate_header
 
 MAGIC = b"MOETRACE"
 _DTYPES = {"int16": np.int16, "int32": np.int32, "float32": np.float32}
+# the arrays a binary trace may hold, and the dtypes each may have
+BINARY_ARRAYS = {"expert_ids": ("int16", "int32"), "weights": ("float32",), "probs": ("float32",),
+                 "candidate_ids": ("int32",), "candidate_probs": ("float32",)}
 
 
 def to_json_dict(trace: Trace) -> dict:
@@ -36,7 +40,34 @@ def to_json_dict(trace: Trace) -> dict:
     if trace.probs is not None:
         routing["probs"] = trace.probs.tolist()
     d["routing"] = routing
+    if trace.candidate_ids is not None:
+        d["candidates"] = {"ids": trace.candidate_ids.tolist(), "probs": trace.candidate_probs.tolist()}
     return d
+
+
+def _numbers(value, name: str, integer: bool) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise TraceFormatError(f"{name} must be a rectangular nested list of numbers") from None
+    if integer and arr.size and not np.array_equal(arr, np.round(arr)):
+        raise TraceFormatError(f"{name} must hold integers")
+    return arr
+
+
+def _candidates_from_json(d) -> tuple[np.ndarray | None, np.ndarray | None]:
+    c = d.get("candidates")
+    if c is None:
+        return None, None
+    if not isinstance(c, dict) or "ids" not in c or "probs" not in c:
+        raise TraceFormatError("candidates must be an object with 'ids' and 'probs'")
+    ids, probs = _numbers(c["ids"], "candidates.ids", True), _numbers(c["probs"], "candidates.probs", False)
+    n = (d.get("settings") or {}).get("candidates") or 0
+    if ids.size == 0:
+        ids = ids.reshape(0, n)
+    if probs.size == 0:
+        probs = probs.reshape(0, n)
+    return np.clip(ids, -1, 2**31 - 1).astype(np.int32), probs.astype(np.float32)
 
 
 def from_json_dict(d) -> Trace:
@@ -58,11 +89,13 @@ def from_json_dict(d) -> Trace:
             raise TraceFormatError("routing.expert_ids must hold integers")
         if arr.size == 0:  # an empty list has shape (0,): give it the documented rank
             arr = arr.reshape(0, len(d["model"]["moe_layers"]),
-                              d["model"]["n_expert"] if name == "probs" else d["model"]["n_expert_used"])
+                              d["model"]["n_expert"] if name == "probs" else routing_k(d["model"], d.get("settings")))
         arrays[name] = arr.astype(dtype) if name != "expert_ids" else np.clip(arr, -1, 2**31 - 1).astype(dtype)
+    cand_ids, cand_probs = _candidates_from_json(d)
     return Trace(model=d["model"], prompt=d.get("prompt"), settings=d.get("settings", {}), tokens=d["tokens"],
                  expert_ids=arrays["expert_ids"], weights=arrays["weights"], probs=arrays.get("probs"),
-                 finish=d.get("finish"), meta=d.get("meta", {})).validate()
+                 finish=d.get("finish"), meta=d.get("meta", {}), candidate_ids=cand_ids,
+                 candidate_probs=cand_probs).validate()
 
 
 def to_binary(trace: Trace) -> bytes:
@@ -70,6 +103,9 @@ def to_binary(trace: Trace) -> bytes:
     arrays = {"expert_ids": trace.expert_ids.astype(ids_dtype), "weights": trace.weights.astype(np.float32)}
     if trace.probs is not None:
         arrays["probs"] = trace.probs.astype(np.float32)
+    if trace.candidate_ids is not None:
+        arrays["candidate_ids"] = trace.candidate_ids.astype(np.int32)
+        arrays["candidate_probs"] = trace.candidate_probs.astype(np.float32)
     desc, offset, blobs = {}, 0, []
     for name, arr in arrays.items():
         raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -98,7 +134,7 @@ def from_binary(buf: bytes) -> Trace:
     data_start = 12 + hlen + (-(12 + hlen)) % 8
     arrays = {}
     for name, spec in (header.get("arrays") or {}).items():
-        if name not in ("expert_ids", "weights", "probs"):
+        if name not in BINARY_ARRAYS:
             continue
         try:
             dtype = np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
@@ -106,6 +142,9 @@ def from_binary(buf: bytes) -> Trace:
             start = data_start + int(spec["offset"])
         except (KeyError, TypeError, ValueError):
             raise TraceFormatError(f"binary trace array {name!r} has a bad description") from None
+        if spec["dtype"] not in BINARY_ARRAYS[name]:
+            raise TraceFormatError(f"binary trace array {name!r} has dtype {spec['dtype']}, expected "
+                                   f"{' or '.join(BINARY_ARRAYS[name])}")
         count = int(np.prod(shape))
         if start < data_start or start + count * dtype.itemsize > len(buf):
             raise TraceFormatError(f"binary trace is truncated (array {name!r} runs past the end of the file)")
@@ -117,7 +156,10 @@ def from_binary(buf: bytes) -> Trace:
                  tokens=header["tokens"], expert_ids=arrays["expert_ids"].astype(np.int32),
                  weights=arrays["weights"].astype(np.float32),
                  probs=arrays["probs"].astype(np.float32) if "probs" in arrays else None,
-                 finish=header.get("finish"), meta=header.get("meta", {})).validate()
+                 finish=header.get("finish"), meta=header.get("meta", {}),
+                 candidate_ids=arrays["candidate_ids"].astype(np.int32) if "candidate_ids" in arrays else None,
+                 candidate_probs=arrays["candidate_probs"].astype(np.float32) if "candidate_probs" in arrays else None,
+                 ).validate()
 
 
 def is_binary_path(path: str | os.PathLike) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.events import Finished, PromptRouted, TokenRouted
-from .schema import Trace, TraceFormatError, finish_entry, token_entry
+from .schema import Trace, TraceFormatError, finish_entry, routing_k, token_entry
 
 # Weights and probabilities go over the socket rounded to 6 decimals (compact JSON);
 # trace files keep the exact float32 values.
@@ -38,6 +38,8 @@ def prompt_message(ev: PromptRouted) -> dict:
            "seconds": round(ev.prefill_seconds, 6)}
     if r.probs is not None:
         msg["probs"] = _wire(r.probs)
+    if r.candidate_ids is not None:
+        msg["candidates"] = {"ids": r.candidate_ids.tolist(), "probs": _wire(r.candidate_probs)}
     return msg
 
 
@@ -48,6 +50,8 @@ def token_message(ev: TokenRouted) -> dict:
            "seconds": round(ev.decode_seconds, 6)}
     if r.probs is not None:
         msg["probs"] = _wire(r.probs[0])
+    if r.candidate_ids is not None:
+        msg["candidates"] = {"ids": r.candidate_ids[0].tolist(), "probs": _wire(r.candidate_probs[0])}
     return msg
 
 
@@ -84,6 +88,8 @@ class TraceAssembler:
         self.ids: list = []
         self.weights: list = []
         self.probs: list = []
+        self.cand_ids: list = []
+        self.cand_probs: list = []
         self.finish = None
 
     def add(self, msg: dict) -> None:
@@ -97,20 +103,30 @@ class TraceAssembler:
             self.ids.extend(msg["expert_ids"])
             self.weights.extend(msg["weights"])
             self.probs.extend(msg.get("probs", []))
+            if "candidates" in msg:
+                self.cand_ids.extend(msg["candidates"]["ids"])
+                self.cand_probs.extend(msg["candidates"]["probs"])
         elif kind == "token":
             self.tokens.append(msg["token"])
             self.ids.append(msg["expert_ids"])
             self.weights.append(msg["weights"])
             if "probs" in msg:
                 self.probs.append(msg["probs"])
+            if "candidates" in msg:
+                self.cand_ids.append(msg["candidates"]["ids"])
+                self.cand_probs.append(msg["candidates"]["probs"])
         elif kind == "done":
             self.finish = msg["finish"]
 
     def trace(self) -> Trace:
         if self.model is None:
             raise TraceFormatError("no model message received")
-        L, k, E = len(self.model["moe_layers"]), self.model["n_expert_used"], self.model["n_expert"]
+        L, k, E = len(self.model["moe_layers"]), routing_k(self.model, self.settings), self.model["n_expert"]
         ids = np.asarray(self.ids, np.int32).reshape(-1, L, k)
         w = np.asarray(self.weights, np.float32).reshape(-1, L, k)
         probs = np.asarray(self.probs, np.float32).reshape(-1, L, E) if self.probs else None
-        return Trace(self.model, self.prompt, self.settings, self.tokens, ids, w, probs, self.finish).validate()
+        N = self.settings.get("candidates") or 0
+        cids = np.asarray(self.cand_ids, np.int32).reshape(-1, N) if N and self.cand_ids else None
+        cprobs = np.asarray(self.cand_probs, np.float32).reshape(-1, N) if N and self.cand_ids else None
+        return Trace(self.model, self.prompt, self.settings, self.tokens, ids, w, probs, self.finish,
+                     candidate_ids=cids, candidate_probs=cprobs).validate()

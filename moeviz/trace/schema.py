@@ -2,7 +2,9 @@
 
 See docs/trace-format.md. A trace is the model description, the prompt and settings,
 the token list, and routing arrays shaped [n_tokens][n_moe_layers][k] (and optionally
-[n_tokens][n_moe_layers][n_expert] router probabilities). In memory the arrays are
+[n_tokens][n_moe_layers][n_expert] router probabilities, and [n_tokens][N] next-token
+candidates). k is the top-k the run used: `settings.experts_per_token` when the run
+overrode it, else the model's `n_expert_used` (`routing_k`). In memory the arrays are
 numpy; in JSON they are nested lists; in the binary form, raw little-endian blocks.
 """
 from __future__ import annotations
@@ -22,6 +24,18 @@ MODEL_FIELDS = ("name", "architecture", "n_layer", "moe_layers", "n_expert", "n_
 
 class TraceFormatError(UserError, ValueError):
     """A trace file or message does not follow the schema; the message says where."""
+
+
+def routing_k(model: dict, settings: dict | None) -> int:
+    """Experts per token in a trace's routing arrays: the run's override
+    (`settings.experts_per_token`) or the model's own top-k."""
+    k = (settings or {}).get("experts_per_token")
+    return model["n_expert_used"] if k is None else k
+
+
+def trace_mask(settings: dict | None) -> list[tuple[int, int]]:
+    """The (model layer, expert) pairs a run masked (`settings.mask`), [] for none."""
+    return [(int(a), int(b)) for a, b in (settings or {}).get("mask") or []]
 
 
 def model_description(info) -> dict:
@@ -49,6 +63,17 @@ class Trace:
     probs: np.ndarray | None = None  # float32 [n_tokens, n_moe_layers, n_expert]
     finish: dict | None = None       # {"reason", "prefill_seconds", "decode_seconds"}
     meta: dict = dataclasses.field(default_factory=dict)  # created, moeviz_version, ...
+    candidate_ids: np.ndarray | None = None    # int32 [n_tokens, N]: top-N next tokens per position
+    candidate_probs: np.ndarray | None = None  # float32 [n_tokens, N]: their probabilities
+
+    @property
+    def k(self) -> int:
+        """Experts per token in the routing arrays (routing_k)."""
+        return routing_k(self.model, self.settings)
+
+    @property
+    def mask(self) -> list[tuple[int, int]]:
+        return trace_mask(self.settings)
 
     @property
     def n_tokens(self) -> int:
@@ -74,7 +99,7 @@ class Trace:
 
     def validate(self) -> "Trace":
         validate_header(self.header())
-        n, L, k, E = self.n_tokens, len(self.model["moe_layers"]), self.model["n_expert_used"], self.model["n_expert"]
+        n, L, k, E = self.n_tokens, len(self.model["moe_layers"]), self.k, self.model["n_expert"]
         _check_array("routing.expert_ids", self.expert_ids, (n, L, k))
         _check_array("routing.weights", self.weights, (n, L, k))
         if n and (self.expert_ids.min() < 0 or self.expert_ids.max() >= E):
@@ -85,14 +110,54 @@ class Trace:
         if self.probs is not None:
             _check_array("routing.probs", self.probs, (n, L, E))
             _check_finite("routing.probs", self.probs)
+        if n and self.mask:
+            banned = np.zeros((L, E), bool)
+            rows = {layer: i for i, layer in enumerate(self.model["moe_layers"])}
+            for layer, e in self.mask:
+                banned[rows[layer], e] = True
+            hit = banned[np.arange(L)[None, :, None], self.expert_ids]
+            if hit.any():
+                t, li, j = np.argwhere(hit)[0]
+                raise TraceFormatError(f"routing.expert_ids[{t}][{li}][{j}] = {self.expert_ids[t, li, j]} is masked "
+                                       f"(settings.mask has [{self.model['moe_layers'][li]}, {self.expert_ids[t, li, j]}])")
+        self._validate_candidates()
         return self
+
+    def _validate_candidates(self) -> None:
+        ids, probs = self.candidate_ids, self.candidate_probs
+        if ids is None and probs is None:
+            return
+        if ids is None or probs is None:
+            raise TraceFormatError(f"candidates.{'ids' if ids is None else 'probs'} is missing")
+        for name, a in (("candidates.ids", ids), ("candidates.probs", probs)):
+            if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[0] != self.n_tokens:
+                raise TraceFormatError(f"{name} has shape {list(np.shape(a))}, expected [{self.n_tokens}, N] [n_tokens][N]")
+        if ids.shape != probs.shape or ids.shape[1] < 1:
+            raise TraceFormatError(f"candidates.ids has shape {list(ids.shape)} and candidates.probs {list(probs.shape)}: "
+                                   "expected the same [n_tokens][N], N >= 1")
+        V = self.model.get("n_vocab")
+        V = V if isinstance(V, int) and not isinstance(V, bool) and V > 0 else 2**31 - 1
+        if ids.size and (ids.min() < 0 or ids.max() >= V):
+            bad = np.argwhere((ids < 0) | (ids >= V))[0]
+            raise TraceFormatError(f"candidates.ids[{bad[0]}][{bad[1]}] = {ids[tuple(bad)]} is outside [0, {V})")
+        if ids.size and ids.shape[1] > 1:
+            srt = np.sort(ids, axis=1)
+            dup = np.argwhere(srt[:, 1:] == srt[:, :-1])
+            if dup.size:
+                raise TraceFormatError(f"candidates.ids[{dup[0][0]}] lists token {srt[dup[0][0], dup[0][1]]} twice")
+        _check_finite("candidates.probs", probs)
+        if probs.size and (probs.min() < 0 or probs.max() > 1):
+            bad = np.argwhere((probs < 0) | (probs > 1))[0]
+            raise TraceFormatError(f"candidates.probs[{bad[0]}][{bad[1]}] = {probs[tuple(bad)]} is not a probability")
 
     def equals(self, other: "Trace") -> bool:
         same = self.header() == other.header()
         same = same and np.array_equal(self.expert_ids, other.expert_ids) and np.array_equal(self.weights, other.weights)
-        if (self.probs is None) != (other.probs is None):
-            return False
-        return same and (self.probs is None or np.array_equal(self.probs, other.probs))
+        for a, b in ((self.probs, other.probs), (self.candidate_ids, other.candidate_ids),
+                     (self.candidate_probs, other.candidate_probs)):
+            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                return False
+        return same
 
 
 def _check_array(name: str, arr, shape: tuple[int, ...]) -> None:
@@ -134,6 +199,7 @@ def validate_header(h: Any) -> None:
         raise TraceFormatError("model.moe_layers must be increasing and distinct")
     if not isinstance(h.get("settings", {}), dict):
         raise TraceFormatError("settings must be an object")
+    _validate_interventions(h.get("settings", {}), model)
     tokens = h.get("tokens")
     if not isinstance(tokens, list):
         raise TraceFormatError("trace has no 'tokens' list")
@@ -145,6 +211,34 @@ def validate_header(h: Any) -> None:
         if t["prompt"] and seen_generated:
             raise TraceFormatError(f"tokens[{i}] is a prompt token after a generated one")
         seen_generated = seen_generated or not t["prompt"]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _validate_interventions(settings: dict, model: dict) -> None:
+    """settings.experts_per_token (the run's top-k), settings.mask ([layer, expert]
+    pairs never selected) and settings.candidates (N) where a run has them."""
+    E = model["n_expert"]
+    k = settings.get("experts_per_token")
+    if k is not None and not (_is_int(k) and 1 <= k <= E):
+        raise TraceFormatError(f"settings.experts_per_token must be an integer from 1 to {E} (model.n_expert)")
+    mask = settings.get("mask")
+    if mask is not None:
+        if not isinstance(mask, list):
+            raise TraceFormatError("settings.mask must be a list of [layer, expert] pairs")
+        layers = set(model["moe_layers"]) if isinstance(model["moe_layers"], list) else set()
+        for i, p in enumerate(mask):
+            if not (isinstance(p, list) and len(p) == 2 and _is_int(p[0]) and _is_int(p[1])):
+                raise TraceFormatError(f"settings.mask[{i}] must be a [layer, expert] pair of integers")
+            if p[0] not in layers:
+                raise TraceFormatError(f"settings.mask[{i}]: layer {p[0]} is not in model.moe_layers")
+            if not 0 <= p[1] < E:
+                raise TraceFormatError(f"settings.mask[{i}]: expert {p[1]} is outside [0, {E})")
+    n = settings.get("candidates")
+    if n is not None and not (_is_int(n) and n >= 0):
+        raise TraceFormatError("settings.candidates must be a non-negative integer")
 
 
 def token_entry(token, prompt: bool) -> dict:
