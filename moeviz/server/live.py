@@ -105,30 +105,39 @@ class LiveRuns:
                 self._broadcast()
 
     def message(self, job, text: str) -> None:
-        """A message the run's client was sent: kept for late watchers, passed to watchers."""
+        """A message the run's client was sent: kept for late watchers while the run is
+        in flight, passed to its watchers (the last one, `done` or `error`, too)."""
         with self._lock:
             e = self._runs.get(job.run_id)
-            if e is None or e.status != "running":
+            if e is None or text.startswith('{"type":"queued"'):   # the run's own place in the queue
                 return
-            if text.startswith('{"type":"queued"'):
-                return                          # the run's own place in the queue
-            e.messages.append(text)
+            if e.status == "running":
+                e.messages.append(text)
             for v in e.watchers:
                 v.send(text)
 
     def ended(self, job, status: str, permalink: str | None) -> None:
+        """The run's outcome, listed at once (before its last message goes out)."""
         with self._lock:
+            e = self._runs.get(job.run_id)
+            if e is None or e.status not in ("queued", "running"):
+                return
+            e.status, e.permalink, e.messages = status, permalink, []
+            self._broadcast()
+
+    def closed(self, job, status: str, permalink: str | None) -> None:
+        """The run is over (its last message sent): watchers let go, old runs dropped."""
+        with self._lock:
+            self.ended(job, status, permalink)
             e = self._runs.get(job.run_id)
             if e is None:
                 return
-            e.status, e.permalink, e.messages = status, permalink, []
             for v in e.watchers:
                 v.watching = None
             e.watchers = set()
             finished = [r for r, x in self._runs.items() if x.status not in ("queued", "running")]
             for r in finished[: max(0, len(finished) - self.recent)]:
                 del self._runs[r]
-            self._broadcast()
 
     # Viewers ----------------------------------------------------------------------------
     def subscribe(self, viewer: Viewer) -> None:

@@ -78,7 +78,7 @@ class GenerationWorker:
                 job.done.set()
                 self._announce_positions()
                 if self.live is not None:
-                    self.live.ended(job, "cancelled", None)
+                    self.live.closed(job, "cancelled", None)
 
     @property
     def queue_length(self) -> int:
@@ -158,6 +158,8 @@ class GenerationWorker:
                     msg.update(self._finish(rec.trace(), job.run_id, job.store))
                     status = "cancelled" if ev.reason == "cancelled" else "done"
                     permalink = msg.get("permalink")
+                    if live is not None:     # the list first: the run's own `done` stays its last message
+                        live.ended(job, status, permalink)
                 if job.on_event is not None:
                     job.on_event(ev, msg)
                 emit(msg, t_event if isinstance(ev, TokenRouted) else 0.0)
@@ -165,7 +167,9 @@ class GenerationWorker:
             msg = error_message(client_message(e))
             if job.on_event is not None:
                 job.on_event(None, {**msg, "status": client_status(e)})
+            if live is not None:
+                live.ended(job, "error", None)
             emit(msg, 0.0)
         finally:
             if live is not None:
-                live.ended(job, status, permalink)
+                live.closed(job, status, permalink)

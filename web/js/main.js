@@ -3,6 +3,7 @@
 // view redraw what changed. Exposes a read-only `window.moeviz` for tests.
 import { RunState } from "./state.js";
 import { LiveSocket } from "./socket.js";
+import { LiveRunsView } from "./liveruns.js";
 import { Controls } from "./controls.js";
 import { Playback } from "./playback.js";
 import { TokenStream } from "./tokens.js";
@@ -88,6 +89,8 @@ function handle(msg) {
 // Messages from the live socket: the model message (on every reconnect) must not
 // replace an opened file's run, and each finished run joins the library.
 function handleLive(msg) {
+  if (msg.type === "runs") { if (liveRuns) liveRuns.setRuns(msg.runs); return; }
+  if (msg.type === "watching") { if (liveRuns) liveRuns.setWatching(msg.run); return; }
   if (msg.type === "model") {
     liveModel = msg.model;
     if (shown && shown.kind !== "live") return;
@@ -192,10 +195,15 @@ function frame(now) {
 // ---- modes ----------------------------------------------------------------------
 
 let controls = null;
+let liveRuns = null;     // the server's runs, any source: watch one (web/js/liveruns.js)
 if (config.mode === "live") {
   const socket = new LiveSocket(LiveSocket.defaultUrl(), {
     onMessage: handleLive,
-    onStatus: (s) => { connection = s; },
+    onStatus: (s) => { connection = s; if (s === "open") socket.send({ type: "runs" }); },
+  });
+  liveRuns = new LiveRunsView($("controls"), {
+    onWatch: (run) => { socket.send({ type: "watch", run }); },
+    onUnwatch: () => { socket.send({ type: "unwatch" }); },
   });
   controls = new Controls($("controls"), {
     onGenerate: (req) => {
