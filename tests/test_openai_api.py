@@ -289,3 +289,21 @@ def test_public_mode_hides_api_runs_unless_shown(tmp_path):
                 ws.send(json.dumps({"type": "runs"}))
                 listed = json.loads(ws.recv(timeout=30))["runs"]
             assert [x["title"] for x in listed] == (["a secret prompt"] if shown else [])
+
+
+def test_the_readme_examples_work_as_written(server):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### The OpenAI-compatible API"):]
+    section = section[: section.index("\n### ", 5)]
+    curl = re.search(r"```sh\n(.*?)```", section, re.S).group(1).replace("8000", str(server.port))
+    py = re.search(r"```python\n(.*?)```", section, re.S).group(1).replace("8000", str(server.port))
+    out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["choices"][0]["message"]["content"]
+    out = subprocess.run([sys.executable, "-c", py], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"{server.url}/r/" in out.stdout and "(" in out.stdout
