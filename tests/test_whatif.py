@@ -167,7 +167,7 @@ def test_candidates_are_the_softmax_top_n_in_order():
 
 def reference_diff(a: Trace, b: Trace) -> dict:
     """docs/analysis.md "Diff", written out with dense per-expert vectors and loops."""
-    n, L, E = a.n_tokens, len(MOE), a.model["n_expert"]
+    n, L, E = a.n_tokens, len(a.model["moe_layers"]), a.model["n_expert"]
     same = np.zeros((n, L)); jac = np.zeros((n, L)); top1 = np.zeros((n, L)); l1 = np.zeros((n, L))
     for t in range(n):
         for li in range(L):
