@@ -63,10 +63,11 @@ def _pct(x) -> str:
 def format_stats(s: dict) -> str:
     m, tok = s["model"], s["tokens"]
     layers = m["moe_layers"]
-    E, k = m["n_expert"], m["n_expert_used"]
+    E, k = m["n_expert"], m.get("experts_per_token", m["n_expert_used"])
     shared = f", {m['n_shared_experts']} shared (always run, not routed)" if m.get("n_shared_experts") else ""
+    model_k = f" (the model's: top-{m['n_expert_used']})" if k != m["n_expert_used"] else ""
     lines = [f"{s['trace']}: {m['name']} ({m['architecture']}), {len(layers)} MoE layers x {E} experts, "
-             f"top-{k}{shared}",
+             f"top-{k}{model_k}{shared}",
              f"tokens: {tok['selection']}, {tok['count']} ({tok['prompt']} prompt + {tok['count'] - tok['prompt']} "
              "generated)", ""]
     b, d = s["balance"], s["dormant"]

@@ -35,7 +35,8 @@ def routing_stats(routing: Routing, cache: bool = True, min_token_count: int = M
     stats = {
         "trace": routing.name,
         "model": {f: routing.model.get(f) for f in ("name", "architecture", "n_expert", "n_expert_used",
-                                                    "n_shared_experts", "gating", "moe_layers", "dense_layers")},
+                                                    "n_shared_experts", "gating", "moe_layers", "dense_layers")}
+                 | {"experts_per_token": k},    # the routing's own top-k (a run may override the model's)
         "tokens": {"selection": routing.selection, "count": n,
                    "prompt": sum(1 for t in routing.tokens if t["prompt"])},
         "utilization": {"counts": tal.counts, "top1_counts": tal.top1_counts},
