@@ -181,6 +181,7 @@ def test_routed_experts_when_streaming(client, server):
     ({"temperature": 7}, "temperature"),
     ({"max_tokens": 100_000}, "max_tokens"),
     ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ({"logprobs": 50}, "logprobs"),
     ({"extra_body": {"routed_experts_start_len": 999}}, "routed_experts_start_len"),
 ])
 def test_bad_requests_get_openai_errors(client, kwargs, param):
@@ -307,3 +308,47 @@ def test_the_readme_examples_work_as_written(server):
     out = subprocess.run([sys.executable, "-c", py], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"{server.url}/r/" in out.stdout and "(" in out.stdout
+
+
+def test_logprobs_are_the_models_log_softmax(client, server):
+    """logprobs / top_logprobs against an independent float64 forward pass of the demo
+    model (tests/reference_llama.py): log-softmax of its logits at each step."""
+    from reference_llama import forward
+
+    from moeviz.demo import default_model_path
+
+    got = client.completions.create(model=M, prompt=PROMPT, max_tokens=6, temperature=0, logprobs=3,
+                                    extra_body={"return_routed_experts": True})
+    lp = got.choices[0].logprobs
+    trace = stored(server, got.choices[0])
+    ids = [t["id"] for t in trace["tokens"]]
+    n_prompt = got.usage.prompt_tokens
+    logits = forward(default_model_path(), ids)[3]
+    ref = logits - logits.max(-1, keepdims=True)
+    ref = ref - np.log(np.exp(ref).sum(-1, keepdims=True))
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 6
+    assert "".join(lp.tokens) == got.choices[0].text
+    assert lp.text_offset[0] == len(PROMPT)
+    for j in range(6):
+        row = ref[n_prompt - 1 + j]
+        token = ids[n_prompt + j]
+        assert int(np.argmax(row)) == token                          # greedy
+        assert lp.token_logprobs[j] == pytest.approx(row[token], abs=2e-3)
+        top = np.argsort(-row)[:3]
+        assert sorted(lp.top_logprobs[j].values(), reverse=True) == pytest.approx(list(row[top]), abs=2e-3)
+
+    chat = client.chat.completions.create(model=M, messages=[{"role": "user", "content": "hi"}], max_tokens=4,
+                                          temperature=0.9, seed=3, logprobs=True, top_logprobs=2)
+    content = chat.choices[0].logprobs.content
+    assert "".join(c.token for c in content) == chat.choices[0].message.content
+    assert all(len(c.top_logprobs) == 2 and c.top_logprobs[0].logprob >= c.top_logprobs[1].logprob for c in content)
+    assert all(c.logprob <= c.top_logprobs[0].logprob + 1e-9 and bytes(c.bytes).decode("utf-8", "ignore") == c.token
+               for c in content)
+    streamed = [c for c in client.chat.completions.create(
+        model=M, messages=[{"role": "user", "content": "hi"}], max_tokens=4, temperature=0.9, seed=3,
+        logprobs=True, top_logprobs=2, stream=True) if c.choices and c.choices[0].logprobs]
+    assert [t.logprob for c in streamed for t in c.choices[0].logprobs.content] == [c.logprob for c in content]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=M, prompt=PROMPT, max_tokens=2, temperature=0.5, logprobs=1,
+                                  extra_body={"top_k": 0})
+    assert e.value.body["param"] == "top_k"

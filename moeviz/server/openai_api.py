@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from ..engine import TokenRouted
 from ..engine.text import PromptError
 from .errors import client_message, client_status
 from .limits import read_limited
@@ -85,9 +86,15 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
     async def body_of(request: Request) -> dict:
         raw = await read_limited(request, api.max_body_bytes)
         try:
-            return json.loads(raw)
+            body = json.loads(raw)
+            json.dumps(body, ensure_ascii=False).encode("utf-8")     # a lone surrogate could not be answered
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiRequestError("the request body is not valid JSON") from None
+        except UnicodeEncodeError:
+            raise ApiRequestError("the request body holds a lone surrogate (such as \\ud800): not valid Unicode") from None
+        except RecursionError:
+            raise ApiRequestError("the request body is nested too deeply") from None
+        return body
 
     @router.get("/v1/models")
     def models() -> dict:
@@ -127,10 +134,26 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        job = Job(GenerateRequest(req.prompt, None, req.settings, False), send=lambda _text, _t: None,
-                  source="api", store=api.store,
-                  on_event=lambda ev, msg: loop.call_soon_threadsafe(events.put_nowait, (ev, msg)))
+        piece = engine.lm.piece
+
+        def on_event(ev, msg):
+            # on the worker thread, between decodes: the only place the vocabulary's
+            # pieces may be read while a run decodes (LoadedModel.piece reuses one buffer)
+            pieces = None
+            if req.logprobs is not None and isinstance(ev, TokenRouted):
+                wanted = {ev.token.id}
+                if run.candidates_row is not None:
+                    wanted.update(int(i) for i in run.candidates_row[: req.logprobs])
+                pieces = {i: piece(i) for i in wanted}
+            if req.logprobs is not None and ev is not None and getattr(ev, "routing", None) is not None \
+                    and ev.routing.candidate_ids is not None:
+                run.candidates_row = ev.routing.candidate_ids[-1]
+            loop.call_soon_threadsafe(events.put_nowait, (ev, msg, pieces))
+
+        job = Job(GenerateRequest(req.prompt, None, req.settings, False, candidates=req.candidates),
+                  send=lambda _text, _t: None, source="api", store=api.store, on_event=on_event)
         run = RunAnswer(req, job.run_id, model_id, moe_layers)
+        run.candidates_row = None          # the worker thread's copy: the candidates the next token is among
         base_url = str(request.base_url)
         headers = {"X-Moeviz-Run": job.run_id}
         worker.submit(job)
@@ -139,7 +162,7 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
             try:
                 while True:
                     try:
-                        ev, msg = await asyncio.wait_for(events.get(), POLL_S)
+                        ev, msg, pieces = await asyncio.wait_for(events.get(), POLL_S)
                     except asyncio.TimeoutError:
                         if await request.is_disconnected():
                             return JSONResponse(error_body("the client closed the request", 400), status_code=400)
@@ -147,7 +170,7 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
                     if ev is None:
                         return JSONResponse(error_body(msg["message"], msg.get("status", 500)),
                                             status_code=msg.get("status", 500), headers=headers)
-                    run.add(ev, msg)
+                    run.add(ev, msg, pieces)
                     if run.finish is not None:
                         return JSONResponse(run.response(base_url), headers=headers)
             finally:
@@ -159,11 +182,11 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
                 if req.chat:
                     yield sse(run.role_chunk())
                 while True:
-                    ev, msg = await events.get()
+                    ev, msg, pieces = await events.get()
                     if ev is None:     # the run failed after the stream began: OpenAI's error object, then the end
                         yield sse(error_body(msg["message"], msg.get("status", 500)))
                         break
-                    text = run.add(ev, msg)
+                    text = run.add(ev, msg, pieces)
                     if text:
                         yield sse(run.text_chunk(text))
                     if run.finish is not None:

@@ -18,6 +18,8 @@ from ..engine import Finished, PromptRouted, SamplingSettings, SettingsError, To
 from ..errors import MoevizError, UserError
 
 MAX_STOP = 4                 # OpenAI's limit on stop sequences
+MAX_LOGPROBS = 20            # OpenAI's top_logprobs limit
+MAX_CANDIDATES = 1000        # engine.candidates.MAX_CANDIDATES: the most tokens a row's candidates hold
 
 
 class ApiRequestError(UserError, ValueError):
@@ -57,6 +59,15 @@ class ApiRequest:
     include_usage: bool = False
     return_routed_experts: bool = False
     routed_experts_start_len: int = 0
+    logprobs: int | None = None            # None: none; else how many top tokens per generated token
+
+    @property
+    def candidates(self) -> int:
+        """Next-token candidates the run records so that every generated token's logprob
+        is among them: the sampler draws from the top_k most likely (or the top one)."""
+        if self.logprobs is None:
+            return 0
+        return max(self.logprobs, 1 if self.settings.temperature == 0 else self.settings.top_k)
 
 
 def _number(body: dict, name: str, default, lo: float, hi: float):
@@ -149,9 +160,12 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int) -> ApiRequest:
         raise ApiRequestError("'response_format' other than text is not supported by this server", "response_format")
     if _integer(body, "n", 1, 1) != 1:
         raise ApiRequestError("'n' must be 1: one completion per request", "n")
-    lp = body.get("logprobs")
-    if lp not in (None, False) or body.get("top_logprobs") not in (None, 0):
-        raise ApiRequestError("logprobs are not supported by this server yet", "logprobs")
+    if chat:
+        logprobs = _integer(body, "top_logprobs", 0, 0, MAX_LOGPROBS) if _bool(body, "logprobs") else None
+        if logprobs is None and body.get("top_logprobs") is not None:
+            raise ApiRequestError("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+    else:
+        logprobs = _integer(body, "logprobs", None, 0, MAX_LOGPROBS)
 
     default_max = 16 if not chat else max_tokens_cap        # llama-cpp-python: 16; chat: "inf" (to the limit)
     max_tokens = body.get("max_tokens")
@@ -184,6 +198,9 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int) -> ApiRequest:
         settings.validate()
     except SettingsError as e:
         raise ApiRequestError(str(e)) from None
+    if logprobs is not None and settings.temperature > 0 and not 0 < settings.top_k <= MAX_CANDIDATES:
+        raise ApiRequestError(f"logprobs with temperature above 0 need top_k from 1 to {MAX_CANDIDATES} (the "
+                              "sampled token must be among the tokens whose logprobs are kept)", "top_k")
 
     stream = _bool(body, "stream")
     opts = body.get("stream_options")
@@ -196,7 +213,7 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int) -> ApiRequest:
     return ApiRequest(chat=chat, prompt=prompt, settings=settings, model=model, stream=stream,
                       include_usage=include_usage,
                       return_routed_experts=_bool(body, "return_routed_experts"),
-                      routed_experts_start_len=_integer(body, "routed_experts_start_len", 0, 0))
+                      routed_experts_start_len=_integer(body, "routed_experts_start_len", 0, 0), logprobs=logprobs)
 
 
 # Stop strings ---------------------------------------------------------------------------
@@ -263,23 +280,68 @@ class RunAnswer:
         self.n_prompt = 0
         self.finish: Finished | None = None
         self.permalink: str | None = None
+        self.logprobs: list[dict] = []     # per generated token: {token, bytes, logprob, top: [(text, bytes, lp)]}
+        self._sent_logprobs = 0
+        self._prediction = None            # (ids, probs) of the candidates for the next token
+        self._offset = len(request.prompt) if isinstance(request.prompt, str) else 0
 
-    def add(self, ev, msg: dict) -> str:
-        """Take one event; returns the text it adds to the answer (may be "")."""
+    def add(self, ev, msg: dict, pieces: dict | None = None) -> str:
+        """Take one event; returns the text it adds to the answer (may be "").
+        `pieces`: token id -> bytes for the token and its candidates (logprobs only)."""
         if isinstance(ev, PromptRouted):
             self.n_prompt = len(ev.tokens)
             self._ids.append(ev.routing.expert_ids)
             self._weights.append(ev.routing.weights)
+            self._predict(ev.routing)
             return ""
         if isinstance(ev, TokenRouted):
             self._ids.append(ev.routing.expert_ids)
             self._weights.append(ev.routing.weights)
+            if self.request.logprobs is not None:
+                self._add_logprob(ev.token.id, pieces or {})
+            self._predict(ev.routing)
             return self.text.push(ev.token.text)
         if isinstance(ev, Finished):
             self.finish = ev
             self.permalink = msg.get("permalink")
             return self.text.finish()
         return ""
+
+    def _predict(self, routing) -> None:
+        if routing.candidate_ids is not None:
+            self._prediction = (routing.candidate_ids[-1], routing.candidate_probs[-1])
+
+    def _add_logprob(self, token: int, pieces: dict) -> None:
+        ids, probs = self._prediction if self._prediction is not None else (np.zeros(0, np.int32), np.zeros(0))
+        where = np.flatnonzero(ids == token)
+        logprob = float(np.log(np.float64(probs[where[0]]))) if where.size else None
+
+        def text(b: bytes) -> str:
+            return b.decode("utf-8", "ignore")      # llama-cpp-python's token strings
+
+        raw = pieces.get(token, b"")
+        top = [(text(pieces.get(int(i), b"")), pieces.get(int(i), b""), float(np.log(np.float64(p))))
+               for i, p in zip(ids[: self.request.logprobs], probs[: self.request.logprobs])]
+        self.logprobs.append({"token": text(raw), "bytes": raw, "logprob": logprob, "top": top,
+                              "offset": self._offset})
+        self._offset += len(text(raw))
+
+    def _logprobs(self, entries: list[dict]):
+        if self.request.logprobs is None:
+            return None
+        if self.request.chat:
+            return {"content": [{"token": e["token"], "logprob": e["logprob"], "bytes": list(e["bytes"]),
+                                 "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(b)} for t, b, lp in e["top"]]}
+                                for e in entries], "refusal": None}
+        # llama-cpp-python: each top_logprobs dict holds the top n and the sampled token
+        return {"tokens": [e["token"] for e in entries], "text_offset": [e["offset"] for e in entries],
+                "token_logprobs": [e["logprob"] for e in entries],
+                "top_logprobs": [{**{t: lp for t, _, lp in e["top"]}, e["token"]: e["logprob"]} for e in entries]}
+
+    def _new_logprobs(self):
+        """Logprobs of the tokens not yet sent in a chunk (None when not asked)."""
+        entries, self._sent_logprobs = self.logprobs[self._sent_logprobs:], len(self.logprobs)
+        return self._logprobs(entries)
 
     @property
     def finish_reason(self) -> str:
@@ -324,9 +386,10 @@ class RunAnswer:
         ext = self.extensions(base_url)
         if self.request.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": self.text.final},
-                      "logprobs": None, "finish_reason": self.finish_reason, **ext}
+                      "logprobs": self._logprobs(self.logprobs), "finish_reason": self.finish_reason, **ext}
             return {**self._head("chat.completion"), "choices": [choice], "usage": self.usage()}
-        choice = {"text": self.text.final, "index": 0, "logprobs": None, "finish_reason": self.finish_reason, **ext}
+        choice = {"text": self.text.final, "index": 0, "logprobs": self._logprobs(self.logprobs),
+                  "finish_reason": self.finish_reason, **ext}
         return {**self._head("text_completion"), "choices": [choice], "usage": self.usage()}
 
     def role_chunk(self) -> dict:
@@ -335,19 +398,23 @@ class RunAnswer:
                 "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
 
     def text_chunk(self, text: str) -> dict:
+        """A chunk of new text, with the logprobs of the tokens that came since the last one."""
+        lp = self._new_logprobs()
         if self.request.chat:
             return {**self._head("chat.completion.chunk"),
-                    "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]}
+                    "choices": [{"index": 0, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}]}
         return {**self._head("text_completion"),
-                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": None}]}
+                "choices": [{"text": text, "index": 0, "logprobs": lp, "finish_reason": None}]}
 
     def final_chunk(self, base_url: str) -> dict:
-        ext = self.extensions(base_url)
+        ext, lp = self.extensions(base_url), self._new_logprobs()
+        if lp is not None and not (lp.get("content") if self.request.chat else lp["tokens"]):
+            lp = None
         if self.request.chat:
             return {**self._head("chat.completion.chunk"),
-                    "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason, **ext}]}
+                    "choices": [{"index": 0, "delta": {}, "logprobs": lp, "finish_reason": self.finish_reason, **ext}]}
         return {**self._head("text_completion"),
-                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": self.finish_reason, **ext}]}
+                "choices": [{"text": "", "index": 0, "logprobs": lp, "finish_reason": self.finish_reason, **ext}]}
 
     def usage_chunk(self) -> dict:
         obj = "chat.completion.chunk" if self.request.chat else "text_completion"
