@@ -7,7 +7,9 @@ http.server`); no Python runs there. Layout:
     preview.png           the first run's heatmap, 1200 x 630 (the page's og:image)
     static/...            the page's CSS and ES modules, copied from web/
     manifest.json         {"format": "moeviz-site", "version": 1, "model": ..., "runs": [...]}
-    runs/<name>.json      one trace per run (trace format v1, JSON form)
+    runs/<name>.moetrace  one trace per run (trace format v1, binary form: the page
+                          loads its arrays as they are; older sites' runs/<name>.json
+                          open too)
 Written into a temporary folder next to the target, then moved into place, so an
 interrupted export never leaves a half-written site.
 """
@@ -63,11 +65,11 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
         entries, used = [], set()
         for name, trace in runs:
             base = slug(name)
-            file, i = f"runs/{base}.json", 2
+            file, i = f"runs/{base}.moetrace", 2
             while file in used:
-                file, i = f"runs/{base}-{i}.json", i + 1
+                file, i = f"runs/{base}-{i}.moetrace", i + 1
             used.add(file)
-            (tmp / file).write_bytes(dumps(trace.validate()))
+            (tmp / file).write_bytes(dumps(trace.validate(), binary=True))
             entries.append(run_entry(name, trace, file))
         first = runs[0][1].model
         manifest = {"format": SITE_FORMAT, "version": 1, "model": first if len(models) == 1 else None,

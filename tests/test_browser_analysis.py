@@ -132,7 +132,7 @@ def open_run(browser, url, run=None, fragment=""):
     pg = Page(browser, url + fragment)
     if run is not None:
         pg.page.wait_for_function("document.querySelectorAll('#run-select option').length > 1")
-        pg.page.select_option("#run-select", f"runs/{run}.json")
+        pg.page.select_option("#run-select", f"runs/{run}.moetrace")
     return pg
 
 

@@ -9,7 +9,7 @@ from serverproc import ServerProcess, static_server
 from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark  # noqa: F401
 from websockets.sync.client import connect
 
-from moeviz.trace import load
+from moeviz.trace import load, save
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,35 @@ def test_static_site_replays_with_the_traces_dormant_numbers(static_site, browse
         assert pg.errors == []
     finally:
         pg.close()
+
+
+def test_static_site_ships_binary_traces_and_an_older_sites_json_traces_still_play(fixture_models, tmp_path,
+                                                                                   browser):
+    """Sites ship runs/*.moetrace (the page loads their arrays as they are); a site
+    exported before that, with runs/*.json, still plays, with the same numbers."""
+    path = tmp_path / "code.json"
+    run_cli("record", "-m", fixture_models["deepseek2"], "--prompt", "def f(x):\n    return x * 2", "-o", path,
+            "--max-tokens", 8, "--temperature", 0, check=True)
+    site = tmp_path / "site"
+    run_cli("export", "--out", site, path, check=True)
+    manifest = json.loads((site / "manifest.json").read_text())
+    assert [e["file"] for e in manifest["runs"]] == ["runs/code.moetrace"]
+    assert (site / "runs/code.moetrace").read_bytes()[:8] == b"MOETRACE"
+    # as an older export wrote it: the JSON form, named .json in the manifest
+    (site / "runs/code.moetrace").unlink()
+    save(load(path), site / "runs/code.json")
+    manifest["runs"][0]["file"] = "runs/code.json"
+    (site / "manifest.json").write_text(json.dumps(manifest))
+    with static_server(site) as url:
+        pg = Page(browser, url)
+        try:
+            pg.page.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens && moeviz.tokens > 0",
+                                      timeout=30_000)
+            pg.settle()
+            check_dormant(pg, load(path))
+            assert pg.errors == []
+        finally:
+            pg.close()
 
 
 def test_permalink_reopens_the_run_at_the_fragment_token(fixture_models, tmp_path, browser):

@@ -5,7 +5,6 @@ import pytest
 from conftest import run_cli
 
 from moeviz.trace import load
-from moeviz.trace.io import from_json_dict
 
 
 def test_export_traces_and_recorded_prompts(fixture_models, tmp_path):
@@ -20,9 +19,9 @@ def test_export_traces_and_recorded_prompts(fixture_models, tmp_path):
     names = [e["name"] for e in manifest["runs"]]
     assert names[0] == "a" and "code-fibonacci" in names
     for e in manifest["runs"]:
-        t = from_json_dict(json.loads((site / e["file"]).read_text()))
+        t = load(site / e["file"])
         assert t.n_tokens == e["n_tokens"]
-    assert from_json_dict(json.loads((site / "runs/a.json").read_text())).equals(load(t1))
+    assert load(site / "runs/a.moetrace").equals(load(t1))
     assert (site / "index.html").exists() and (site / "static").is_dir()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site")]   # no temporary folder left
 

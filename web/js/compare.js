@@ -10,23 +10,26 @@ import { dormantOf } from "./figures.js";
 
 // What a run contributes to a comparison: selection counts over all its tokens.
 // counts: Int32Array [n_moe_layers * n_expert], MoE row-major.
+// From the page's in-memory trace (tracecheck.js: flat routing arrays).
 export function figuresFromTrace(trace, name) {
-  const m = trace.model, L = m.moe_layers.length, E = m.n_expert, ids = trace.routing.expert_ids;
-  const counts = new Int32Array(L * E);
-  for (let t = 0; t < ids.length; t++) {
-    for (let l = 0; l < L; l++) {
-      const row = ids[t][l], base = l * E;
-      for (let k = 0; k < row.length; k++) counts[base + row[k]]++;
-    }
-  }
-  return { name, model: m, nTokens: ids.length, counts };
+  const m = trace.model;
+  return { name, model: m, nTokens: trace.tokens.length,
+    counts: countSelections(trace.routing.expert_ids, trace.tokens.length, m.moe_layers.length, m.n_expert, m.n_expert_used) };
 }
 
 // The same from a RunState, over every token received (not just up to the cursor).
 export function figuresFromState(state, name) {
-  const { L, E, K } = state, counts = new Int32Array(L * E), n = state.nTokens;
-  for (let t = 0, o = 0; t < n; t++) for (let l = 0; l < L; l++) for (let k = 0; k < K; k++, o++) counts[l * E + state.ids[o]]++;
-  return { name, model: state.model, nTokens: n, counts };
+  return { name, model: state.model, nTokens: state.nTokens,
+    counts: countSelections(state.ids, state.nTokens, state.L, state.E, state.K) };
+}
+
+// ids [n * L * K] -> counts [L * E]
+function countSelections(ids, n, L, E, K) {
+  const counts = new Int32Array(L * E);
+  for (let t = 0, o = 0; t < n; t++) {
+    for (let l = 0, base = 0; l < L; l++, base += E) for (let k = 0; k < K; k++) counts[base + ids[o++]]++;
+  }
+  return counts;
 }
 
 export class CompareError extends Error {}

@@ -1,7 +1,7 @@
 // Trace files in the page: reading one the user picked or dropped (either form),
 // and writing the shown run as a trace JSON in the schema `moeviz record` writes
 // (docs/trace-format.md), so `moeviz.trace.load` reads it back.
-import { TraceError, TRACE_FORMAT, TRACE_VERSION, validateHeader, validateRouting } from "./tracecheck.js";
+import { TraceError, TRACE_FORMAT, TRACE_VERSION, flattenRouting, validateHeader } from "./tracecheck.js";
 import { hasMoetraceMagic, parseMoetrace } from "./moetrace.js";
 
 // A bigger trace would take the tab's memory several times over once parsed;
@@ -16,7 +16,8 @@ export async function readTraceFile(file) {
   return parseTraceBytes(await file.arrayBuffer());
 }
 
-// Either form, told apart by the binary magic (as moeviz.trace.loads does).
+// Either form, told apart by the binary magic (as moeviz.trace.loads does), as the
+// page's in-memory trace (tracecheck.js: routing in flat typed arrays).
 export function parseTraceBytes(buffer) {
   if (hasMoetraceMagic(buffer)) return parseMoetrace(buffer);
   let obj;
@@ -28,8 +29,7 @@ export function parseTraceBytes(buffer) {
     throw new TraceError(`not a moeviz trace: neither a .moetrace file nor JSON text (${why})`);
   }
   validateHeader(obj);
-  validateRouting(obj);
-  return obj;
+  return flattenRouting(obj);
 }
 
 // The run held in `state` (RunState) as a trace object, fields in the order
@@ -38,7 +38,9 @@ export function parseTraceBytes(buffer) {
 export function traceFromState(state, { meta = null, version = "" } = {}) {
   const { L, K, E } = state, n = state.nTokens, run = state.run || {};
   const ids = new Array(n), weights = new Array(n);
-  const probs = state.hasProbs && state.probs.every((p) => p) ? new Array(n) : null;
+  let withProbs = state.hasProbs;
+  for (let t = 0; t < n && withProbs; t++) withProbs = !!state.probsOf(t);
+  const probs = withProbs ? new Array(n) : null;
   for (let t = 0; t < n; t++) {
     const it = new Array(L), wt = new Array(L);
     for (let l = 0; l < L; l++) {
@@ -47,7 +49,10 @@ export function traceFromState(state, { meta = null, version = "" } = {}) {
       wt[l] = Array.from(state.weights.subarray(o, o + K), shortestFloat32);
     }
     ids[t] = it; weights[t] = wt;
-    if (probs) probs[t] = Array.from({ length: L }, (_, l) => Array.from(state.probs[t].subarray(l * E, (l + 1) * E), shortestFloat32));
+    if (probs) {
+      const p = state.probsOf(t);
+      probs[t] = Array.from({ length: L }, (_, l) => Array.from(p.subarray(l * E, (l + 1) * E), shortestFloat32));
+    }
   }
   const trace = {
     format: TRACE_FORMAT, version: TRACE_VERSION, model: state.model, prompt: run.prompt ?? "",

@@ -132,8 +132,8 @@ export class Flow {
       this.cells(e, c && c.sweep ? front : 0, L, (cell) => lv, out);
     }
     if (!c) return front;
-    if (withProbs && c.kind === "token" && s.probs[c.t]) {
-      const p = s.probs[c.t];
+    const p = withProbs && c.kind === "token" ? s.probsOf(c.t) : null;
+    if (p) {
       for (let l = 0; l < front; l++) {
         let pmax = 0;
         for (let e = l * E; e < (l + 1) * E; e++) if (p[e] > pmax) pmax = p[e];

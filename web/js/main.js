@@ -11,7 +11,7 @@ import { PanelView } from "./panel.js";
 import { HeatmapView } from "./heatmap.js";
 import { DormantView } from "./dormant.js";
 import { HeaderView } from "./header.js";
-import { traceToMessages, fetchTrace, fetchManifest } from "./replay.js";
+import { fetchTrace, fetchManifest } from "./replay.js";
 import { mountAnalysis } from "./analysis/panels.js";
 import { readTraceFile, traceFromState, downloadBlob, fileSlug, wireFileOpening } from "./files.js";
 import { figuresFromTrace, figuresFromState } from "./compare.js";
@@ -180,9 +180,19 @@ function renderIntro() {
 // ---- the frame loop -----------------------------------------------------------
 
 let frames = 0;
+// A run's first drawing (performance.now() times; bench/replay_load.py reads them):
+// the end of the frame that drew it, and the start of the next frame (the browser
+// painted it in between).
+let drawnGen = -1, runTiming = null;
 function frame(now) {
   playback.tick(now);
   for (const v of views) v.update(now);
+  if (state.nTokens > 0 && state.gen !== drawnGen) {
+    drawnGen = state.gen;
+    const t = runTiming = { drawn: performance.now(), painted: null };
+    performance.mark("moeviz:run-drawn");
+    requestAnimationFrame((next) => { t.painted = next; });
+  }
   renderEmpty();
   playback.render();
   renderStatus();
@@ -231,7 +241,8 @@ if (config.mode === "live") {
 async function startReplay() {
   if (config.mode === "replay") {
     $("replay-note").textContent = "loading…";
-    const trace = await fetchTrace(`../api/runs/${encodeURIComponent(config.run_id)}`);
+    // the stored binary form, as the store keeps it: its arrays go into the state as they are
+    const trace = await fetchTrace(`../api/runs/${encodeURIComponent(config.run_id)}.moetrace`);
     showRunInfo(trace);
     const entry = library.add({ name: runTitle(trace.prompt, trace.settings), kind: "permalink",
       label: `${promptLabel(trace.prompt)} · run ${config.run_id}` });
@@ -264,13 +275,18 @@ async function startReplay() {
   }
 }
 
-// Show a whole trace (JSON form) through the same messages a live run sends.
+// Show a whole recorded run (the page's in-memory trace, tracecheck.js): loaded into
+// the state in bulk, then played from its first token as a live run would be.
 // source: {kind, name, runId?, entry}
 function play(trace, source) {
   shown = { kind: source.kind, name: source.name, meta: trace.meta || null, entry: source.entry };
   library.setShown(source.entry);
-  for (const msg of traceToMessages(trace, source.runId || null)) handle(msg);
+  playback.follow();
+  panel.hovered = null;
+  pending = false;
+  state.loadTrace(trace, source.runId || null);
   state.message = `${source.kind === "file" ? source.name : "replay"}: ${state.message}`;
+  performance.mark("moeviz:run-loaded");
 }
 
 // ---- trace files: open (picker, drop), save ----------------------------------------
@@ -394,6 +410,8 @@ const api = {
   get chosenCell() { return cellInfo.chosen; },
   get heatmapTokens() { return heatmap.tokens; },
   get frames() { return frames; },
+  // when the shown run was first drawn and painted ({drawn, painted}: performance.now() times)
+  get runTiming() { return runTiming ? { ...runTiming } : null; },
   // the run shown ({kind, name}), the status line's page-level message, the runs listed for comparing
   get source() { return shown ? { kind: shown.kind, name: shown.name } : null; },
   get notice() { return notice ? notice.text : ""; },

@@ -6,8 +6,9 @@
 //            "arrays": {name: {"dtype", "shape", "offset"}}
 //   padding  zeros up to a multiple of 8; then the data section, each array C-ordered
 //            at its `offset` from the start of the data section
-// Returns the trace in its JSON form, except that routing rows are typed-array views
-// into the file's buffer (ids[t][l] is a subarray of K values): nothing is copied.
+// Returns the page's in-memory trace (tracecheck.js): the header's fields, and
+// routing as flat typed arrays that are views of the file's buffer: nothing is
+// copied or reshaped, and RunState.loadTrace takes them as they are.
 // Every size is checked before it is read, and problems come back as one-line errors.
 import { TraceError, validateHeader, validateRouting } from "./tracecheck.js";
 
@@ -47,9 +48,9 @@ export function parseMoetrace(buffer) {
       if (name === "probs") continue;
       throw new TraceError(`.moetrace has no ${name} array`);
     }
-    const data = readArray(buffer, dataStart, name, spec, expected[name]);
-    routing[name] = nest(data, n, L, expected[name][2]);
+    routing[name] = readArray(buffer, dataStart, name, spec, expected[name]);
   }
+  if (!routing.probs) routing.probs = null;
   const trace = { ...header, routing };
   delete trace.arrays;
   validateRouting(trace);        // expert ids in range, finite weights
@@ -80,17 +81,6 @@ function readArray(buffer, dataStart, name, spec, shape) {
   const get = { Int16Array: "getInt16", Int32Array: "getInt32", Float32Array: "getFloat32" }[Type.name];
   for (let i = 0; i < count; i++) out[i] = view[get](i * Type.BYTES_PER_ELEMENT, true);
   return out;
-}
-
-// [n*L*K] flat -> rows[t][l] = a view of K values (what RunState and replay.js index)
-function nest(flat, n, L, K) {
-  const rows = new Array(n);
-  for (let t = 0; t < n; t++) {
-    const row = new Array(L);
-    for (let l = 0; l < L; l++) row[l] = flat.subarray((t * L + l) * K, (t * L + l + 1) * K);
-    rows[t] = row;
-  }
-  return rows;
 }
 
 function align8(n) { return n + ((8 - (n % 8)) % 8); }

@@ -75,7 +75,7 @@ export class PanelView {
     out.n = 0;
     const front = this.flow.write(out, now);
     const lv = this.levels;
-    if (fresh || (cur && cur.kind === "token" && s.probs[cur.t]) || d.probs) {
+    if (fresh || (cur && cur.kind === "token" && s.probsOf(cur.t)) || d.probs) {
       // every cell may change (router probabilities): one pass over the whole grid
       lv.fill(0);
       for (let i = 0; i < out.n; i++) lv[out.touched[i]] = out.next[out.touched[i]];
@@ -100,7 +100,7 @@ export class PanelView {
     for (let i = 0; i < out.n; i++) out.next[out.touched[i]] = 0;
     d.gen = s.gen;
     d.t = this.shownToken();
-    d.probs = !!(cur && cur.kind === "token" && s.probs[cur.t]);
+    d.probs = !!(cur && cur.kind === "token" && s.probsOf(cur.t));
     d.flow = this.flow.describe(now);
     d.front = front;
   }
@@ -115,7 +115,7 @@ export class PanelView {
       const t = c.t, tok = s.tokens[t];
       const how = this.hovered !== null ? "hovered" : this.pinnedOf() !== null ? "pinned" : "newest";
       text = `#${t} ${quoteToken(tok.text)} · ${tok.prompt ? "prompt" : "generated"} · ${how}` +
-        (s.probs[t] ? " · with router probabilities" : "");
+        (s.probsOf(t) ? " · with router probabilities" : "");
     }
     if (this.title.textContent !== text) this.title.textContent = text;
   }
@@ -131,7 +131,7 @@ export class PanelView {
       const { ids, weights } = s.routingOf(t, hit.moeRow);
       const k = ids.indexOf(hit.expert);
       lines.push(k >= 0 ? `selected · rank ${k + 1} of ${s.K} · weight ${weights[k].toFixed(4)}` : "not selected");
-      const p = s.probs[t];
+      const p = s.probsOf(t);
       if (p) {
         const row = p.subarray(hit.moeRow * s.E, (hit.moeRow + 1) * s.E), v = row[hit.expert];
         let rank = 1;

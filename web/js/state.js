@@ -1,6 +1,10 @@
-// The run: everything the views draw, fed only by protocol messages
-// (docs/protocol.md). A live socket and a trace replay feed the same messages,
-// so every view works for both.
+// The run: everything the views draw. Two ways in, one layout, so every view
+// works for both:
+//   ingest(msg)      a live run's protocol messages (docs/protocol.md), token by
+//                    token into growable typed arrays
+//   loadTrace(trace) a recorded run in bulk (replays, permalinks, static sites,
+//                    opened files): the trace's flat typed arrays (tracecheck.js)
+//                    become the state's arrays as they are, no per-token work
 //
 // Two positions matter:
 //   nTokens  – tokens received so far (routing stored in growable typed arrays)
@@ -41,9 +45,12 @@ export class RunState {
     this.nPrompt = 0;
     this.batchEnds = [];           // token count after each message: a prompt batch, then one per token
     this.capacity = 64;
-    this.ids = new Int32Array(this.capacity * L * K);        // [token][layer][k]
+    this.ids = new Int32Array(this.capacity * L * K);        // [token][layer][k] (a .moetrace's may be Int16Array)
     this.weights = new Float32Array(this.capacity * L * K);
-    this.probs = [];               // per token: Float32Array(L*E) or null (only when captured)
+    // router probabilities (only when captured): [token][layer][expert] in `probs`,
+    // allocated with the first token that has them; probsOf(t) gives a token's
+    this.probs = null;
+    this.probsAt = new Uint8Array(this.capacity);           // 1: token t has probabilities
     this.hasProbs = false;
     this.prefillSeconds = 0;
     this.decodeSeconds = 0;
@@ -115,25 +122,26 @@ export class RunState {
     }
   }
 
-  // tokens: [{id,text,prompt}]; ids/weights: [n][L][K] nested arrays; probs: [n][L][E] or undefined
+  // A live run's tokens (one message): tokens [{id,text,prompt}]; ids/weights: [n][L][K]
+  // nested arrays; probs: [n][L][E] or undefined.
   addTokens(tokens, ids, weights, probs) {
     const { L, E, K } = this;
     const n = tokens.length;
     this.reserve(this.nTokens + n);
     for (let t = 0; t < n; t++) {
-      let o = (this.nTokens + t) * L * K;
+      const row = this.nTokens + t;
+      let o = row * L * K;
       const idsT = ids[t], wT = weights[t];
       for (let l = 0; l < L; l++) {
         const il = idsT[l], wl = wT[l];
         for (let k = 0; k < K; k++, o++) { this.ids[o] = il[k]; this.weights[o] = wl[k]; }
       }
-      let p = null;
       if (probs && probs[t]) {
-        p = new Float32Array(L * E);
-        for (let l = 0; l < L; l++) p.set(probs[t][l], l * E);
+        if (!this.probs) this.probs = new Float32Array(this.capacity * L * E);
+        for (let l = 0; l < L; l++) this.probs.set(probs[t][l], (row * L + l) * E);
+        this.probsAt[row] = 1;
         this.hasProbs = true;
       }
-      this.probs.push(p);
       const tok = tokens[t];
       this.tokens.push({ id: tok.id, text: String(tok.text ?? ""), prompt: !!tok.prompt });
       if (tok.prompt) this.nPrompt++;
@@ -146,8 +154,58 @@ export class RunState {
     if (n <= this.capacity) return;
     while (this.capacity < n) this.capacity *= 2;
     const per = this.L * this.K;
-    const ids = new Int32Array(this.capacity * per); ids.set(this.ids); this.ids = ids;
-    const w = new Float32Array(this.capacity * per); w.set(this.weights); this.weights = w;
+    const ids = new Int32Array(this.capacity * per); ids.set(this.ids.subarray(0, this.nTokens * per)); this.ids = ids;
+    const w = new Float32Array(this.capacity * per); w.set(this.weights.subarray(0, this.nTokens * per)); this.weights = w;
+    const at = new Uint8Array(this.capacity); at.set(this.probsAt.subarray(0, this.nTokens)); this.probsAt = at;
+    if (this.probs) {
+      const p = new Float32Array(this.capacity * this.L * this.E);
+      p.set(this.probs.subarray(0, this.nTokens * this.L * this.E));
+      this.probs = p;
+    }
+  }
+
+  // A whole recorded run at once (the page's in-memory trace, tracecheck.js: header
+  // fields plus flat routing arrays), shown as a finished run with the cursor at 0.
+  // The routing arrays become the state's own (not copied); the token list is the
+  // trace's. What a live run's messages would leave, without sending any: the prompt
+  // as one batch, then one batch per generated token.
+  loadTrace(trace, runId = null) {
+    if (!sameModel(this.model, trace.model)) this.setModel(trace.model);
+    this.reset();
+    const { L, E } = this, r = trace.routing, tokens = trace.tokens, n = tokens.length;
+    this.run = { id: runId, prompt: trace.prompt, settings: trace.settings || {} };
+    this.tokens = tokens;
+    let nPrompt = 0;
+    while (nPrompt < n && tokens[nPrompt].prompt) nPrompt++;
+    this.nTokens = n;
+    this.nPrompt = nPrompt;
+    this.capacity = n;
+    this.ids = r.expert_ids;
+    this.weights = r.weights;
+    this.probsAt = new Uint8Array(n);
+    if (r.probs) {
+      this.probs = r.probs;
+      this.probsAt.fill(1);
+      this.hasProbs = n > 0 && r.probs.length === n * L * E;
+    }
+    const ends = new Array(n - nPrompt + 1);
+    for (let i = 0; i < ends.length; i++) ends[i] = nPrompt + i;
+    this.batchEnds = ends;
+    const finish = trace.finish || { reason: "length" };
+    this.prefillSeconds = finish.prefill_seconds || 0;
+    this.decodeSeconds = finish.decode_seconds || 0;
+    this.finish = { n_prompt: nPrompt, n_generated: n - nPrompt, ...finish };
+    this.summary = {};
+    this.done = true;
+    this.status = this.finish.reason === "cancelled" ? "cancelled" : "done";
+    this.message = describeFinish(this.finish);
+  }
+
+  // Token t's router probabilities, Float32Array [L * E] (a view), or null.
+  probsOf(t) {
+    if (!this.probsAt[t]) return null;
+    const per = this.L * this.E;
+    return this.probs.subarray(t * per, (t + 1) * per);
   }
 
   // ---- the cursor -----------------------------------------------------------
@@ -220,28 +278,35 @@ export class RunState {
     return m;
   }
 
-  // Index of the batch that token t belongs to; playback's "all at once" steps by batch.
+  // Batches (batchEnds, increasing): found by binary search, called every frame on
+  // runs of any length. The end of the first batch ending after n; playback's
+  // "all at once" steps by batch.
   batchEndAfter(n) {
-    for (const end of this.batchEnds) if (end > n) return end;
-    return this.nTokens;
+    const i = this.firstEnd((end) => end > n);
+    return i < this.batchEnds.length ? this.batchEnds[i] : this.nTokens;
   }
 
   // The batch that ends exactly at n ([start, n)), or null when n is inside a batch
   // (a scrub into the prompt): "all at once" shows a whole batch only when the cursor ends one.
   batchEndingAt(n) {
-    let prev = 0;
-    for (const end of this.batchEnds) {
-      if (end === n) return [prev, end];
-      if (end > n) return null;
-      prev = end;
-    }
-    return null;
+    const ends = this.batchEnds, i = this.firstEnd((end) => end >= n);
+    return i < ends.length && ends[i] === n ? [i > 0 ? ends[i - 1] : 0, n] : null;
   }
 
   batchStartBefore(n) {
-    let prev = 0;
-    for (const end of this.batchEnds) { if (end >= n) return prev; prev = end; }
-    return prev;
+    const ends = this.batchEnds, i = this.firstEnd((end) => end >= n);
+    return i > 0 ? ends[i - 1] : 0;
+  }
+
+  // the first index of batchEnds where after(end) holds (after is monotone), else its length
+  firstEnd(after) {
+    const ends = this.batchEnds;
+    let lo = 0, hi = ends.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (after(ends[mid])) hi = mid; else lo = mid + 1;
+    }
+    return lo;
   }
 }
 

@@ -2,8 +2,8 @@
 // page accepts is one `moeviz.trace.load` accepts too, and a bad one is refused with
 // the same kind of one-line message naming the field (docs/trace-format.md).
 //
-// Routing may be nested JS arrays (the JSON form) or nested typed-array views (the
-// binary form, see moetrace.js): both index as ids[t][l][k].
+// Routing is checked flat (see validateRouting below): a .moetrace file's typed
+// arrays as they are, a JSON trace's nested lists once flattened.
 
 export const TRACE_FORMAT = "moeviz-trace";
 export const TRACE_VERSION = 1;
@@ -51,36 +51,88 @@ export function validateHeader(h) {
   });
 }
 
-// Shapes [n_tokens][n_moe_layers][k] (probs: [..][n_expert]), expert ids in
-// [0, n_expert), finite weights and probabilities.
-export function validateRouting(trace) {
+// The page's in-memory trace: the header fields as in the JSON form, and `routing`
+// as flat typed arrays, C order, the layout RunState keeps (RunState.loadTrace takes
+// them as they are):
+//   expert_ids  Int16Array | Int32Array [n_tokens * n_moe_layers * k]
+//   weights     Float32Array, the same length
+//   probs       Float32Array [n_tokens * n_moe_layers * n_expert], or null
+// A .moetrace file gives them straight from its buffer (moetrace.js); a JSON trace's
+// nested lists are flattened once, by flattenRouting.
+
+// A JSON trace's nested routing lists -> the flat arrays, shapes checked on the way
+// ([n_tokens][n_moe_layers][k], probs [..][n_expert]), then validateRouting.
+export function flattenRouting(trace) {
   const r = trace.routing;
   if (!isObject(r)) throw new TraceError("trace has no 'routing' object");
   const m = trace.model, n = trace.tokens.length, L = m.moe_layers.length, K = m.n_expert_used, E = m.n_expert;
   for (const name of ["expert_ids", "weights"]) if (!(name in r)) throw new TraceError(`routing.${name} is missing`);
-  checkShape("routing.expert_ids", r.expert_ids, n, L, K,
-    (v) => (!Number.isInteger(v) ? " must be an integer" : v < 0 || v >= E ? ` = ${v} is outside [0, ${E})` : null));
-  checkShape("routing.weights", r.weights, n, L, K, notFinite);
-  if (r.probs !== undefined && r.probs !== null) checkShape("routing.probs", r.probs, n, L, E, notFinite);
+  const flat = {
+    expert_ids: flatten("routing.expert_ids", r.expert_ids, n, L, K, Int32Array,
+      (v) => (!Number.isInteger(v) ? " must be an integer" : v < 0 || v >= E ? ` = ${v} is outside [0, ${E})` : null)),
+    weights: flatten("routing.weights", r.weights, n, L, K, Float32Array, notFinite),
+    probs: r.probs !== undefined && r.probs !== null ? flatten("routing.probs", r.probs, n, L, E, Float32Array, notFinite) : null,
+  };
+  const out = { ...trace, routing: flat };
+  validateRouting(out);
+  return out;
+}
+
+// Flat routing: lengths against the header, expert ids in [0, n_expert), finite
+// weights and probabilities. Errors name the entry as [t][l][k].
+export function validateRouting(trace) {
+  const r = trace.routing;
+  if (!isObject(r)) throw new TraceError("trace has no 'routing' object");
+  const m = trace.model, n = trace.tokens.length, L = m.moe_layers.length, K = m.n_expert_used, E = m.n_expert;
+  const ids = r.expert_ids, w = r.weights, p = r.probs;
+  checkLength("routing.expert_ids", ids, n, L, K);
+  checkLength("routing.weights", w, n, L, K);
+  if (p) checkLength("routing.probs", p, n, L, E);
+  for (let i = 0; i < ids.length; i++) {
+    const v = ids[i];
+    if (v < 0 || v >= E) throw new TraceError(`routing.expert_ids${at(i, L, K)} = ${v} is outside [0, ${E})`);
+  }
+  const bad = firstNotFinite(w);
+  if (bad >= 0) throw new TraceError(`routing.weights${at(bad, L, K)} is not a finite number`);
+  const badP = p ? firstNotFinite(p) : -1;
+  if (badP >= 0) throw new TraceError(`routing.probs${at(badP, L, E)} is not a finite number`);
 }
 
 const notFinite = (v) => (typeof v === "number" && Number.isFinite(v) ? null : " is not a finite number");
+const at = (i, L, K) => `[${Math.floor(i / (L * K))}][${Math.floor(i / K) % L}][${i % K}]`;
+const expected = (n, L, K) => `expected [${n}, ${L}, ${K}] [n_tokens][n_moe_layers][k or n_expert]`;
 
-// bad(value) -> null when the value is fine, else what is wrong with it
-function checkShape(name, a, n, L, K, bad) {
-  const expected = `expected [${n}, ${L}, ${K}] [n_tokens][n_moe_layers][k or n_expert]`;
-  const isList = (v) => Array.isArray(v) || ArrayBuffer.isView(v);
-  if (!isList(a) || a.length !== n) throw new TraceError(`${name} has ${isList(a) ? a.length : "no"} rows, ${expected}`);
+function checkLength(name, a, n, L, K) {
+  if (!ArrayBuffer.isView(a) || a.length !== n * L * K) {
+    throw new TraceError(`${name} holds ${a && a.length} values, ${expected(n, L, K)}`);
+  }
+}
+
+// index of the first NaN or infinity, or -1 (x - x is 0 exactly for finite x)
+function firstNotFinite(a) {
+  for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
+  return -1;
+}
+
+// nested [n][L][K] lists -> Type[n*L*K]; bad(value) -> null when the value is fine,
+// else what is wrong with it
+function flatten(name, a, n, L, K, Type, bad) {
+  const exp = expected(n, L, K);
+  if (!Array.isArray(a) || a.length !== n) throw new TraceError(`${name} has ${Array.isArray(a) ? a.length : "no"} rows, ${exp}`);
+  const out = new Type(n * L * K);
+  let o = 0;
   for (let t = 0; t < n; t++) {
     const at = a[t];
-    if (!isList(at) || at.length !== L) throw new TraceError(`${name}[${t}] has the wrong shape, ${expected}`);
+    if (!Array.isArray(at) || at.length !== L) throw new TraceError(`${name}[${t}] has the wrong shape, ${exp}`);
     for (let l = 0; l < L; l++) {
       const atl = at[l];
-      if (!isList(atl) || atl.length !== K) throw new TraceError(`${name}[${t}][${l}] has the wrong shape, ${expected}`);
+      if (!Array.isArray(atl) || atl.length !== K) throw new TraceError(`${name}[${t}][${l}] has the wrong shape, ${exp}`);
       for (let k = 0; k < K; k++) {
-        const why = bad(atl[k]);
+        const v = atl[k], why = bad(v);
         if (why) throw new TraceError(`${name}[${t}][${l}][${k}]${why}`);
+        out[o++] = v;
       }
     }
   }
+  return out;
 }

@@ -41,7 +41,7 @@ export class Analyzer {
   selection(selection = "all") {
     const s = this.state;
     const [lo, hi] = this.range(selection);
-    return { ids: s.ids, weights: s.weights, probs: s.probs, tokens: s.tokens, lo, hi, n: hi - lo, L: s.L, E: s.E, K: s.K };
+    return { ids: s.ids, weights: s.weights, tokens: s.tokens, lo, hi, n: hi - lo, L: s.L, E: s.E, K: s.K };
   }
 
   // opts: {tokens: selection name, row: MoE row for per-layer figures, expert,
@@ -90,7 +90,7 @@ export class Analyzer {
     }
     if (want.has("confidence")) {
       let missing = 0;
-      for (let t = sel.lo; t < sel.hi; t++) if (!s.probs[t]) missing++;
+      for (let t = sel.lo; t < sel.hi; t++) if (!s.probsAt[t]) missing++;
       if (missing) {
         out.confidence = null;
         out.confidence_note = missing === n ? "no router probabilities in this run (record with --probs, or tick "

@@ -55,7 +55,7 @@ export class ConfidenceCache {
     }
     const top = new Float64Array(Math.min(K + 1, E));
     for (let t = this.done; t < upTo; t++) {
-      const p = state.probs[t];
+      const p = state.probsOf(t);
       if (p) fillToken(p, t * L, L, E, K, top, this.top1, this.margin, this.entropy);
       else for (let j = t * L; j < (t + 1) * L; j++) this.top1[j] = this.margin[j] = this.entropy[j] = NaN;
       this.done = t + 1;

@@ -4,8 +4,8 @@
 // same tokens; undefined values are NaN here and null in figures() (like to_json).
 //
 // A selection `sel` is a contiguous run of token rows [lo, hi) of the state's arrays:
-//   { ids, weights, probs, tokens, lo, hi, n, L, E, K }
-// ids/weights laid out [token][MoE layer][k]; probs per token Float32Array(L*E) or null.
+//   { ids, weights, tokens, lo, hi, n, L, E, K }
+// ids/weights laid out [token][MoE layer][k] (router probabilities: state.probsOf(t)).
 // Layer arguments are MoE rows (0..L-1); callers name them by model layer index.
 
 import { dormantOf } from "../figures.js";
