@@ -159,7 +159,8 @@ def replay_trace(engine, source: Trace, *, source_name: str | None = None, fast:
     meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "moeviz_version": __version__}
     return Trace(model_description(engine.info), source.prompt, settings, entries, routing.expert_ids, routing.weights,
-                 routing.probs, finish, meta, routing.candidate_ids, routing.candidate_probs).validate()
+                 routing.probs, finish, meta, routing.candidate_ids, routing.candidate_probs,
+                 routing.candidate_texts).validate()
 
 
 def _token_entries(lm, ids: list[int], n_prompt: int) -> list[dict]:

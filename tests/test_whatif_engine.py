@@ -79,6 +79,10 @@ def test_candidates_are_the_top_n_of_the_models_own_distribution(fixture_models)
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     assert t.candidate_ids.shape == (len(toks), 6)
+    assert set(t.candidate_texts) == set(np.unique(t.candidate_ids).tolist())
+    for tok in t.tokens[1:]:      # a prompt token's text is its piece where it is one whole character
+        if tok["id"] in t.candidate_texts and tok["text"].isascii() and tok["text"]:
+            assert t.candidate_texts[tok["id"]] == tok["text"]
     for i in range(len(toks)):
         np.testing.assert_allclose(t.candidate_probs[i], p[i, t.candidate_ids[i]], atol=2e-4)
         # the listed ids are the 6 most probable (up to reference rounding at the cut)
@@ -254,6 +258,7 @@ def test_websocket_runs_take_top_k_mask_and_candidates(fixture_models, tmp_path)
                 asm.add(m)
             t = asm.trace()
             assert t.k == 3 and not (t.expert_ids[:, :] == 1).any() and t.candidate_ids.shape == (t.n_tokens, 4)
+            assert set(t.candidate_texts) == set(np.unique(t.candidate_ids).tolist())
             stored = c.get(msgs[-1]["permalink"].replace("/r/", "/api/runs/")).json()
             assert stored["settings"]["experts_per_token"] == 3 and len(stored["candidates"]["ids"]) == t.n_tokens
             # the next run that asks for nothing is the model's own routing

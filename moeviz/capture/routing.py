@@ -21,7 +21,8 @@ class BatchRouting:
     weights actually applied (after normalization and scaling). probs: float32
     [n_tokens, n_moe_layers, n_expert] router scores over all experts, or None.
     candidate_ids / candidate_probs: int32 / float32 [n_tokens, N], each row's top-N
-    next tokens by probability (filled by the engine from the logits), or None.
+    next tokens by probability (filled by the engine from the logits), or None;
+    candidate_texts: {token id: its text} for every id in candidate_ids.
     """
 
     expert_ids: np.ndarray
@@ -29,6 +30,7 @@ class BatchRouting:
     probs: np.ndarray | None = None
     candidate_ids: np.ndarray | None = None
     candidate_probs: np.ndarray | None = None
+    candidate_texts: dict[int, str] | None = None
 
     @property
     def n_tokens(self) -> int:

@@ -149,7 +149,15 @@ class Engine:
         if candidates:   # every row is an output then (_prefill, the decode loop)
             logits = np.ctypeslib.as_array(llama_cpp().llama_get_logits(self.lm.ctx), shape=(n, self.lm.n_vocab))
             r.candidate_ids, r.candidate_probs = top_candidates(logits, candidates)
+            r.candidate_texts = {int(t): self.token_piece(int(t)) for t in np.unique(r.candidate_ids)}
         return r
+
+    def token_piece(self, token: int) -> str:
+        """A token's own text (its piece, invalid UTF-8 replaced): what candidates show."""
+        cache = self.__dict__.setdefault("_pieces", {})
+        if token not in cache:
+            cache[token] = self.lm.piece(token).decode("utf-8", "replace")
+        return cache[token]
 
     def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None,
                  candidates: int = 0) -> BatchRouting | None:
@@ -296,4 +304,6 @@ def concat_routing(parts: list[BatchRouting]) -> BatchRouting:
     def cat(name):
         return None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])
 
-    return BatchRouting(cat("expert_ids"), cat("weights"), cat("probs"), cat("candidate_ids"), cat("candidate_probs"))
+    texts = None if parts[0].candidate_texts is None else {k: v for p in parts for k, v in p.candidate_texts.items()}
+    return BatchRouting(cat("expert_ids"), cat("weights"), cat("probs"), cat("candidate_ids"), cat("candidate_probs"),
+                        texts)

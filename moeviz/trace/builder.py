@@ -22,6 +22,7 @@ class TraceBuilder:
         self._p: list[np.ndarray] = []
         self._ci: list[np.ndarray] = []
         self._cp: list[np.ndarray] = []
+        self._ct: dict[int, str] = {}
         self.finish: dict | None = None
 
     def add(self, ev) -> None:
@@ -42,6 +43,7 @@ class TraceBuilder:
         if r.candidate_ids is not None:
             self._ci.append(r.candidate_ids)
             self._cp.append(r.candidate_probs)
+            self._ct.update(r.candidate_texts or {})
 
     def trace(self) -> Trace:
         from .. import __version__  # noqa: PLC0415
@@ -59,5 +61,6 @@ class TraceBuilder:
             cand_probs = np.concatenate(self._cp) if self._cp else np.zeros((0, N), np.float32)
         meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "moeviz_version": __version__}
+        texts = dict(sorted(self._ct.items())) if cand_ids is not None and self._ct else None
         return Trace(self.model, self.prompt, self.settings, self.tokens, ids, w, probs, self.finish, meta,
-                     cand_ids, cand_probs).validate()
+                     cand_ids, cand_probs, texts).validate()

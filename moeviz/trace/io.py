@@ -41,8 +41,25 @@ def to_json_dict(trace: Trace) -> dict:
         routing["probs"] = trace.probs.tolist()
     d["routing"] = routing
     if trace.candidate_ids is not None:
-        d["candidates"] = {"ids": trace.candidate_ids.tolist(), "probs": trace.candidate_probs.tolist()}
+        d["candidates"] = {**d.get("candidates", {}), "ids": trace.candidate_ids.tolist(),
+                           "probs": trace.candidate_probs.tolist()}
     return d
+
+
+def _candidate_texts(c) -> dict[int, str] | None:
+    """The header's candidates.texts ({"<id>": text}), keys back to ints."""
+    texts = c.get("texts") if isinstance(c, dict) else None
+    if texts is None:
+        return None
+    if not isinstance(texts, dict):
+        raise TraceFormatError("candidates.texts must map token ids to their texts")
+    out = {}
+    for k, v in texts.items():
+        try:
+            out[int(k)] = v
+        except ValueError:
+            raise TraceFormatError(f"candidates.texts has a key {str(k)[:20]!r} that is not a token id") from None
+    return out
 
 
 def _numbers(value, name: str, integer: bool) -> np.ndarray:
@@ -95,7 +112,7 @@ def from_json_dict(d) -> Trace:
     return Trace(model=d["model"], prompt=d.get("prompt"), settings=d.get("settings", {}), tokens=d["tokens"],
                  expert_ids=arrays["expert_ids"], weights=arrays["weights"], probs=arrays.get("probs"),
                  finish=d.get("finish"), meta=d.get("meta", {}), candidate_ids=cand_ids,
-                 candidate_probs=cand_probs).validate()
+                 candidate_probs=cand_probs, candidate_texts=_candidate_texts(d.get("candidates"))).validate()
 
 
 def to_binary(trace: Trace) -> bytes:
@@ -159,7 +176,7 @@ def from_binary(buf: bytes) -> Trace:
                  finish=header.get("finish"), meta=header.get("meta", {}),
                  candidate_ids=arrays["candidate_ids"].astype(np.int32) if "candidate_ids" in arrays else None,
                  candidate_probs=arrays["candidate_probs"].astype(np.float32) if "candidate_probs" in arrays else None,
-                 ).validate()
+                 candidate_texts=_candidate_texts(header.get("candidates"))).validate()
 
 
 def is_binary_path(path: str | os.PathLike) -> bool:

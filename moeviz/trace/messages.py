@@ -23,6 +23,10 @@ def _wire(a: np.ndarray) -> list:
     return a.tolist()
 
 
+def _texts(texts: dict | None) -> dict:
+    return {str(k): v for k, v in (texts or {}).items()}
+
+
 def model_message(model: dict) -> dict:
     return {"type": "model", "model": model}
 
@@ -39,7 +43,8 @@ def prompt_message(ev: PromptRouted) -> dict:
     if r.probs is not None:
         msg["probs"] = _wire(r.probs)
     if r.candidate_ids is not None:
-        msg["candidates"] = {"ids": r.candidate_ids.tolist(), "probs": _wire(r.candidate_probs)}
+        msg["candidates"] = {"ids": r.candidate_ids.tolist(), "probs": _wire(r.candidate_probs),
+                             "texts": _texts(r.candidate_texts)}
     return msg
 
 
@@ -51,7 +56,8 @@ def token_message(ev: TokenRouted) -> dict:
     if r.probs is not None:
         msg["probs"] = _wire(r.probs[0])
     if r.candidate_ids is not None:
-        msg["candidates"] = {"ids": r.candidate_ids[0].tolist(), "probs": _wire(r.candidate_probs[0])}
+        msg["candidates"] = {"ids": r.candidate_ids[0].tolist(), "probs": _wire(r.candidate_probs[0]),
+                             "texts": _texts(r.candidate_texts)}
     return msg
 
 
@@ -90,6 +96,7 @@ class TraceAssembler:
         self.probs: list = []
         self.cand_ids: list = []
         self.cand_probs: list = []
+        self.cand_texts: dict = {}
         self.finish = None
 
     def add(self, msg: dict) -> None:
@@ -106,6 +113,7 @@ class TraceAssembler:
             if "candidates" in msg:
                 self.cand_ids.extend(msg["candidates"]["ids"])
                 self.cand_probs.extend(msg["candidates"]["probs"])
+                self.cand_texts.update(msg["candidates"].get("texts") or {})
         elif kind == "token":
             self.tokens.append(msg["token"])
             self.ids.append(msg["expert_ids"])
@@ -115,6 +123,7 @@ class TraceAssembler:
             if "candidates" in msg:
                 self.cand_ids.append(msg["candidates"]["ids"])
                 self.cand_probs.append(msg["candidates"]["probs"])
+                self.cand_texts.update(msg["candidates"].get("texts") or {})
         elif kind == "done":
             self.finish = msg["finish"]
 
@@ -128,5 +137,6 @@ class TraceAssembler:
         N = self.settings.get("candidates") or 0
         cids = np.asarray(self.cand_ids, np.int32).reshape(-1, N) if N and self.cand_ids else None
         cprobs = np.asarray(self.cand_probs, np.float32).reshape(-1, N) if N and self.cand_ids else None
+        texts = {int(k): v for k, v in self.cand_texts.items()} if cids is not None and self.cand_texts else None
         return Trace(self.model, self.prompt, self.settings, self.tokens, ids, w, probs, self.finish,
-                     candidate_ids=cids, candidate_probs=cprobs).validate()
+                     candidate_ids=cids, candidate_probs=cprobs, candidate_texts=texts).validate()

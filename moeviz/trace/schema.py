@@ -65,6 +65,7 @@ class Trace:
     meta: dict = dataclasses.field(default_factory=dict)  # created, moeviz_version, ...
     candidate_ids: np.ndarray | None = None    # int32 [n_tokens, N]: top-N next tokens per position
     candidate_probs: np.ndarray | None = None  # float32 [n_tokens, N]: their probabilities
+    candidate_texts: dict[int, str] | None = None  # {token id: its text} for the candidates' ids
 
     @property
     def k(self) -> int:
@@ -91,6 +92,8 @@ class Trace:
         """Everything but the routing arrays (JSON-ready)."""
         h = {"format": FORMAT, "version": VERSION, "model": self.model, "prompt": self.prompt,
              "settings": self.settings, "tokens": self.tokens}
+        if self.candidate_texts is not None:   # the arrays are the routing's companions; the texts header data
+            h["candidates"] = {"texts": {str(k): v for k, v in sorted(self.candidate_texts.items())}}
         if self.finish is not None:
             h["finish"] = self.finish
         if self.meta:
@@ -146,6 +149,13 @@ class Trace:
             if dup.size:
                 raise TraceFormatError(f"candidates.ids[{dup[0][0]}] lists token {srt[dup[0][0], dup[0][1]]} twice")
         _check_finite("candidates.probs", probs)
+        texts = self.candidate_texts
+        if texts is not None:
+            if not isinstance(texts, dict) or not all(_is_int(k) and isinstance(v, str) for k, v in texts.items()):
+                raise TraceFormatError("candidates.texts must map token ids to their texts")
+            missing = next((int(t) for t in np.unique(ids) if int(t) not in texts), None)
+            if missing is not None:
+                raise TraceFormatError(f"candidates.texts has no text for candidate token {missing}")
         if probs.size and (probs.min() < 0 or probs.max() > 1):
             bad = np.argwhere((probs < 0) | (probs > 1))[0]
             raise TraceFormatError(f"candidates.probs[{bad[0]}][{bad[1]}] = {probs[tuple(bad)]} is not a probability")
