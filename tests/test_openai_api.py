@@ -352,3 +352,27 @@ def test_logprobs_are_the_models_log_softmax(client, server):
         client.completions.create(model=M, prompt=PROMPT, max_tokens=2, temperature=0.5, logprobs=1,
                                   extra_body={"top_k": 0})
     assert e.value.body["param"] == "top_k"
+
+
+def test_a_run_the_model_ends_has_a_row_for_its_last_token(client, server):
+    """Ended by the end-of-generation token: seqlen counts that token, so every
+    generated token has its row (SGLang's [0, seqlen - 1))."""
+    got = client.completions.create(model=M, prompt="The lighthouse keeper", max_tokens=1000, temperature=0,
+                                    extra_body={"return_routed_experts": True})
+    assert got.choices[0].finish_reason == "stop" and got.usage.completion_tokens < 1000
+    ids, _, trace = _check_routing(server, got.choices[0], "prompt", got.usage)
+    assert trace["finish"]["reason"] == "eos"
+    assert len(ids) == got.usage.prompt_tokens + got.usage.completion_tokens == len(trace["tokens"])
+
+
+def test_public_mode_rate_limit_is_a_429(tmp_path):
+    with ServerProcess("--public", "--data-dir", tmp_path) as s:
+        with openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0) as c:
+            for _ in range(12):
+                c.completions.create(model=M, prompt="x", max_tokens=1)
+            with pytest.raises(openai.RateLimitError) as e:
+                c.completions.create(model=M, prompt="x", max_tokens=1)
+            assert e.value.body["type"] == "rate_limit_error" and "rate limit" in e.value.body["message"]
+            with pytest.raises(openai.BadRequestError) as e:
+                c.completions.create(model=M, prompt="x", max_tokens=300)         # public cap: 256
+            assert e.value.body["param"] == "max_tokens"

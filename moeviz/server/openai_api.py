@@ -26,7 +26,7 @@ from ..engine.text import PromptError
 from .errors import client_message, client_status
 from .limits import read_limited
 from .openai_shapes import ApiKeyError, ApiRequest, ApiRequestError, RunAnswer, error_body, parse_request
-from .requests import GenerateRequest
+from .requests import GenerateRequest, RequestError
 from .worker import Job
 
 POLL_S = 0.5          # how often a non-streaming request checks that its client is still there
@@ -130,7 +130,10 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
             raise ApiRequestError(f"routed_experts_start_len {req.routed_experts_start_len} is past the prompt's "
                                   f"{len(tokens)} tokens", "routed_experts_start_len")
         if limiter is not None:
-            limiter.check(request.client.host if request.client else "?")
+            try:
+                limiter.check(request.client.host if request.client else "?")
+            except RequestError as e:
+                raise ApiRateLimited(str(e)) from None
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -207,6 +210,10 @@ def make_router(*, engine, worker, settings, limiter=None) -> APIRouter:
 
 class ApiNotFound(ApiRequestError):
     status = 404
+
+
+class ApiRateLimited(ApiRequestError):
+    status = 429              # OpenAI's rate_limit_error; the page's websocket says the same line
 
 
 def mount(app, *, engine, worker, settings, limiter=None) -> None:
