@@ -376,3 +376,24 @@ def test_public_mode_rate_limit_is_a_429(tmp_path):
             with pytest.raises(openai.BadRequestError) as e:
                 c.completions.create(model=M, prompt="x", max_tokens=300)         # public cap: 256
             assert e.value.body["param"] == "max_tokens"
+
+
+def test_a_stream_whose_client_leaves_is_cancelled(server):
+    import time
+
+    import httpx
+
+    with httpx.Client(timeout=30) as c:
+        with c.stream("POST", server.url + "/v1/completions", json={
+                "model": M, "prompt": "Once upon a time", "max_tokens": 1000, "temperature": 0, "stream": True}) as r:
+            run = r.headers["x-moeviz-run"]
+            for i, _line in enumerate(r.iter_lines()):
+                if i > 4:
+                    break
+    for _ in range(100):
+        entry = next(x for x in get_json(server.url + "/api/live")["runs"] if x["run"] == run)
+        if entry["status"] != "running":
+            break
+        time.sleep(0.05)
+    assert entry["status"] == "cancelled"
+    assert stored(server, run)["finish"]["n_generated"] < 1000
