@@ -378,6 +378,9 @@ class ModelInfo:
     known_architecture: bool = False  # described by ARCHS (else guessed from metadata and tensors)
     load_error: str | None = None    # llama.cpp will refuse or abort on this file's MoE metadata
     routing_notes: list[str] = dataclasses.field(default_factory=list)
+    # MoE layers whose experts come from the token id, not the router's top-k (DeepSeek-V4's
+    # hash layers): a top-k override or an expert mask cannot apply there
+    token_routed_layers: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def is_moe(self) -> bool:
@@ -573,6 +576,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         norm, nerr = _setting(arch, spec.norm, meta)
         scale, serr = _setting(arch, spec.scale, meta)
         notes = list(spec.notes)
+        token_routed: list[int] = []
         if arch == "deepseek4":
             # deepseek4.cpp:51 (required), 155-160, 1289-1292: these layers route by token id
             n_hash = int(meta.get("hash_layer_count", 0) or 0)
@@ -581,6 +585,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
             notes = [f"layers {', '.join(map(str, range(min(n_hash, meta.n_main))))} pick experts by token id "
                      "(ffn_gate_tid2eid), not top-k of the router; their weights are still the router's "
                      "probabilities"] if n_hash else []
+            token_routed = [il for il in range(min(n_hash, meta.n_main))]
         if moe or err:  # a file nothing routes in never reaches the settings
             errors += [e for e in (err, gerr, nerr, serr) if e]
         if gating == "softmax_weight":
@@ -618,6 +623,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         nextn_layers=list(range(meta.n_main, n_layer)), moe_calls_per_layer=moe_calls,
         n_expert_used_per_layer=k_by_layer if len(set(k_by_layer)) > 1 else None,
         known_architecture=spec is not None, load_error="; ".join(errors) or None, routing_notes=notes,
+        token_routed_layers=[il for il in token_routed if il in set(moe)] if spec is not None else [],
     )
 
 

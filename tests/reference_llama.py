@@ -47,9 +47,14 @@ def rope_normal(x, positions, base):
     return out
 
 
-def forward(path, tokens: list[int]):
-    """Return (router_probs [T, L, E], topk_ids [T, L, k], topk_weights [T, L, k], logits [T, V])."""
+def forward(path, tokens: list[int], k: int | None = None, mask=()):
+    """Return (router_probs [T, L, E], topk_ids [T, L, k], topk_weights [T, L, k], logits [T, V]).
+
+    k: experts per token instead of the model's; mask: (layer, expert) pairs never selected
+    (the best unmasked experts are, their weights renormalized among themselves)."""
     hp, w = load_weights(path)
+    if k is not None:
+        hp["k"] = k
     T = len(tokens)
     x = w["token_embd.weight"][tokens]                        # [T, n_embd]
     pos = np.arange(T, dtype=np.float64)
@@ -76,7 +81,9 @@ def forward(path, tokens: list[int]):
         logits = h @ w[p + "ffn_gate_inp.weight"].T               # [T, E]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
-        ids = np.argsort(-probs, axis=-1, kind="stable")[:, :hp["k"]]
+        scores = probs.copy()
+        scores[:, [e for layer, e in mask if layer == il]] = -np.inf
+        ids = np.argsort(-scores, axis=-1, kind="stable")[:, :hp["k"]]
         gw = np.take_along_axis(probs, ids, -1)
         gw = gw / gw.sum(-1, keepdims=True)
         y = np.zeros_like(x)

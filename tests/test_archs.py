@@ -118,6 +118,82 @@ def test_architecture(arch_models, arch):
                                        f"scale {info.weights_scale} do not give the captured weights")
 
 
+@pytest.mark.parametrize("arch", sorted(a for a, how in ARCHS.items() if how == NATIVE))
+def test_native_head_runs_on_the_requested_rows_only(arch_models, arch):
+    """With capture on, the last layer routes every row but the output head must still
+    run only on the rows whose logits were asked for: the patch finds the head by the
+    graph's structure. Seen through the eval callback on a 40-token batch that asks for
+    the last row only: the last MoE layer's top-k has 40 rows, `result_output` (the
+    logits) one."""
+    import ctypes
+
+    from moeviz.capture.native import _api
+    from moeviz.llama.lib import GgmlTensor, llama_cpp
+    from moeviz.llama.model import LoadedModel
+
+    lc = llama_cpp()
+    seen: dict[bytes, int] = {}
+
+    def on_node(t, ask, _user):
+        if ask:
+            s = GgmlTensor.from_address(t)
+            seen[s.name] = int(s.ne[1])
+        return False if ask else True
+
+    cb = lc.ggml_backend_sched_eval_callback(on_node)
+
+    def configure(cp):
+        cp.cb_eval = cb
+        cp.cb_eval_user_data = None
+
+    lm = LoadedModel(model_path(arch_models, arch), n_ctx=256, n_batch=64, n_threads=None, n_gpu_layers=0,
+                     configure_context=configure)
+    try:
+        _api()[0](lm.ctx, True, False)
+        batch = lc.llama_batch_init(64, 0, 1)
+        try:
+            for i in range(40):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = 1 + i % 60, i, 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = i == 39
+            batch.n_tokens = 40
+            assert lc.llama_decode(lm.ctx, batch) == 0
+        finally:
+            lc.llama_batch_free(batch)
+    finally:
+        lm.close()
+    from moeviz.gguf_info import read_model_info
+
+    last = read_model_info(model_path(arch_models, arch)).moe_layers[-1]
+    assert seen.get(f"ffn_moe_topk-{last}".encode()) == 40, "the last MoE layer did not route every row"
+    assert seen.get(b"result_output") == 1, f"the head ran on {seen.get(b'result_output')} rows"
+
+
+@pytest.mark.parametrize("arch", sorted(a for a, how in ARCHS.items() if how == NATIVE))
+def test_interventions_on_every_architecture(arch_models, arch):
+    """One more expert per token and expert 0 masked in every MoE layer: no abort, the
+    two backends agree exactly, the mask holds, every token has k + 1 distinct experts."""
+    path = model_path(arch_models, arch)
+    engines = [exact_engine(path, "native"), exact_engine(path, "callback")]
+    try:
+        info = engines[0].info
+        k = min(info.n_expert - 1, info.n_expert_used + 1)
+        tokens = [int(t) % engines[0].lm.n_vocab for t in range(5, 5 + 3 * 20, 3)]
+        got = []
+        for e in engines:
+            e.set_interventions(experts_per_token=k, mask=[(layer, 0) for layer in info.moe_layers])
+            got.append(e.replay(tokens, 16, probs=True))
+    finally:
+        for e in engines:
+            e.close()
+    a, b = got
+    np.testing.assert_array_equal(a.expert_ids, b.expert_ids)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert b.expert_ids.shape[-1] == k and not (b.expert_ids == 0).any()
+    srt = np.sort(b.expert_ids, axis=-1)
+    assert (srt[..., 1:] != srt[..., :-1]).all()
+
+
 def copy_without(src: Path, dst: Path, drop_key: str) -> Path:
     """A copy of a GGUF with one metadata key removed (everything else byte-identical data)."""
     import gguf

@@ -58,6 +58,9 @@ class CallbackCapture:
     def attach(self, ctx) -> None:  # nothing to do after context creation
         pass
 
+    def set_experts_per_token(self, k: int) -> None:
+        self.chunks.k = k
+
     def begin(self, probs: bool = False) -> None:
         """Start collecting: only decodes between begin() and finish() are recorded,
         so llama.cpp's own warm-up or reserve passes never leak into a trace."""

@@ -71,6 +71,9 @@ class NativeCapture:
     def configure_context(self, cparams) -> None:
         pass
 
+    def set_experts_per_token(self, k: int) -> None:
+        self.k = k
+
     def attach(self, ctx) -> None:
         self.ctx = ctx
         _api()[0](ctx, True, False)

@@ -7,6 +7,7 @@ The engine drives one backend per context:
     finish(n_tokens)            after a successful decode: the batch's BatchRouting,
                                 every (token, MoE layer) present, or MissingRouting
     abort()                     after a failed decode: drop what was collected
+    set_experts_per_token(k)    the top-k the graph now uses (an intervention)
 `needs_all_outputs`: llama.cpp runs the last layer only on output rows, so a backend
 that cannot change that (the callback) needs every prompt row to be an output.
 """
@@ -31,3 +32,5 @@ class CaptureBackend(Protocol):
     def finish(self, n_tokens: int) -> BatchRouting: ...
 
     def abort(self) -> None: ...
+
+    def set_experts_per_token(self, k: int) -> None: ...

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import Busy, RunFailed, UserError
 from ..llama.batch import Batch
+from ..llama.interventions import set_experts_per_token, set_mask
 from ..llama.lib import llama_cpp
 from ..llama.offload import TensorOverrides, expert_patterns
 from ..capture.routing import BatchRouting
@@ -105,7 +106,7 @@ class Engine:
         self._lock = threading.Lock()
         self.experts_per_token: int = info.n_expert_used   # what the routers use now (set_interventions)
         self.mask: list[tuple[int, int]] = []
-        self._batch = Batch(n_batch)
+        self._batch = Batch(self.lm.n_batch)
         pairs = parse_mask(mask, info.moe_layers, info.n_expert)
         if (experts_per_token is not None and experts_per_token != info.n_expert_used) or pairs:
             try:
@@ -121,6 +122,7 @@ class Engine:
         """Tokens for a plain-text prompt, or for chat messages via the model's template."""
         lm = self.lm
         if isinstance(prompt, str):
+            check_text("the prompt", prompt)
             tokens = lm.tokenize(prompt, add_special=lm.add_bos, parse_special=False)
         else:
             messages = validate_messages(prompt)
@@ -129,9 +131,19 @@ class Engine:
             bos, eos = lm.bos_eos_text()
             text = render_chat(self.info.chat_template, messages, bos, eos)
             add_bos = lm.add_bos and not (bos and text.startswith(bos))
+            check_text("the chat messages", text)
             tokens = lm.tokenize(text, add_special=add_bos, parse_special=True)
+        return self._check_tokens(tokens)
+
+    def _check_tokens(self, tokens: list[int]) -> list[int]:
+        """A prompt's tokens as llama.cpp may decode them: some, in the vocabulary, with
+        room in the context for at least one more."""
+        lm = self.lm
         if not tokens:
             raise PromptError("the prompt is empty")
+        bad = next((t for t in tokens if not 0 <= t < lm.n_vocab), None)
+        if bad is not None:
+            raise PromptError(f"token id {bad} is outside the vocabulary (0-{lm.n_vocab - 1})")
         if len(tokens) >= lm.n_ctx:
             raise PromptError(f"the prompt is {len(tokens)} tokens, longer than the context ({lm.n_ctx} tokens)")
         return tokens
@@ -139,6 +151,10 @@ class Engine:
     # Decoding -------------------------------------------------------------------------
     def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool, candidates: int = 0) -> BatchRouting:
         n = len(tokens)
+        # the last guard before C: llama_decode asserts on a batch over n_batch
+        if not 0 < n <= self.lm.n_batch or pos0 < 0 or pos0 + n > self.lm.n_ctx:
+            raise DecodeError(f"refused to decode {n} tokens at position {pos0} "
+                              f"(batches of 1-{self.lm.n_batch}, context {self.lm.n_ctx})")
         b = self._batch.fill(tokens, pos0, all_outputs)
         self.capture.begin(probs)
         rc = llama_cpp().llama_decode(self.lm.ctx, b)
@@ -186,6 +202,39 @@ class Engine:
             parts.append(self._decode(tokens[s:e], s, need_all, probs, candidates))
         return concat_routing(parts)
 
+    def set_interventions(self, experts_per_token: int | None = None, mask=()) -> None:
+        """Route with `experts_per_token` experts in every MoE layer (None: the model's
+        top-k) and never select the (model layer, expert) pairs in `mask`; () clears.
+        Checked here, before llama.cpp sees them."""
+        k = self.info.n_expert_used if experts_per_token is None else experts_per_token
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.info.n_expert:
+            raise SettingsError(f"experts per token must be an integer from 1 to {self.info.n_expert}, got {k!r}")
+        pairs = sorted({(int(layer), int(e)) for layer, e in mask})
+        moe = set(self.info.moe_layers)
+        for layer, e in pairs:
+            if layer not in moe:
+                raise SettingsError(f"mask: layer {layer} is not one of this model's MoE layers")
+            if not 0 <= e < self.info.n_expert:
+                raise SettingsError(f"mask: expert {e} is out of range (0-{self.info.n_expert - 1})")
+        fixed = set(self.info.token_routed_layers)   # experts from the token id (DeepSeek-V4 hash layers)
+        if fixed and k != self.info.n_expert_used:
+            raise SettingsError(f"layers {sorted(fixed)} pick their experts by token id: a top-k override cannot apply")
+        if fixed & {p[0] for p in pairs}:
+            raise SettingsError(f"mask: layers {sorted(fixed)} pick their experts by token id, not by the router")
+        for layer in {p[0] for p in pairs}:
+            left = self.info.n_expert - sum(1 for p in pairs if p[0] == layer)
+            if left < k:
+                raise SettingsError(f"mask: layer {layer} keeps {left} experts, fewer than the {k} each token uses")
+        if not self._lock.acquire(blocking=False):
+            raise BusyError("a generation is running on this model")
+        try:
+            set_experts_per_token(self.lm.ctx, 0 if k == self.info.n_expert_used else k)
+            set_mask(self.lm.ctx, pairs)
+            self.capture.set_experts_per_token(k)
+            self.experts_per_token, self.mask = k, pairs
+        finally:
+            self._lock.release()
+
     def replay(self, tokens: list[int], n_prompt: int, *, probs: bool = False, candidates: int = 0) -> BatchRouting:
         """Routing of a fixed token sequence, with no sampling: the first n_prompt tokens
         are prefilled as a prompt is, then each later token is decoded alone, as if it had
@@ -225,7 +274,7 @@ class Engine:
 
     def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel, candidates: int = 0):
         lm = self.lm
-        tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt)
+        tokens = self._check_tokens(list(prompt)) if _is_token_list(prompt) else self.prompt_tokens(prompt)
         lm.clear_memory()
         t0 = time.perf_counter()
         routing = self._prefill(tokens, probs, cancel, candidates)
@@ -287,6 +336,16 @@ class Engine:
             self._batch = None
         if getattr(self, "lm", None) is not None:
             self.lm.close()
+
+
+def check_text(what: str, text: str) -> None:
+    """Text llama.cpp's tokenizer can take: UTF-8-encodable (no lone surrogate: Python
+    keeps undecodable command-line bytes and JSON's "\\ud800" escapes as those)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise PromptError(f"{what} is not valid Unicode text (a lone surrogate or undecodable byte "
+                          f"at character {e.start})") from None
 
 
 def lc_diffusion(model) -> bool:
