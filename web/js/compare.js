@@ -7,20 +7,26 @@
 // figure shown is the mean over pairs (and a run × run matrix of the pairs' means).
 // Pure data: no DOM here (compareview.js draws it).
 import { dormantOf } from "./figures.js";
+import { routingK } from "./tracecheck.js";
 
 // What a run contributes to a comparison: selection counts over all its tokens.
 // counts: Int32Array [n_moe_layers * n_expert], MoE row-major.
 // From the page's in-memory trace (tracecheck.js: flat routing arrays).
+// Each figure also keeps the run's tokens and routing (ids, K: its top-k) for the
+// per-token diff of runs that share tokens (tokendiff.js).
 export function figuresFromTrace(trace, name) {
-  const m = trace.model;
+  const m = trace.model, K = routingK(m, trace.settings);
   return { name, model: m, nTokens: trace.tokens.length,
-    counts: countSelections(trace.routing.expert_ids, trace.tokens.length, m.moe_layers.length, m.n_expert, m.n_expert_used) };
+    counts: countSelections(trace.routing.expert_ids, trace.tokens.length, m.moe_layers.length, m.n_expert, K),
+    tokens: trace.tokens, ids: trace.routing.expert_ids, K, settings: trace.settings || {} };
 }
 
 // The same from a RunState, over every token received (not just up to the cursor).
 export function figuresFromState(state, name) {
   return { name, model: state.model, nTokens: state.nTokens,
-    counts: countSelections(state.ids, state.nTokens, state.L, state.E, state.K) };
+    counts: countSelections(state.ids, state.nTokens, state.L, state.E, state.K),
+    tokens: state.tokens.slice(0, state.nTokens), ids: state.ids.slice(0, state.nTokens * state.L * state.K), K: state.K,
+    settings: (state.run && state.run.settings) || {} };
 }
 
 // ids [n * L * K] -> counts [L * E]

@@ -1,9 +1,13 @@
 // The compare card: pick runs from the library, compare them (compare.js), show the
 // per-layer table (used experts per run, Jaccard, experts dormant in all), a
 // pairwise matrix for more than two runs, each run's dormant share, and the delta
-// heatmap of two of them (delta.js).
+// heatmap of two of them (delta.js); when those two share tokens (a same-token replay,
+// a masked rerun of the same prompt), the per-token diff of their routing and their
+// texts side by side (tokendiff.js).
 import { compareRuns, deltaOf } from "./compare.js";
 import { DeltaView } from "./delta.js";
+import { tokenDiff } from "./tokendiff.js";
+import { quoteToken } from "./special.js";
 
 const fmtJ = (j) => (j === null ? "–" : j.toFixed(3));
 const pct = (f) => `${(100 * f).toFixed(1)}%`;
@@ -17,7 +21,17 @@ export class CompareView {
       status: $("compare-status"), result: $("compare-result"), summary: $("compare-summary"),
       table: $("compare-table"), matrixWrap: $("compare-matrix-wrap"), matrix: $("compare-matrix"),
       deltaA: $("delta-a"), deltaB: $("delta-b"),
+      td: $("tokendiff"), tdSummary: $("td-summary"), tdTokens: $("td-tokens"), tdDetail: $("td-detail"),
+      tdNames: [$("td-a-name"), $("td-b-name")], tdTexts: [$("td-a-text"), $("td-b-text")], tdLayers: $("td-layers"),
     };
+    this.tokenDiffResult = null;
+    const showToken = (ev) => {
+      const span = ev.target.closest && ev.target.closest("[data-t]");
+      if (span) this.showTokenDetail(Number(span.dataset.t));
+    };
+    this.els.tdTokens.addEventListener("mouseover", showToken);
+    this.els.tdTokens.addEventListener("click", showToken);
+    this.els.tdTokens.addEventListener("focusin", showToken);
     this.delta = new DeltaView($("delta-canvas"), { legend: $("delta-legend") });
     this.checked = new Set();
     this.listVersion = -1;
@@ -168,6 +182,55 @@ export class CompareView {
     this.deltaPair = [a, b];
     this.deltaFigures = deltaOf(this.figs[a], this.figs[b]);
     this.delta.show(this.figs[0].model, this.deltaFigures, this.figs[a], this.figs[b]);
+    this.showTokenDiff(this.figs[a], this.figs[b]);
+  }
+
+  // The per-token diff of runs a and b over the tokens they share, or hidden.
+  showTokenDiff(a, b) {
+    const e = this.els;
+    const d = a.tokens && b.tokens && a.ids && b.ids ? tokenDiff(a, b) : null;
+    this.tokenDiffResult = d && d.shared > 0 ? d : null;
+    e.td.hidden = !this.tokenDiffResult;
+    if (!this.tokenDiffResult) return;
+    const pct = (x) => (x === null ? "–" : `${(100 * x).toFixed(1)}%`);
+    const k = d.k[0] === d.k[1] ? `top-${d.k[0]}` : `top-${d.k[0]} vs top-${d.k[1]}`;
+    e.tdSummary.textContent = `${d.shared} shared tokens (${d.prompt} prompt) · ${k} · same expert set ` +
+      `${pct(d.setAgreement)} · mean Jaccard ${d.meanJaccard === null ? "–" : d.meanJaccard.toFixed(3)}`;
+    e.tdLayers.replaceChildren(...d.perLayer.map((p) => {
+      const s = document.createElement("span");
+      s.className = "chip";
+      s.dataset.layer = String(p.layer);
+      s.textContent = `L${p.layer} ${pct(p.changed)} changed`;
+      return s;
+    }));
+    const frag = document.createDocumentFragment(), L = d.perLayer.length;
+    for (const r of d.rows) {
+      const s = document.createElement("span");
+      s.className = `tdt${r.prompt ? " prompt" : ""}${r.changes.length ? " changed" : ""}`;
+      s.dataset.t = String(r.t);
+      s.dataset.changed = String(r.changes.length);
+      s.tabIndex = 0;
+      // more changed layers, stronger colour
+      if (r.changes.length) s.style.setProperty("--td", String(0.25 + 0.75 * r.changes.length / L));
+      s.textContent = r.text || "\u2009";
+      s.title = `#${r.t}: ${r.changes.length ? `${r.changes.length} of ${L} layers changed` : "same experts at every layer"}`;
+      frag.appendChild(s);
+    }
+    e.tdTokens.replaceChildren(frag);
+    e.tdDetail.textContent = "hover or click a token: the layers whose experts changed, − removed, + added";
+    [a, b].forEach((run, i) => {
+      e.tdNames[i].textContent = run.name;
+      const tail = d.texts[i];
+      e.tdTexts[i].textContent = (d.sharedText ? `…${d.sharedText.slice(-80)}` : "") + (tail ? `⟦${tail}⟧` : "");
+      e.tdTexts[i].title = tail ? "the text from where the runs part, in ⟦ ⟧" : "the runs share every token";
+    });
+  }
+
+  showTokenDetail(t) {
+    const d = this.tokenDiffResult, r = d && d.rows[t];
+    if (!r) return;
+    const parts = r.changes.map((c) => `L${c.layer}: ${[...c.removed.map((x) => `−${x}`), ...c.added.map((x) => `+${x}`)].join(" ")}`);
+    this.els.tdDetail.textContent = `#${t} ${quoteToken(r.text)} · ` + (parts.length ? parts.join(" · ") : "same experts at every layer");
   }
 
   get deltaCanvas() { return this.result ? this.delta.grid.canvas : null; }
@@ -182,6 +245,7 @@ export class CompareView {
       error: null, runs: r.runs, moeLayers: r.moeLayers, jaccard: r.jaccard, meanJaccard: r.meanJaccard,
       pairs: r.pairs, matrix: r.matrix, dormantInAll: r.dormantInAll,
       delta: d ? { a: d.a, b: d.b, max: d.max, values: r.moeLayers.map((_, l) => Array.from(d.values.subarray(l * E, (l + 1) * E))) } : null,
+      tokenDiff: this.tokenDiffResult,
     });
   }
 }

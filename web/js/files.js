@@ -61,6 +61,9 @@ export function traceFromState(state, { meta = null, version = "" } = {}) {
   if (state.finish) trace.finish = state.finish;
   trace.meta = meta || { created: new Date().toISOString().replace(/\.\d+Z$/, "+00:00"), moeviz_version: version };
   trace.routing = { expert_ids: ids, weights, ...(probs ? { probs } : {}) };
+  if (state.candidates && state.candidates.present && state.candidates.n === n) {
+    trace.candidates = state.candidates.toJSON(shortestFloat32);
+  }
   return trace;
 }
 

@@ -29,7 +29,11 @@ export class HeaderView {
     const s = this.state, m = s.model;
     if (!m) return;
     this.set("name", m.name);
-    this.set("arch", `${m.architecture} · ${m.moe_layers.length}×${m.n_expert} experts · top-${m.n_expert_used}` +
+    // the run's top-k (a what-if run may override the model's)
+    const k = s.K !== m.n_expert_used ? `top-${s.K} (model: top-${m.n_expert_used})` : `top-${m.n_expert_used}`;
+    const masked = s.run && s.run.settings && Array.isArray(s.run.settings.mask) && s.run.settings.mask.length;
+    this.set("arch", `${m.architecture} · ${m.moe_layers.length}×${m.n_expert} experts · ${k}` +
+      (masked ? ` · ${masked} masked` : "") +
       (m.n_shared_experts ? ` · ${m.n_shared_experts} shared` : ""));
     this.set("total", formatParams(m.total_params));
     this.set("active", formatParams(m.active_params));

@@ -2,6 +2,7 @@
 // that read it, and one animation-frame loop that advances playback and lets each
 // view redraw what changed. Exposes a read-only `window.moeviz` for tests.
 import { RunState } from "./state.js";
+import { CandidatesView, MaskOverlay, WhatIfControls } from "./whatif.js";
 import { LiveSocket } from "./socket.js";
 import { LiveRunsView } from "./liveruns.js";
 import { Controls } from "./controls.js";
@@ -57,6 +58,13 @@ $("keys-button").addEventListener("click", () => keys.show());
 const library = new RunLibrary();
 const compareView = new CompareView($("compare"), library);
 views.push(compareView);
+// What-if runs (live): top-k slider, masked experts clicked on the heatmap, candidates;
+// and the current token's next-token candidates (any run that recorded them)
+const whatIf = new WhatIfControls($("controls"));
+whatIf.setModel(state.model);
+const maskOverlay = new MaskOverlay(heatmap, state, whatIf, $("heatmap-wrap"));
+const candidatesView = new CandidatesView($("candidates"), state, { pinned: () => tokens.pinned });
+views.push(maskOverlay, candidatesView, { update: () => whatIf.setModel(liveModel || state.model) });
 
 for (const b of document.querySelectorAll("[data-measure]")) {
   b.addEventListener("click", () => {
@@ -98,6 +106,7 @@ function handleLive(msg) {
   if (msg.type === "start") {
     if (liveModel) state.ingest({ type: "model", model: liveModel });
     shown = { kind: "live", name: runTitle(msg.prompt, msg.settings), meta: null, entry: null };
+    whatIf.showRunK(msg.settings && msg.settings.experts_per_token);
     notice = null;
     library.setShown(null);
   }
@@ -217,7 +226,7 @@ if (config.mode === "live") {
   });
   controls = new Controls($("controls"), {
     onGenerate: (req) => {
-      if (!socket.send(req)) return;
+      if (!socket.send({ ...req, ...whatIf.fields() })) return;
       pending = true;
       // a phone shows the controls below the visualization: bring the run into view
       if (narrow()) {
@@ -418,6 +427,11 @@ const api = {
   get runs() { return library.entries.map((e) => ({ name: e.name, kind: e.kind, tokens: e.nTokens })); },
   // the last comparison's figures (plain JSON; see web/js/compareview.js), or {error}, or null
   compare: () => compareView.figures(),
+  // the what-if controls ({experts_per_token, mask, maskMode, candidates, fields}) and the
+  // current token's candidates ({t, candidates: [{id, p, text}]} or null)
+  whatIf: () => structuredClone(whatIf.state()),
+  candidates: () => structuredClone(candidatesView.figures()),
+  get k() { return state.K; },
   // the shown run as the trace JSON "Save trace" downloads
   trace: () => (state.model ? currentTrace() : null),
   // the analysis panels' figures at the cursor (plain JSON; see web/js/analysis/panels.js)

@@ -10,7 +10,7 @@
 // routing as flat typed arrays that are views of the file's buffer: nothing is
 // copied or reshaped, and RunState.loadTrace takes them as they are.
 // Every size is checked before it is read, and problems come back as one-line errors.
-import { TraceError, validateHeader, validateRouting } from "./tracecheck.js";
+import { TraceError, routingK, validateHeader, validateRouting } from "./tracecheck.js";
 
 const MAGIC = "MOETRACE";
 const DTYPES = { int16: Int16Array, int32: Int32Array, float32: Float32Array };
@@ -41,7 +41,8 @@ export function parseMoetrace(buffer) {
   const desc = header.arrays;
   if (desc === null || typeof desc !== "object") throw new TraceError(".moetrace header has no 'arrays' description");
   const routing = {};
-  const expected = { expert_ids: [n, L, m.n_expert_used], weights: [n, L, m.n_expert_used], probs: [n, L, m.n_expert] };
+  const K = routingK(m, header.settings);
+  const expected = { expert_ids: [n, L, K], weights: [n, L, K], probs: [n, L, m.n_expert] };
   for (const name of ["expert_ids", "weights", "probs"]) {
     const spec = desc[name];
     if (spec === undefined) {
@@ -53,6 +54,18 @@ export function parseMoetrace(buffer) {
   if (!routing.probs) routing.probs = null;
   const trace = { ...header, routing };
   delete trace.arrays;
+  // next-token candidates: [n_tokens][N] arrays, their texts in the header
+  if (desc.candidate_ids !== undefined || desc.candidate_probs !== undefined) {
+    const spec = desc.candidate_ids || desc.candidate_probs, N = spec && Array.isArray(spec.shape) ? spec.shape[1] : -1;
+    for (const name of ["candidate_ids", "candidate_probs"]) {
+      if (desc[name] === undefined) throw new TraceError(`.moetrace has no ${name} array`);
+    }
+    trace.candidates = { N, texts: (header.candidates && header.candidates.texts) || null,
+      ids: readArray(buffer, dataStart, "candidate_ids", desc.candidate_ids, [n, N]),
+      probs: readArray(buffer, dataStart, "candidate_probs", desc.candidate_probs, [n, N]) };
+  } else {
+    delete trace.candidates;
+  }
   validateRouting(trace);        // expert ids in range, finite weights
   return trace;
 }
@@ -60,8 +73,9 @@ export function parseMoetrace(buffer) {
 function readArray(buffer, dataStart, name, spec, shape) {
   const Type = spec && DTYPES[spec.dtype];
   if (!Type) throw new TraceError(`.moetrace array '${name}' has an unknown dtype ${JSON.stringify(spec && spec.dtype)}`);
-  if ((name === "expert_ids") !== (Type !== Float32Array)) {
-    throw new TraceError(`.moetrace array '${name}' has dtype ${spec.dtype}, expected ${name === "expert_ids" ? "int16 or int32" : "float32"}`);
+  const integer = name === "expert_ids" || name === "candidate_ids";
+  if (integer !== (Type !== Float32Array)) {
+    throw new TraceError(`.moetrace array '${name}' has dtype ${spec.dtype}, expected ${integer ? "int16 or int32" : "float32"}`);
   }
   if (!Array.isArray(spec.shape) || !spec.shape.every((d) => Number.isInteger(d) && d >= 0) ||
       !Number.isInteger(spec.offset) || spec.offset < 0) {
@@ -70,7 +84,7 @@ function readArray(buffer, dataStart, name, spec, shape) {
   if (spec.shape.join(",") !== shape.join(",")) {
     throw new TraceError(`.moetrace array '${name}' has shape [${spec.shape}], expected [${shape}] [n_tokens][n_moe_layers][k or n_expert]`);
   }
-  const count = shape[0] * shape[1] * shape[2], start = dataStart + spec.offset;
+  const count = shape.reduce((a, b) => a * b, 1), start = dataStart + spec.offset;
   const end = start + count * Type.BYTES_PER_ELEMENT;
   if (end > buffer.byteLength) {
     throw new TraceError(`truncated .moetrace: array '${name}' runs past the end of the file (${end} bytes needed, ${buffer.byteLength} present)`);

@@ -12,6 +12,7 @@
 // Playback moves `applied`; the views draw the figures at `applied`.
 
 import { TOKEN_SELECTIONS, dormantOf } from "./figures.js";
+import { Candidates, routingK } from "./whatif.js";
 
 export class RunState {
   constructor(model = null) {
@@ -52,6 +53,7 @@ export class RunState {
     this.probs = null;
     this.probsAt = new Uint8Array(this.capacity);           // 1: token t has probabilities
     this.hasProbs = false;
+    this.candidates = new Candidates();   // next-token candidates, when the run recorded them
     this.prefillSeconds = 0;
     this.decodeSeconds = 0;
     // Cumulative figures at the cursor, per token selection (figures.js: all, prompt,
@@ -85,6 +87,7 @@ export class RunState {
         this.message = `queued: ${msg.position} run${msg.position === 1 ? "" : "s"} ahead`;
         break;
       case "start":
+        this.K = routingK(this.model, msg.settings);      // the run's top-k (a what-if run may override it)
         this.reset();
         this.run = { id: msg.run, prompt: msg.prompt, settings: msg.settings || {} };
         this.status = "running";
@@ -93,11 +96,13 @@ export class RunState {
       case "prompt":
         this.prefillSeconds = msg.seconds || 0;
         this.addTokens(msg.tokens, msg.expert_ids, msg.weights, msg.probs);
+        this.candidates.append(msg.candidates);
         this.message = `prefilled ${msg.tokens.length} tokens`;
         break;
       case "token":
         this.decodeSeconds += msg.seconds || 0;
         this.addTokens([msg.token], [msg.expert_ids], [msg.weights], msg.probs ? [msg.probs] : undefined);
+        this.candidates.append(msg.candidates);
         this.message = "decoding…";
         break;
       case "done":
@@ -171,6 +176,7 @@ export class RunState {
   // as one batch, then one batch per generated token.
   loadTrace(trace, runId = null) {
     if (!sameModel(this.model, trace.model)) this.setModel(trace.model);
+    this.K = routingK(trace.model, trace.settings);
     this.reset();
     const { L, E } = this, r = trace.routing, tokens = trace.tokens, n = tokens.length;
     this.run = { id: runId, prompt: trace.prompt, settings: trace.settings || {} };
@@ -182,6 +188,8 @@ export class RunState {
     this.capacity = n;
     this.ids = r.expert_ids;
     this.weights = r.weights;
+    this.candidates = new Candidates();
+    this.candidates.load(trace.candidates, n);
     this.probsAt = new Uint8Array(n);
     if (r.probs) {
       this.probs = r.probs;

@@ -12,6 +12,13 @@ const MODEL_FIELDS = ["name", "architecture", "n_layer", "moe_layers", "n_expert
 
 export class TraceError extends Error {}
 
+// Experts per token in a run's routing arrays: the run's override
+// (settings.experts_per_token, a what-if run) or the model's own top-k.
+export function routingK(model, settings) {
+  const k = settings && settings.experts_per_token;
+  return Number.isInteger(k) ? k : model.n_expert_used;
+}
+
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const isCount = (v) => Number.isInteger(v) && v >= 0;
 
@@ -40,6 +47,7 @@ export function validateHeader(h) {
     if (ml[i] <= ml[i - 1]) throw new TraceError("model.moe_layers must be increasing and distinct");
   }
   if (h.settings !== undefined && !isObject(h.settings)) throw new TraceError("settings must be an object");
+  validateInterventions(h.settings || {}, m);
   if (!Array.isArray(h.tokens)) throw new TraceError("trace has no 'tokens' list");
   let seenGenerated = false;
   h.tokens.forEach((t, i) => {
@@ -51,12 +59,35 @@ export function validateHeader(h) {
   });
 }
 
+// settings.experts_per_token / mask / candidates, as moeviz/trace/schema.py checks them
+function validateInterventions(s, m) {
+  const E = m.n_expert, k = s.experts_per_token;
+  if (k !== undefined && k !== null && !(Number.isInteger(k) && k >= 1 && k <= E)) {
+    throw new TraceError(`settings.experts_per_token must be an integer from 1 to ${E} (model.n_expert)`);
+  }
+  const mask = s.mask;
+  if (mask !== undefined && mask !== null) {
+    if (!Array.isArray(mask)) throw new TraceError("settings.mask must be a list of [layer, expert] pairs");
+    mask.forEach((p, i) => {
+      if (!(Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && Number.isInteger(p[1]))) {
+        throw new TraceError(`settings.mask[${i}] must be a [layer, expert] pair of integers`);
+      }
+      if (!m.moe_layers.includes(p[0])) throw new TraceError(`settings.mask[${i}]: layer ${p[0]} is not in model.moe_layers`);
+      if (p[1] < 0 || p[1] >= E) throw new TraceError(`settings.mask[${i}]: expert ${p[1]} is outside [0, ${E})`);
+    });
+  }
+  const n = s.candidates;
+  if (n !== undefined && n !== null && !isCount(n)) throw new TraceError("settings.candidates must be a non-negative integer");
+}
+
 // The page's in-memory trace: the header fields as in the JSON form, and `routing`
 // as flat typed arrays, C order, the layout RunState keeps (RunState.loadTrace takes
 // them as they are):
 //   expert_ids  Int16Array | Int32Array [n_tokens * n_moe_layers * k]
 //   weights     Float32Array, the same length
 //   probs       Float32Array [n_tokens * n_moe_layers * n_expert], or null
+// (k: routingK, the run's top-k) and, when the run recorded next-token candidates,
+// `candidates` {N, ids: Int32Array [n_tokens * N], probs: Float32Array, texts: {id: text}}.
 // A .moetrace file gives them straight from its buffer (moetrace.js); a JSON trace's
 // nested lists are flattened once, by flattenRouting.
 
@@ -65,7 +96,7 @@ export function validateHeader(h) {
 export function flattenRouting(trace) {
   const r = trace.routing;
   if (!isObject(r)) throw new TraceError("trace has no 'routing' object");
-  const m = trace.model, n = trace.tokens.length, L = m.moe_layers.length, K = m.n_expert_used, E = m.n_expert;
+  const m = trace.model, n = trace.tokens.length, L = m.moe_layers.length, K = routingK(m, trace.settings), E = m.n_expert;
   for (const name of ["expert_ids", "weights"]) if (!(name in r)) throw new TraceError(`routing.${name} is missing`);
   const flat = {
     expert_ids: flatten("routing.expert_ids", r.expert_ids, n, L, K, Int32Array,
@@ -74,6 +105,17 @@ export function flattenRouting(trace) {
     probs: r.probs !== undefined && r.probs !== null ? flatten("routing.probs", r.probs, n, L, E, Float32Array, notFinite) : null,
   };
   const out = { ...trace, routing: flat };
+  const c = trace.candidates;
+  if (c !== undefined && c !== null) {
+    if (!isObject(c) || !("ids" in c) || !("probs" in c)) throw new TraceError("candidates must be an object with 'ids' and 'probs'");
+    const N = Array.isArray(c.ids) && c.ids.length ? (Array.isArray(c.ids[0]) ? c.ids[0].length : -1) : (trace.settings || {}).candidates || 0;
+    const rows = (name, a, Type, bad) => flatten2(name, a, n, N, Type, bad);
+    out.candidates = {
+      N, texts: isObject(c.texts) ? c.texts : null,
+      ids: rows("candidates.ids", c.ids, Int32Array, (v) => (Number.isInteger(v) ? null : " must be an integer")),
+      probs: rows("candidates.probs", c.probs, Float32Array, notFinite),
+    };
+  }
   validateRouting(out);
   return out;
 }
@@ -83,7 +125,7 @@ export function flattenRouting(trace) {
 export function validateRouting(trace) {
   const r = trace.routing;
   if (!isObject(r)) throw new TraceError("trace has no 'routing' object");
-  const m = trace.model, n = trace.tokens.length, L = m.moe_layers.length, K = m.n_expert_used, E = m.n_expert;
+  const m = trace.model, n = trace.tokens.length, L = m.moe_layers.length, K = routingK(m, trace.settings), E = m.n_expert;
   const ids = r.expert_ids, w = r.weights, p = r.probs;
   checkLength("routing.expert_ids", ids, n, L, K);
   checkLength("routing.weights", w, n, L, K);
@@ -96,6 +138,37 @@ export function validateRouting(trace) {
   if (bad >= 0) throw new TraceError(`routing.weights${at(bad, L, K)} is not a finite number`);
   const badP = p ? firstNotFinite(p) : -1;
   if (badP >= 0) throw new TraceError(`routing.probs${at(badP, L, E)} is not a finite number`);
+  const mask = (trace.settings && trace.settings.mask) || [];
+  if (mask.length) {
+    const banned = new Uint8Array(L * E);
+    for (const [layer, e] of mask) banned[m.moe_layers.indexOf(layer) * E + e] = 1;
+    for (let i = 0; i < ids.length; i++) {
+      const l = Math.floor(i / K) % L;
+      if (banned[l * E + ids[i]]) {
+        throw new TraceError(`routing.expert_ids${at(i, L, K)} = ${ids[i]} is masked (settings.mask has [${m.moe_layers[l]}, ${ids[i]}])`);
+      }
+    }
+  }
+  if (trace.candidates) validateCandidates(trace.candidates, n, m);
+}
+
+// candidates {N, ids, probs, texts}: [n_tokens][N], distinct ids in the vocabulary,
+// probabilities in [0, 1], a text for every id where texts are given
+function validateCandidates(c, n, m) {
+  const { N, ids, probs } = c, V = Number.isInteger(m.n_vocab) && m.n_vocab > 0 ? m.n_vocab : 2 ** 31 - 1;
+  if (!(N >= 1) || !ArrayBuffer.isView(ids) || !ArrayBuffer.isView(probs) || ids.length !== n * N || probs.length !== n * N) {
+    throw new TraceError(`candidates.ids and candidates.probs must both be [${n}, N] [n_tokens][N], N >= 1`);
+  }
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] < 0 || ids[i] >= V) throw new TraceError(`candidates.ids[${Math.floor(i / N)}][${i % N}] = ${ids[i]} is outside [0, ${V})`);
+    const p = probs[i];
+    if (!(p >= 0 && p <= 1)) throw new TraceError(`candidates.probs[${Math.floor(i / N)}][${i % N}] = ${p} is not a probability`);
+    if (c.texts && !(String(ids[i]) in c.texts)) throw new TraceError(`candidates.texts has no text for candidate token ${ids[i]}`);
+  }
+  for (let t = 0; t < n; t++) {
+    const row = new Set(ids.subarray(t * N, (t + 1) * N));
+    if (row.size !== N) throw new TraceError(`candidates.ids[${t}] lists a token twice`);
+  }
 }
 
 const notFinite = (v) => (typeof v === "number" && Number.isFinite(v) ? null : " is not a finite number");
@@ -112,6 +185,23 @@ function checkLength(name, a, n, L, K) {
 function firstNotFinite(a) {
   for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
   return -1;
+}
+
+// nested [n][N] lists (candidates) -> Type[n*N]
+function flatten2(name, a, n, N, Type, bad) {
+  const exp = `expected [${n}, N] [n_tokens][N]`;
+  if (!Array.isArray(a) || a.length !== n) throw new TraceError(`${name} has ${Array.isArray(a) ? a.length : "no"} rows, ${exp}`);
+  const out = new Type(n * N);
+  for (let t = 0, o = 0; t < n; t++) {
+    const row = a[t];
+    if (!Array.isArray(row) || row.length !== N) throw new TraceError(`${name}[${t}] has the wrong shape, ${exp}`);
+    for (let j = 0; j < N; j++) {
+      const why = bad(row[j]);
+      if (why) throw new TraceError(`${name}[${t}][${j}]${why}`);
+      out[o++] = row[j];
+    }
+  }
+  return out;
 }
 
 // nested [n][L][K] lists -> Type[n*L*K]; bad(value) -> null when the value is fine,
