@@ -196,13 +196,21 @@ def test_interventions_on_every_architecture(arch_models, arch):
 
 def copy_without(src: Path, dst: Path, drop_key: str) -> Path:
     """A copy of a GGUF with one metadata key removed (everything else byte-identical data)."""
+    return rewrite_gguf(src, dst, drop_keys={drop_key})
+
+
+def rewrite_gguf(src: Path, dst: Path, *, drop_keys=frozenset(), set_u32: dict | None = None,
+                 drop_tensors: str | None = None, extra_tensors=()) -> Path:
+    """A copy of a GGUF with metadata keys dropped or set (uint32), tensors whose name
+    matches `drop_tensors` left out, and (name, numpy array) tensors added."""
     import gguf
 
     r = gguf.GGUFReader(src)
     arch = str(r.fields["general.architecture"].contents())
     w = gguf.GGUFWriter(str(dst), arch)
+    set_u32 = dict(set_u32 or {})
     for name, f in r.fields.items():
-        if name == drop_key or name.startswith("GGUF.") or name == "general.architecture":
+        if name in drop_keys or name in set_u32 or name.startswith("GGUF.") or name == "general.architecture":
             continue
         vtype = f.types[0]
         if vtype == gguf.GGUFValueType.ARRAY and not f.data:
@@ -211,13 +219,73 @@ def copy_without(src: Path, dst: Path, drop_key: str) -> Path:
             w.add_key_value(name, f.contents(), vtype, sub_type=f.types[-1])
         else:
             w.add_key_value(name, f.contents(), vtype)
+    for name, value in set_u32.items():
+        w.add_uint32(name, value)
     for t in r.tensors:
+        if drop_tensors and re.search(drop_tensors, t.name):
+            continue
         w.add_tensor(t.name, t.data, raw_shape=list(reversed([int(x) for x in t.shape])), raw_dtype=t.tensor_type)
+    for name, arr in extra_tensors:
+        w.add_tensor(name, arr)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return dst
+
+
+def native_equals_callback(path: Path, n_prompt: int = 40, n: int = 44):
+    native, callback = exact_engine(path, "native"), exact_engine(path, "callback")
+    try:
+        tokens = [int(t) % native.lm.n_vocab for t in range(3, 3 + 2 * n, 2)]
+        a, b = callback.replay(tokens, n_prompt, probs=True), native.replay(tokens, n_prompt, probs=True)
+        info = native.info
+    finally:
+        native.close()
+        callback.close()
+    np.testing.assert_array_equal(a.expert_ids, b.expert_ids)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.probs, b.probs)
+    return info, b
+
+
+def test_next_token_prediction_layer_is_not_routed(arch_models, tmp_path):
+    """GLM-4.5 ships its multi-token-prediction block as the last layer (router and
+    experts included); llama.cpp's main graph never runs it. A GLM-4-MoE model with such
+    a block: moeviz expects routing from the trunk's MoE layers only, and gets it."""
+    import gguf
+
+    src = model_path(arch_models, "glm4moe")
+    r = gguf.GGUFReader(src)
+    n_layer = int(r.fields["glm4moe.block_count"].contents())
+    mtp = n_layer
+    extra = []
+    for t in r.tensors:   # the last trunk layer's tensors again, as the MTP block's
+        # (not the generator's optional per-tensor .scale / .input_scale: real files have none)
+        if t.name.startswith(f"blk.{n_layer - 1}.") and not t.name.endswith("scale"):
+            extra.append((t.name.replace(f"blk.{n_layer - 1}.", f"blk.{mtp}.", 1),
+                          np.array(t.data).reshape([int(x) for x in reversed(t.shape)]).astype(np.float32)))
+    n_embd = int(r.fields["glm4moe.embedding_length"].contents())
+    rng = np.random.default_rng(0)
+    extra += [(f"blk.{mtp}.nextn.eh_proj.weight", rng.standard_normal((n_embd, 2 * n_embd)).astype(np.float32)),
+              (f"blk.{mtp}.nextn.enorm.weight", np.ones(n_embd, np.float32)),
+              (f"blk.{mtp}.nextn.hnorm.weight", np.ones(n_embd, np.float32))]
+    path = rewrite_gguf(src, tmp_path / "glm4moe-mtp.gguf", extra_tensors=extra,
+                        set_u32={"glm4moe.block_count": n_layer + 1, "glm4moe.nextn_predict_layers": 1})
+    info, routing = native_equals_callback(path)
+    assert info.nextn_layers == [mtp] and mtp not in info.moe_layers and info.moe_layers
+    assert routing.expert_ids.shape[1] == len(info.moe_layers)
+
+
+def test_granitemoe_without_shared_experts(arch_models, tmp_path):
+    """The generator's GraniteMoE has a shared expert; Granite 3.x MoE models have none."""
+    src = model_path(arch_models, "granitemoe")
+    path = rewrite_gguf(src, tmp_path / "granitemoe-noshexp.gguf", drop_tensors=r"_shexp\.",
+                        drop_keys={"granitemoe.expert_shared_feed_forward_length"})
+    info, _ = native_equals_callback(path)
+    assert info.n_shared_experts == 0 and info.is_moe
+    shared, _ = native_equals_callback(src)
+    assert shared.n_shared_experts >= 1
 
 
 @pytest.mark.parametrize("arch", ["dots1", "hy_v4", "minimax-m2", "smallthinker"])
