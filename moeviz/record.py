@@ -60,6 +60,16 @@ def trace_settings(sampling: SamplingSettings, *, capture: str, probs: bool, nam
     return out
 
 
+def placement_settings(engine) -> dict:
+    """`settings.rpc` for a run whose layers were split over rpc-servers: the servers
+    (--rpc, in order) and which layers ran where ([{device, host, layers: [a, b]}],
+    layer n_layer being the output head); {} for a local run."""
+    servers = list(getattr(engine, "rpc_servers", None) or [])
+    if not servers:
+        return {}
+    return {"rpc": {"servers": servers, "placement": list(getattr(engine, "placement", []))}}
+
+
 def apply_interventions(engine, experts_per_token=None, mask=None) -> None:
     """Put the engine's routers in the asked state. None: the engine's own (its
     `experts_per_token` / `mask` arguments; by default the model's top-k, nothing masked);
@@ -90,6 +100,7 @@ class Recording:
         self.settings = trace_settings(self.sampling, capture=engine.capture.name, probs=probs, named=named,
                                        experts_per_token=engine.experts_per_token, mask=engine.mask,
                                        candidates=self.candidates)
+        self.settings.update(placement_settings(engine))
         self._builder = TraceBuilder(engine.info, prompt, self.settings)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator:
@@ -147,7 +158,8 @@ def replay_trace(engine, source: Trace, *, source_name: str | None = None, fast:
     routing = engine.replay(ids, len(ids) if fast else n_prompt, probs=probs, **extra)
     seconds = time.perf_counter() - t0
     settings = {k: v for k, v in (source.settings or {}).items()
-                if k not in ("experts_per_token", "mask", "candidates", "probs", "capture", "tokens_from")}
+                if k not in ("experts_per_token", "mask", "candidates", "probs", "capture", "tokens_from", "rpc")}
+    settings.update(placement_settings(engine))
     settings.update(probs=probs, capture=engine.capture.name, experts_per_token=engine.experts_per_token,
                     mask=[[a, b] for a, b in engine.mask], candidates=candidates,
                     tokens_from={"trace": name, "model": source.model.get("name"),

@@ -18,6 +18,8 @@ from ..llama.batch import Batch
 from ..llama.interventions import set_experts_per_token, set_mask
 from ..llama.lib import llama_cpp
 from ..llama.offload import TensorOverrides, expert_patterns
+from ..llama import rpc as rpc_backend
+from ..llama.log import llama_log
 from ..capture.routing import BatchRouting
 from ..gguf_info import ModelFileError, ModelInfo
 from ..capture.factory import make_capture
@@ -59,10 +61,14 @@ class Engine:
     def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
                  n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
                  kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0,
-                 n_ubatch: int | None = None, progress=None, experts_per_token: int | None = None, mask=None):
+                 n_ubatch: int | None = None, progress=None, experts_per_token: int | None = None, mask=None,
+                 rpc=None, tensor_split=None):
         # progress: called with the loaded fraction of the model (0.0 .. 1.0), see LoadedModel
         # experts_per_token / mask: this engine's routing unless a run asks otherwise
         # (set_interventions; `mask` in any form masks.parse_mask reads: "3:5,*:0", pairs)
+        # rpc: llama.cpp rpc-servers ("host:port,..." or a list) that take the layers
+        # --n-gpu-layers offloads, split by tensor_split (proportions per server; default:
+        # by their free memory), as llama.cpp's --rpc (moeviz/llama/rpc.py)
         from ..gguf_info import read_model_info  # noqa: PLC0415
 
         info = read_model_info(model_path)
@@ -92,10 +98,34 @@ class Engine:
         if n_cpu_moe < 0:
             raise SettingsError(f"--n-cpu-moe must be zero or more, got {n_cpu_moe}")
         self.offload = TensorOverrides(expert_patterns(cpu_moe, n_cpu_moe))
+        self.rpc_servers: list[str] = rpc_backend.parse_servers(rpc) if rpc else []
+        split = rpc_backend.parse_tensor_split(tensor_split)
+        self._rpc_lost = None
+        devices = None
+        if self.rpc_servers:
+            # probed, then registered with ggml (it aborts on an unreachable server)
+            devices = rpc_backend.DeviceList(rpc_backend.add_servers(self.rpc_servers), split)
+        elif split or rpc_backend.registered():
+            # another engine in this process registered RPC servers: llama.cpp's default
+            # device list would take them too; this one keeps to the local GPUs
+            devices = rpc_backend.DeviceList(rpc_backend.local_gpu_devices(), split)
+
+        def configure_model(mp):
+            self.offload.apply(mp)
+            if devices is not None:
+                devices.apply(mp)
+
+        mark = llama_log().mark()
         self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                              n_gpu_layers=n_gpu_layers, configure_model=self.offload.apply,
+                              n_gpu_layers=n_gpu_layers, configure_model=configure_model,
                               configure_context=configure_context, info=info, n_ubatch=n_ubatch,
                               progress=progress)
+        # which layers went where (llama.cpp's load log); layer n_layer is the output head
+        names = {}
+        if devices is not None:
+            names = {rpc_backend.device_name(d): rpc_backend.device_description(d) for d in devices.devices}
+        placed = rpc_backend.placement_from_log([line for _, line in llama_log().since(mark)])
+        self.placement: list[dict] = rpc_backend.summarize(placed, info.n_layer, names)
         if lc_diffusion(self.lm.model):
             self.lm.close()
             raise NotCausalError(f"{info.architecture} is a diffusion model, not decoded left to right: moeviz records "
@@ -155,6 +185,8 @@ class Engine:
         if not 0 < n <= self.lm.n_batch or pos0 < 0 or pos0 + n > self.lm.n_ctx:
             raise DecodeError(f"refused to decode {n} tokens at position {pos0} "
                               f"(batches of 1-{self.lm.n_batch}, context {self.lm.n_ctx})")
+        if self.rpc_servers:
+            self.check_rpc()
         b = self._batch.fill(tokens, pos0, all_outputs)
         self.capture.begin(probs)
         rc = llama_cpp().llama_decode(self.lm.ctx, b)
@@ -179,7 +211,9 @@ class Engine:
                  candidates: int = 0) -> BatchRouting | None:
         # Candidates need every prompt row's logits: all rows outputs, in chunks whose
         # logits fit the output budget (the output head then runs on every prompt row).
-        need_all = candidates > 0 or (self.capture.needs_all_outputs and (self.info.n_layer - 1) in self.info.moe_layers)
+        # the trunk's last layer is the one llama.cpp trims to output rows (MTP blocks after it never run)
+        last = self.info.n_layer - len(self.info.nextn_layers) - 1
+        need_all = candidates > 0 or (self.capture.needs_all_outputs and last in self.info.moe_layers)
         n = len(tokens)
         spans = [(s, min(s + self.lm.n_batch, n)) for s in range(0, n, self.lm.n_batch)]
         if need_all:
@@ -330,11 +364,34 @@ class Engine:
             r.probs = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
         return r
 
+    def check_rpc(self) -> None:
+        """RpcServerLost (one line) once an rpc-server holding layers has gone: ggml-rpc
+        would abort the whole process on the next command sent to it."""
+        if self._rpc_lost is None:
+            try:
+                rpc_backend.check_alive(self.rpc_servers)
+            except rpc_backend.RpcServerLost as e:
+                self._rpc_lost = e
+        if self._rpc_lost is not None:
+            raise rpc_backend.RpcServerLost(str(self._rpc_lost))
+
+    def placement_text(self) -> str:
+        """Which layers run where: "layers 0-3 on 127.0.0.1:50052; ..." ("" when unknown)."""
+        return rpc_backend.describe_placement(self.placement, self.info.n_layer)
+
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:
             self._batch.close()
             self._batch = None
         if getattr(self, "lm", None) is not None:
+            if getattr(self, "rpc_servers", None):
+                try:
+                    self.check_rpc()
+                except rpc_backend.RpcServerLost:
+                    # freeing the model sends RPC commands to the dead server: ggml-rpc
+                    # would abort the process; the memory is left to the process exit
+                    self.lm.model = self.lm.ctx = None
+                    return
             self.lm.close()
 
 
