@@ -25,6 +25,7 @@ def _add_model_args(p, required=False):
                    help="keep all routed-expert weights in CPU memory (attention and the rest follow --n-gpu-layers)")
     p.add_argument("--n-cpu-moe", type=int, default=0, metavar="N",
                    help="keep the routed-expert weights of the first N layers in CPU memory")
+    _add_rpc_args(p)
     p.add_argument("--capture", choices=["auto", "native", "callback"], default="auto",
                    help="routing capture backend (auto: native when the patched library is installed)")
     p.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
@@ -38,6 +39,14 @@ def _add_model_args(p, required=False):
                         "*:E = expert E in every MoE layer); the router picks the best unmasked ones")
 
 
+def _add_rpc_args(p):
+    p.add_argument("--rpc", default=None, metavar="HOST:PORT[,...]",
+                   help="llama.cpp rpc-servers (moeviz rpc-server) that take the layers --n-gpu-layers offloads")
+    p.add_argument("--tensor-split", default=None, metavar="P[,P...]",
+                   help="share of the offloaded layers per device (--rpc servers in order), e.g. 1,1 "
+                        "(default: by free memory)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="moeviz", description="Mixture-of-Experts routing from llama.cpp, live and replayable.")
     parser.add_argument("--version", action="version", version=f"moeviz {__version__}")
@@ -46,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a GGUF model's MoE shape")
     p.add_argument("model", nargs="?", help="GGUF model file (default: the built-in demo model)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--n-gpu-layers", type=int, default=0, help="with --rpc: layers offloaded (-1 = all)")
+    _add_rpc_args(p)
+
+    p = sub.add_parser("rpc-server", help="run llama.cpp's rpc-server: this machine computes layers for --rpc")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; the protocol has no authentication)")
+    p.add_argument("--port", type=int, default=50052, help="port (default 50052)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: rpc-server's)")
+    p.add_argument("--mem", type=int, default=None, metavar="MiB",
+                   help="not available: this llama.cpp's rpc-server has no memory limit (refused)")
+    p.add_argument("--cache", action="store_true", help="rpc-server's local tensor cache (-c)")
 
     p = sub.add_parser("record", help="generate from a prompt and save the routing trace")
     _add_model_args(p)
@@ -103,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--probs", action="store_true", help="record router probabilities too")
+    p.add_argument("--n-gpu-layers", type=int, default=0, help="with --model: layers to offload (-1 = all)")
+    _add_rpc_args(p)
     return parser
 
 
@@ -130,8 +152,24 @@ def cmd_info(args) -> int:
     from .gguf_info import describe, read_model_info  # noqa: PLC0415
 
     info = read_model_info(args.model or default_model_path())
+    if args.rpc or args.tensor_split:
+        from .llama.rpc import plan_placement  # noqa: PLC0415
+
+        runs, text = plan_placement(info.n_layer, args.rpc, args.n_gpu_layers, args.tensor_split)
+        if args.json:
+            print(json.dumps({**info.to_json(), "placement": runs}, indent=2))
+        else:
+            print(describe(info))
+            print(f"placement (--n-gpu-layers {args.n_gpu_layers}): {text}")
+        return 0
     print(json.dumps(info.to_json(), indent=2) if args.json else describe(info))
     return 0
+
+
+def cmd_rpc_server(args) -> int:
+    from .llama.rpc_server import run_rpc_server  # noqa: PLC0415
+
+    return run_rpc_server(host=args.host, port=args.port, threads=args.threads, mem=args.mem, cache=args.cache)
 
 
 def cmd_record(args) -> int:
@@ -187,7 +225,8 @@ def _engine_from_args(args, progress=None):
     return Engine(_model_path(args), n_ctx=args.n_ctx, n_threads=args.threads,
                   n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
                   flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe, progress=progress,
-                  experts_per_token=args.experts_per_token, mask=args.mask)
+                  experts_per_token=args.experts_per_token, mask=args.mask, rpc=args.rpc,
+                  tensor_split=args.tensor_split)
 
 
 # Model files smaller than this load in well under a second: no progress is shown for them.
@@ -269,9 +308,10 @@ def cmd_serve(args) -> int:
         k = engine.experts_per_token
         top = f"top-{k}" + (f" (model: top-{info.n_expert_used})" if k != info.n_expert_used else "")
         masked = f", {len(engine.mask)} experts masked" if engine.mask else ""
+        where = f"; {engine.placement_text()}" if engine.rpc_servers else ""
         print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
               f"{info.n_expert} experts, {top}{masked}, capture {engine.capture.name}"
-              f"{', public mode' if args.public else ''}) at {url}", flush=True)
+              f"{', public mode' if args.public else ''}{where}) at {url}", flush=True)
 
     def load_failed(message, exc):
         shown.end()
@@ -316,7 +356,8 @@ def _record_prompts(args) -> list:
 
     library = list(load_prompts(args.prompts or DEFAULT_DIR).values())
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).validate()
-    engine = Engine(args.model or default_model_path())
+    engine = Engine(args.model or default_model_path(), n_gpu_layers=args.n_gpu_layers, rpc=args.rpc,
+                    tensor_split=args.tensor_split)
     prompts = suited(library, model_kind(model_description(engine.info)["name"]))
     runs = []
     try:
@@ -343,7 +384,7 @@ def cmd_diff(args) -> int:
 
 
 COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export, "stats": cmd_stats,
-            "diff": cmd_diff}
+            "diff": cmd_diff, "rpc-server": cmd_rpc_server}
 
 
 def main(argv: list[str] | None = None) -> int:
