@@ -32,8 +32,12 @@ export class HeaderView {
     // the run's top-k (a what-if run may override the model's)
     const k = s.K !== m.n_expert_used ? `top-${s.K} (model: top-${m.n_expert_used})` : `top-${m.n_expert_used}`;
     const masked = s.run && s.run.settings && Array.isArray(s.run.settings.mask) && s.run.settings.mask.length;
+    // a run split over llama.cpp rpc-servers names them (settings.rpc.servers)
+    const rpc = s.run && s.run.settings && s.run.settings.rpc;
+    const hosts = rpc && Array.isArray(rpc.servers) ? rpc.servers.filter((h) => typeof h === "string") : [];
     this.set("arch", `${m.architecture} · ${m.moe_layers.length}×${m.n_expert} experts · ${k}` +
       (masked ? ` · ${masked} masked` : "") +
+      (hosts.length ? ` · rpc: ${hosts.join(", ")}` : "") +
       (m.n_shared_experts ? ` · ${m.n_shared_experts} shared` : ""));
     this.set("total", formatParams(m.total_params));
     this.set("active", formatParams(m.active_params));
