@@ -15,8 +15,9 @@ SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${MOEVIZ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/moeviz}
 SDIST=$CACHE/sdist/llama_cpp_python-$VERSION.tar.gz
-# Only what moeviz uses: no multimodal library, no llama.cpp tools/examples/tests.
-CMAKE_ARGS_MOEVIZ="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF ${CMAKE_ARGS:-}"
+# Only what moeviz uses: no multimodal library, no llama.cpp tools/examples/tests;
+# the RPC backend (libggml-rpc, for --rpc: models split over several machines).
+CMAKE_ARGS_MOEVIZ="-DGGML_RPC=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF ${CMAKE_ARGS:-}"
 
 mkdir -p "$CACHE/sdist" "$CACHE/wheels"
 
@@ -43,19 +44,26 @@ key=$( {
 } | sha256sum | cut -c1-16)
 WHEELDIR=$CACHE/wheels/$key
 
-if ! ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl >/dev/null 2>&1; then
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  tar xzf "$SDIST" -C "$work"
-  src=$work/llama_cpp_python-$VERSION
+# unpack the sdist into $1 and apply the patches: prints the source directory
+unpack_patched() {
+  tar xzf "$SDIST" -C "$1"
+  local src=$1/llama_cpp_python-$VERSION p
   for p in "$HERE"/*.patch; do
     [ -f "$p" ] || continue
     if ! patch -p1 --forward --batch --silent -d "$src" < "$p"; then
       echo "moeviz: patch $(basename "$p") does not apply to llama-cpp-python $VERSION" >&2
-      exit 1
+      return 1
     fi
-    echo "moeviz: applied $(basename "$p")"
+    echo "moeviz: applied $(basename "$p")" >&2
   done
+  echo "$src"
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if ! ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl >/dev/null 2>&1; then
+  src=$(unpack_patched "$work")
   echo "moeviz: building llama-cpp-python $VERSION (takes several minutes on 2 cores; cached afterwards)"
   CMAKE_ARGS="$CMAKE_ARGS_MOEVIZ" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$PY" -m pip wheel --quiet --no-deps -w "$work/out" "$src"
@@ -68,3 +76,31 @@ fi
 
 "$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl
 echo "moeviz: llama-cpp-python $VERSION installed from $WHEELDIR"
+
+# llama.cpp's rpc-server (tools/rpc), built from the same patched sources and linked
+# against the very ggml libraries in the wheel (copied beside it, found via
+# $ORIGIN/lib), so a remote host computes exactly what the local one would. Cached
+# under the same key as the wheel, atomically.
+RPCDIR=$CACHE/rpc-server/$key
+if [ ! -x "$RPCDIR/rpc-server" ]; then
+  echo "moeviz: building llama.cpp rpc-server"
+  mkdir -p "$work/rpc" "$work/rpcsrc" "$work/rpcout/lib"
+  rsrc=$(unpack_patched "$work/rpcsrc")
+  "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+    "$(ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl | head -1)" "$work/rpc"
+  cp -P "$work"/rpc/llama_cpp/lib/libggml*.so* "$work/rpcout/lib/"
+  if [ ! -f "$work/rpcout/lib/libggml-rpc.so" ]; then
+    echo "moeviz: the wheel has no libggml-rpc.so (built without -DGGML_RPC=ON?)" >&2
+    exit 1
+  fi
+  ${CXX:-c++} -O2 -std=c++17 -I "$rsrc/vendor/llama.cpp/ggml/include" \
+    "$rsrc/vendor/llama.cpp/tools/rpc/rpc-server.cpp" -o "$work/rpcout/rpc-server" \
+    -L "$work/rpcout/lib" -lggml -lggml-base -Wl,-rpath,'$ORIGIN/lib' -pthread
+  mkdir -p "$CACHE/rpc-server"
+  rm -rf "$RPCDIR.tmp" && cp -a "$work/rpcout" "$RPCDIR.tmp"
+  rm -rf "$RPCDIR" && mv "$RPCDIR.tmp" "$RPCDIR"
+  ls -1dt "$CACHE"/rpc-server/*/ 2>/dev/null | tail -n +5 | xargs -r rm -rf
+fi
+# where moeviz finds it (moeviz rpc-server)
+echo "$RPCDIR/rpc-server" > "$CACHE/rpc-server/current"
+echo "moeviz: rpc-server at $RPCDIR/rpc-server"
