@@ -276,3 +276,42 @@ def test_websocket_runs_take_top_k_mask_and_candidates(fixture_models, tmp_path)
             assert run()[-1]["type"] == "done"      # the connection stays usable
     finally:
         e.close()
+
+
+def test_serve_defaults_apply_to_runs_that_ask_for_nothing(fixture_models, tmp_path):
+    """serve --experts-per-token / --mask: the engine's own routing (Engine(experts_per_token,
+    mask)); a request's fields override it for that run only."""
+    from fastapi.testclient import TestClient
+
+    from moeviz.server import ServerSettings, create_app
+
+    e = Engine(fixture_models["llama"], capture="native", experts_per_token=3, mask="*:0", **EXACT)
+    try:
+        assert e.default_interventions == (3, [(layer, 0) for layer in e.info.moe_layers])
+        with TestClient(create_app(e, ServerSettings(data_dir=tmp_path / "runs"))) as c, c.websocket_connect("/ws") as ws:
+            ws.receive_text()
+
+            def settings(**req):
+                ws.send_text(json.dumps({"type": "generate", "text": PROMPT, "max_tokens": 2, **req}))
+                start = json.loads(ws.receive_text())
+                while json.loads(ws.receive_text())["type"] != "done":
+                    pass
+                return start["settings"]
+
+            s = settings()
+            assert s["experts_per_token"] == 3 and s["mask"] == [[layer, 0] for layer in e.info.moe_layers]
+            s = settings(experts_per_token=2, mask=[])
+            assert s["experts_per_token"] == 2 and s["mask"] == []
+            assert settings()["experts_per_token"] == 3
+    finally:
+        e.close()
+
+
+def test_serve_flags(fixture_models, tmp_path):
+    from serverproc import ServerProcess
+
+    with ServerProcess("--model", fixture_models["llama"], "--experts-per-token", "3", "--mask", "*:0,1:5",
+                       "--data-dir", tmp_path / "runs") as s:
+        assert "top-3 (model: top-2), 5 experts masked" in s.banner
+    r = run_cli("serve", "--model", fixture_models["llama"], "--mask", "9:0", "--port", "1")
+    assert r.returncode == 1 and "mask: layer 9 is not one of this model's MoE layers" in r.stderr
