@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-store-api", action="store_true", help="keep no permalinks for the API's runs")
     p.add_argument("--show-api-runs", action="store_true",
                    help="with --public: list the API's runs, prompts included, to every page (off: never shown)")
+    p.add_argument("--no-metrics", action="store_true", help="turn GET /metrics (Prometheus text format) off")
+    p.add_argument("--metrics-per-expert", action="store_true",
+                   help="/metrics: also a selection counter per (MoE layer, expert): layers x experts series")
     from .analysis.cli import add_stats_parser  # noqa: PLC0415
 
     add_stats_parser(sub)
@@ -292,7 +295,8 @@ def cmd_serve(args) -> int:
                               max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit,
                               data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public,
                               api=ApiSettings(enabled=not args.no_api, api_key=args.api_key,
-                                              store=not args.no_store_api, show_api_runs=args.show_api_runs))
+                                              store=not args.no_store_api, show_api_runs=args.show_api_runs),
+                              metrics=not args.no_metrics, metrics_per_expert=args.metrics_per_expert)
     path = _model_path(args)
     if not Path(path).is_file():
         read_model_info(path)   # a mistyped path: its one-line error at once, before listening

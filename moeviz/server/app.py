@@ -33,6 +33,7 @@ from .requests import RequestError, generate_request, parse_message
 from .worker import GenerationWorker, Job, dumps
 from .live import LiveRuns, Viewer
 from .openai_api import ApiSettings, mount as mount_openai_api
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServerMetrics
 
 
 def default_data_dir() -> Path:
@@ -55,6 +56,8 @@ class ServerSettings:
     public: bool = False                  # a shared hosted server (docs/public-mode.md)
     rate_limit_per_minute: int = 12       # generations per client address, public mode only
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)   # the OpenAI API (openai_api.py)
+    metrics: bool = True                  # GET /metrics (metrics.py); False: `serve --no-metrics`
+    metrics_per_expert: bool = False      # `serve --metrics-per-expert`: a series per (MoE layer, expert)
 
     def effective(self) -> "ServerSettings":
         """Public mode caps what a request may cost."""
@@ -71,7 +74,9 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     store = RunStore(settings.data_dir or default_data_dir(), settings.max_runs, settings.max_run_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.public else None
     live_runs = LiveRuns(public=settings.public, show_api_runs=settings.api.show_api_runs)   # any source, watchable
-    worker = GenerationWorker(engine, settings.max_prompt_tokens, store, live_runs)
+    metrics = ServerMetrics(engine.info.moe_layers, engine.info.n_expert, lambda: worker.load(),
+                            per_expert=settings.metrics_per_expert) if settings.metrics else None
+    worker = GenerationWorker(engine, settings.max_prompt_tokens, store, live_runs, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -177,6 +182,11 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/health")
     def health() -> dict:
         return {"status": "ok", "queue": worker.queue_length}
+
+    if metrics is not None:
+        @app.get("/metrics")
+        def prometheus_metrics() -> Response:
+            return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/api/live")
     def api_live() -> dict:

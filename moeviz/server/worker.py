@@ -45,8 +45,9 @@ class Job:
 
 
 class GenerationWorker:
-    def __init__(self, engine, max_prompt_tokens: int, store=None, live=None):
+    def __init__(self, engine, max_prompt_tokens: int, store=None, live=None, metrics=None):
         self.engine = engine
+        self.metrics = metrics      # a metrics.ServerMetrics: counters updated once per finished run
         self.max_prompt_tokens = max_prompt_tokens
         self.store = store          # a RunStore: finished runs get a permalink
         self.live = live            # a live.LiveRuns: runs in flight, watchable from any page
@@ -79,6 +80,11 @@ class GenerationWorker:
                 self._announce_positions()
                 if self.live is not None:
                     self.live.closed(job, "cancelled", None)
+
+    def load(self) -> tuple[int, int]:
+        """(runs generating now, runs waiting in the queue): /metrics' request gauges."""
+        current = self.current
+        return int(current is not None and not current.done.is_set()), len(self._queue)
 
     @property
     def queue_length(self) -> int:
@@ -155,7 +161,10 @@ class GenerationWorker:
                 t_event = time.perf_counter()
                 msg = event_message(ev)
                 if isinstance(ev, Finished):
-                    msg.update(self._finish(rec.trace(), job.run_id, job.store))
+                    trace = rec.trace()
+                    msg.update(self._finish(trace, job.run_id, job.store))
+                    if self.metrics is not None:   # once per run, before `done` goes out
+                        self.metrics.run_finished(trace, job.source)
                     status = "cancelled" if ev.reason == "cancelled" else "done"
                     permalink = msg.get("permalink")
                     if live is not None:     # the list first: the run's own `done` stays its last message
@@ -165,6 +174,8 @@ class GenerationWorker:
                 emit(msg, t_event if isinstance(ev, TokenRouted) else 0.0)
         except Exception as e:  # a bad run must never take the worker down
             msg = error_message(client_message(e))
+            if self.metrics is not None:
+                self.metrics.run_failed(job.source)
             if job.on_event is not None:
                 job.on_event(None, {**msg, "status": client_status(e)})
             if live is not None:
