@@ -10,6 +10,9 @@ http.server`); no Python runs there. Layout:
     runs/<name>.moetrace  one trace per run (trace format v1, binary form: the page
                           loads its arrays as they are; older sites' runs/<name>.json
                           open too)
+    runs/<name>.head.moetrace  for a run longer than trace.partial.HEAD_TOKENS: its
+                          first tokens (the manifest's "head"), which the page draws
+                          while the whole trace arrives
 Written into a temporary folder next to the target, then moved into place, so an
 interrupted export never leaves a half-written site.
 """
@@ -27,6 +30,7 @@ from .preview import render_png, run_description, run_title
 from .resources import web_dir as default_web_dir
 from .trace import Trace
 from .trace.io import dumps
+from .trace.partial import binary_head
 
 SITE_FORMAT = "moeviz-site"
 
@@ -69,8 +73,13 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
             while file in used:
                 file, i = f"runs/{base}-{i}.moetrace", i + 1
             used.add(file)
-            (tmp / file).write_bytes(dumps(trace.validate(), binary=True))
+            data = dumps(trace.validate(), binary=True)
+            (tmp / file).write_bytes(data)
             entries.append(run_entry(name, trace, file))
+            head = binary_head(data)
+            if head is not None:
+                entries[-1]["head"] = file[: -len(".moetrace")] + ".head.moetrace"
+                (tmp / entries[-1]["head"]).write_bytes(head)
         first = runs[0][1].model
         manifest = {"format": SITE_FORMAT, "version": 1, "model": first if len(models) == 1 else None,
                     "runs": entries}

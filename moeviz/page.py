@@ -27,7 +27,17 @@ def _environment(web_dir: Path) -> Environment:
 def render_template(name: str, web_dir: str | Path | None = None, **context) -> str:
     """One of web/'s templates (web_dir: another folder of them, for tests)."""
     folder = Path(web_dir) if web_dir is not None else default_web_dir()
-    return _environment(folder).get_template(name).render(**context)
+    return _environment(folder).get_template(name).render(modules=_modules(folder), **context)
+
+
+@functools.cache
+def _modules(web_dir: Path) -> tuple[str, ...]:
+    """The page's ES modules but main.js, relative to web/: index.html names them all for
+    preloading, so the browser fetches them at once rather than one import level at a
+    time (a replay's first paint waits for them)."""
+    js = web_dir / "js"
+    return tuple(sorted(p.relative_to(web_dir).as_posix() for p in js.rglob("*.js") if p.name != "main.js")) \
+        if js.is_dir() else ()
 
 
 def static_url(mode: str) -> str:

@@ -38,8 +38,11 @@ def selection_counts(trace: Trace) -> np.ndarray:
     """int [n_moe_layers, n_expert]: how often each expert was selected over the whole run."""
     ids = trace.expert_ids
     L, E = ids.shape[1], trace.model["n_expert"]
-    flat = (ids + (np.arange(L) * E)[None, :, None]).ravel()
-    return np.bincount(flat, minlength=L * E).reshape(L, E)
+    offsets = (np.arange(L, dtype=np.int32) * E)[None, :, None]
+    counts = np.zeros(L * E, np.int64)
+    for s in range(0, ids.shape[0], 16384):       # in blocks: no run-sized temporary
+        counts += np.bincount((ids[s:s + 16384] + offsets).ravel(), minlength=L * E)
+    return counts.reshape(L, E)
 
 
 def render_png(trace: Trace, width: int = WIDTH, height: int = HEIGHT) -> bytes:

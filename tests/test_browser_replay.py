@@ -9,7 +9,10 @@ from serverproc import ServerProcess, static_server
 from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark  # noqa: F401
 from websockets.sync.client import connect
 
+from moeviz.export import export_site
 from moeviz.trace import load, save
+from moeviz.trace.store import RunStore
+from test_partial import long_trace
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +106,40 @@ def load_bytes(url):
 
     with urllib.request.urlopen(url, timeout=10) as r:
         return loads(r.read())
+
+
+@pytest.mark.parametrize("where", ["site", "permalink"])
+def test_a_long_run_is_drawn_from_its_head_then_whole(where, tmp_path, browser):
+    """A run longer than its head (2,048 tokens) is drawn from the head at once, then
+    whole; its token stream beyond 4,096 tokens is made block by block as needed."""
+    n, t = 8000, 5000
+    trace = long_trace(n=n)
+    if where == "site":
+        server = static_server(export_site(tmp_path / "site", [("long", trace)]))
+        files, link = ["long.head.moetrace", "long.moetrace"], ""
+    else:
+        run_id = RunStore(tmp_path / "runs").save(trace)
+        server = ServerProcess("--data-dir", tmp_path / "runs")
+        files, link = [f"{run_id}.moetrace?head=2048", f"{run_id}.moetrace"], f"/r/{run_id}"
+    with server as s:
+        url = s if isinstance(s, str) else s.url
+        pg = Page(browser, f"{url}{link}#t={t}")
+        try:
+            pg.page.wait_for_function(f"moeviz.done && moeviz.tokens === {n} && moeviz.applied === {t + 1}",
+                                      timeout=60_000)
+            pg.settle()
+            fetched = pg.js("performance.getEntriesByType('resource').map((r) => r.name)"
+                            ".filter((name) => name.includes('.moetrace'))")
+            assert [f.rsplit("/", 1)[1] for f in fetched] == files          # the head first
+            check_dormant(pg, trace, t + 1)
+            spans = pg.js("document.querySelectorAll('#tokens .tok').length")
+            assert 4096 < spans < n                                          # blocks made as needed
+            assert pg.js("document.querySelector('#tokens .tok.pinned').dataset.i") == str(t)
+            assert pg.js("document.querySelector('#tokens .tok.pinned').textContent") == trace.tokens[t]["text"]
+            # scrolled to the end, the stream makes the last block
+            pg.page.eval_on_selector("#tokens", "(el) => { el.scrollTop = el.scrollHeight; }")
+            pg.page.wait_for_function(f"document.querySelector('#tokens .tok[data-i=\"{n - 1}\"]') !== null")
+            assert pg.errors == []
+        finally:
+            pg.close()
+

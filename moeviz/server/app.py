@@ -26,6 +26,7 @@ from ..prompts import load_prompts, model_kind, suits
 from ..trace import TraceFormatError, loads
 from ..trace.io import to_json_dict
 from ..trace.messages import error_message, model_message
+from ..trace.partial import head_bytes, open_stored, trace_of
 from ..trace.schema import model_description
 from ..trace.store import RunNotFound, RunStore
 from .limits import RateLimiter, UploadTooLarge, read_limited
@@ -91,8 +92,8 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     # for the event loop, when the loop took it, and after the websocket send
     app.state.token_latency = collections.deque(maxlen=100_000)
 
-    def render(mode: str, **context) -> str:
-        return render_page(mode, model=model, capture=engine.capture.name, public=settings.public,
+    def render(mode: str, page_model: dict | None = None, **context) -> str:
+        return render_page(mode, model=page_model or model, capture=engine.capture.name, public=settings.public,
                            web_dir=settings.web_dir, **context)
 
     @app.get("/", response_class=HTMLResponse)
@@ -107,13 +108,37 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     def preview_png(run_id: str) -> bytes:
         return render_png(store.load(run_id))      # a stored run never changes: cached by id
 
+    # A stored run never changes: its file is opened once (memory-mapped, not checked
+    # again) for the permalink page's title and description and for the head a page
+    # draws first. Cached by id and file version.
+    def version(run_id: str) -> int:
+        try:
+            return store.path(run_id).stat().st_mtime_ns    # RunNotFound for anything but a well-formed id
+        except FileNotFoundError:
+            raise RunNotFound("no such run") from None
+
+    @functools.lru_cache(maxsize=4)
+    def stored(run_id: str, _version: int):
+        return open_stored(store.path(run_id))
+
+    @functools.lru_cache(maxsize=64)
+    def page_text(run_id: str, v: int) -> tuple[str, str, dict]:
+        trace = trace_of(*stored(run_id, v))
+        return run_title(trace), run_description(trace), trace.model
+
+    @functools.lru_cache(maxsize=8)
+    def run_head(run_id: str, n: int, v: int) -> bytes | None:
+        return head_bytes(*stored(run_id, v), n)
+
     @app.get("/r/{run_id}", response_class=HTMLResponse)
     def permalink_page(request: Request, run_id: str):
         try:
-            trace = store.load(run_id)     # RunNotFound for a missing run and for anything but a well-formed id
+            title, description, run_model = page_text(run_id, version(run_id))
         except RunNotFound:
             return not_found_page(run_id)
-        return render("replay", run_id=run_id, run_title=run_title(trace), description=run_description(trace),
+        # the page starts with the run's model (the server's may differ): its views are
+        # built for it before the trace arrives
+        return render("replay", page_model=run_model, run_id=run_id, run_title=title, description=description,
                       preview_url=f"{request.base_url}r/{run_id}/preview.png")
 
     @app.get("/r/{run_id}/preview.png")
@@ -125,9 +150,12 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
             return not_found_page(run_id)
 
     @app.get("/api/runs/{run_id}")
-    def run_json(run_id: str):
+    def run_json(run_id: str, head: int | None = None):
         if run_id.endswith(".moetrace"):
-            return Response(store.load_bytes(run_id[: -len(".moetrace")]), media_type="application/octet-stream")
+            run_id = run_id[: -len(".moetrace")]
+            # ?head=n: the first n tokens, marked partial, when the run is longer (moeviz/trace/partial.py)
+            data = run_head(run_id, max(1, head), version(run_id)) if head is not None else None
+            return Response(data or store.load_bytes(run_id), media_type="application/octet-stream")
         return JSONResponse(to_json_dict(store.load(run_id)))
 
     @app.get("/api/runs/{run_id}/stats")

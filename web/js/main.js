@@ -12,7 +12,7 @@ import { PanelView } from "./panel.js";
 import { HeatmapView } from "./heatmap.js";
 import { DormantView } from "./dormant.js";
 import { HeaderView } from "./header.js";
-import { fetchTrace, fetchManifest } from "./replay.js";
+import { fetchTrace, fetchManifest, HEAD_TOKENS } from "./replay.js";
 import { mountAnalysis } from "./analysis/panels.js";
 import { readTraceFile, traceFromState, downloadBlob, fileSlug, wireFileOpening } from "./files.js";
 import { figuresFromTrace, figuresFromState } from "./compare.js";
@@ -189,18 +189,29 @@ function renderIntro() {
 // ---- the frame loop -----------------------------------------------------------
 
 let frames = 0;
-// A run's first drawing (performance.now() times; bench/replay_load.py reads them):
-// the end of the frame that drew it, and the start of the next frame (the browser
-// painted it in between).
+let requested;
+const firstRequest = new Promise((resolve) => { requested = resolve; });
+// When a run was drawn (performance.now() times; bench/replay_load.py reads them): the
+// end of the first frame that drew its tokens (drawn) and of the first that drew it
+// whole (doneDrawn: the same frame but for a long run shown by its head first), each
+// with the start of the next frame (painted, donePainted: the browser painted between).
 let drawnGen = -1, runTiming = null;
+function stamp(drawn, painted, mark) {
+  const t = runTiming;
+  t[drawn] = performance.now();
+  performance.mark(mark);
+  requestAnimationFrame((next) => { t[painted] = next; });
+}
 function frame(now) {
   playback.tick(now);
   for (const v of views) v.update(now);
   if (state.nTokens > 0 && state.gen !== drawnGen) {
     drawnGen = state.gen;
-    const t = runTiming = { drawn: performance.now(), painted: null };
-    performance.mark("moeviz:run-drawn");
-    requestAnimationFrame((next) => { t.painted = next; });
+    runTiming = { drawn: null, painted: null, doneDrawn: null, donePainted: null };
+    stamp("drawn", "painted", "moeviz:run-drawn");
+  }
+  if (runTiming && state.done && runTiming.doneDrawn === null && state.gen === drawnGen) {
+    stamp("doneDrawn", "donePainted", "moeviz:run-done-drawn");
   }
   renderEmpty();
   playback.render();
@@ -244,20 +255,26 @@ if (config.mode === "live") {
   socket.connect();
 } else {
   connection = "open";
-  startReplay().catch((e) => { state.status = "error"; state.message = e.message; });
+  startReplay().catch((e) => { state.status = "error"; state.message = e.message; }).finally(requested);
 }
 
 async function startReplay() {
   if (config.mode === "replay") {
     $("replay-note").textContent = "loading…";
-    // the stored binary form, as the store keeps it: its arrays go into the state as they are
-    const trace = await fetchTrace(`../api/runs/${encodeURIComponent(config.run_id)}.moetrace`);
-    showRunInfo(trace);
-    const entry = library.add({ name: runTitle(trace.prompt, trace.settings), kind: "permalink",
-      label: `${promptLabel(trace.prompt)} · run ${config.run_id}` });
-    library.setFigures(entry, figuresFromTrace(trace, entry.name));
-    play(trace, { kind: "permalink", name: entry.name, runId: config.run_id, entry });
-    selectFromHash();
+    // the stored binary form, as the store keeps it: its arrays go into the state as they
+    // are; a long run's head (its first tokens) first, drawn while the rest arrives
+    const url = `../api/runs/${encodeURIComponent(config.run_id)}.moetrace`;
+    let entry = null;
+    const trace = await playStored(url, `${url}?head=${HEAD_TOKENS}`, (first) => {
+      showRunInfo(first);
+      entry = library.add({ name: runTitle(first.prompt, first.settings), kind: "permalink",
+        label: `${promptLabel(first.prompt)} · run ${config.run_id}` });
+      return { kind: "permalink", name: entry.name, runId: config.run_id, entry };
+    });
+    if (trace) {
+      library.setFigures(entry, figuresFromTrace(trace, entry.name));
+      selectFromHash();
+    }
     return;
   }
   const manifest = await fetchManifest("manifest.json");
@@ -269,19 +286,39 @@ async function startReplay() {
     entries.set(r.file, library.add({ name: r.title || r.name, kind: "site", label: r.title, nTokens: r.n_tokens,
       load: async (name) => figuresFromTrace(await fetchTrace(r.file), name) }));
   }
+  const heads = new Map(manifest.runs.map((r) => [r.file, r.head || null]));   // a long run's first tokens
   const load = async () => {
-    const trace = await fetchTrace(select.value), entry = entries.get(select.value);
-    if (!entry.figures) library.setFigures(entry, figuresFromTrace(trace, entry.name));
-    showRunInfo(trace);
-    notice = null;
-    play(trace, { kind: "site", name: entry.name, entry });
+    const file = select.value, entry = entries.get(file);
+    const trace = await playStored(file, heads.get(file), (first) => {
+      showRunInfo(first);
+      notice = null;
+      return { kind: "site", name: entry.name, entry };
+    });
+    if (trace && !entry.figures) library.setFigures(entry, figuresFromTrace(trace, entry.name));
+    return trace;
   };
   select.addEventListener("change", () => load().catch((e) => { state.status = "error"; state.message = e.message; }));
   $("replay-note").textContent = `${manifest.runs.length} recorded run${manifest.runs.length === 1 ? "" : "s"}`;
-  if (manifest.runs.length) {
-    await load();
-    selectFromHash();
-  }
+  if (manifest.runs.length && await load()) selectFromHash();
+}
+
+// A stored run (a permalink's, a site's): its head first where it has one (headUrl: a
+// long run's first tokens, moeviz/trace/partial.py), played at once, then the whole
+// trace. sourceOf(first trace) -> play()'s source. Resolves to the whole trace, or to
+// null when another run replaced it on the way.
+async function playStored(url, headUrl, sourceOf) {
+  const fetching = fetchTrace(headUrl || url);
+  requested();
+  const first = await fetching;
+  play(first, sourceOf(first));
+  if (!first.partial) return first;
+  const gen = state.gen;
+  const trace = await fetchTrace(url);
+  if (state.gen !== gen) return null;
+  state.completeTrace(trace);
+  state.message = `replay: ${state.message}`;
+  performance.mark("moeviz:run-complete");
+  return trace;
 }
 
 // Show a whole recorded run (the page's in-memory trace, tracecheck.js): loaded into
@@ -419,7 +456,8 @@ const api = {
   get chosenCell() { return cellInfo.chosen; },
   get heatmapTokens() { return heatmap.tokens; },
   get frames() { return frames; },
-  // when the shown run was first drawn and painted ({drawn, painted}: performance.now() times)
+  // when the shown run was first drawn and painted, and drawn whole ({drawn, painted,
+  // doneDrawn, donePainted}: performance.now() times)
   get runTiming() { return runTiming ? { ...runTiming } : null; },
   // the run shown ({kind, name}), the status line's page-level message, the runs listed for comparing
   get source() { return shown ? { kind: shown.kind, name: shown.name } : null; },
@@ -444,4 +482,8 @@ const api = {
 };
 Object.defineProperty(window, "moeviz", { value: Object.freeze(api), writable: false, configurable: false });
 
-requestAnimationFrame(frame);
+// A replay's first frame (which builds every view for the model) waits for its first
+// trace request to be out, so that the trace arrives while the frame runs.
+if (config.mode === "live") requested();
+setTimeout(requested, 500);        // never longer
+firstRequest.then(() => requestAnimationFrame(frame));

@@ -174,12 +174,32 @@ export class RunState {
   // The routing arrays become the state's own (not copied); the token list is the
   // trace's. What a live run's messages would leave, without sending any: the prompt
   // as one batch, then one batch per generated token.
+  // A trace marked `partial` (the head of a long run, moeviz/trace/partial.py) is shown
+  // as a run still arriving, until completeTrace() gives the whole of it.
   loadTrace(trace, runId = null) {
     if (!sameModel(this.model, trace.model)) this.setModel(trace.model);
     this.K = routingK(trace.model, trace.settings);
     this.reset();
-    const { L, E } = this, r = trace.routing, tokens = trace.tokens, n = tokens.length;
     this.run = { id: runId, prompt: trace.prompt, settings: trace.settings || {} };
+    this.useTrace(trace);
+    if (trace.partial) {
+      this.status = "loading";
+      this.message = `loading: ${this.nTokens} of ${trace.partial.n_tokens} tokens…`;
+    }
+  }
+
+  // The whole trace of the run whose head loadTrace() showed: its first tokens are the
+  // head's, so the cursor and the figures at it stand; the rest joins as a live run's
+  // tokens would.
+  completeTrace(trace) {
+    if (!sameModel(this.model, trace.model) || trace.tokens.length < this.nTokens) {
+      throw new Error("this trace is not the whole of the run shown");
+    }
+    this.useTrace(trace);
+  }
+
+  useTrace(trace) {
+    const { L, E } = this, r = trace.routing, tokens = trace.tokens, n = tokens.length;
     this.tokens = tokens;
     let nPrompt = 0;
     while (nPrompt < n && tokens[nPrompt].prompt) nPrompt++;
@@ -191,6 +211,8 @@ export class RunState {
     this.candidates = new Candidates();
     this.candidates.load(trace.candidates, n);
     this.probsAt = new Uint8Array(n);
+    this.probs = null;
+    this.hasProbs = false;
     if (r.probs) {
       this.probs = r.probs;
       this.probsAt.fill(1);
@@ -199,6 +221,7 @@ export class RunState {
     const ends = new Array(n - nPrompt + 1);
     for (let i = 0; i < ends.length; i++) ends[i] = nPrompt + i;
     this.batchEnds = ends;
+    if (trace.partial) return;
     const finish = trace.finish || { reason: "length" };
     this.prefillSeconds = finish.prefill_seconds || 0;
     this.decodeSeconds = finish.decode_seconds || 0;
