@@ -159,7 +159,7 @@ def test_a_same_token_replay_opened_beside_its_original(server, browser, fixture
     m, common = fixture_models["llama"], ["--kv-type", "f32", "--flash-attn", "off", "--n-ctx", "512"]
     run_cli("record", "-m", m, "--prompt", PROMPT, "--max-tokens", "10", "--temperature", "0.8", "--candidates", "5",
             "-o", tmp_path / "orig.json", *common, check=True)
-    run_cli("record", "-m", m, "--tokens-from", tmp_path / "orig.json", "--experts-per-token", "3", "--mask", "*:1",
+    run_cli("record", "-m", m, "--tokens-from", tmp_path / "orig.json", "--experts-per-token", "1", "--mask", "*:1",
             "--candidates", "5", "-o", tmp_path / "whatif.moetrace", *common, check=True)
     a, b = load(tmp_path / "orig.json"), load(tmp_path / "whatif.moetrace")
     pg = Page(browser, server.url + "/")
@@ -168,7 +168,7 @@ def test_a_same_token_replay_opened_beside_its_original(server, browser, fixture
         wait_shown(pg, "orig.json")
         pick_file(pg, tmp_path / "whatif.moetrace")
         wait_shown(pg, "whatif.moetrace")
-        assert pg.js("moeviz.k") == 3 and "top-3 (model: top-2) · 4 masked" in pg.page.inner_text("#model-arch")
+        assert pg.js("moeviz.k") == 1 and "top-1 (model: top-2) · 4 masked" in pg.page.inner_text("#model-arch")
         c = pg.js("moeviz.candidates()")                 # the binary form's candidates and texts
         assert [x["id"] for x in c["candidates"]] == b.candidate_ids[-1].tolist()
         assert [x["text"] for x in c["candidates"]] == [b.candidate_texts[i] for i in b.candidate_ids[-1]]
@@ -176,8 +176,8 @@ def test_a_same_token_replay_opened_beside_its_original(server, browser, fixture
         pg.page.wait_for_function("moeviz.compare() !== null && moeviz.compare().tokenDiff !== null")
         pg.settle()
         d = check_token_diff(pg.js("moeviz.compare()"), a, b)
-        assert d["shared"] == a.n_tokens and d["k"] == [2, 3]
-        assert pg.page.inner_text("#td-summary").startswith(f"{a.n_tokens} shared tokens ({a.n_prompt} prompt) · top-2 vs top-3")
+        assert d["shared"] == a.n_tokens and d["k"] == [2, 1]      # top-k halved, the same tokens
+        assert pg.page.inner_text("#td-summary").startswith(f"{a.n_tokens} shared tokens ({a.n_prompt} prompt) · top-2 vs top-1")
         assert pg.errors == []
     finally:
         pg.close()
