@@ -99,7 +99,12 @@ def test_cpu_moe_keeps_experts_local_and_info_shows_the_plan(fixture_models, ser
     e = Engine(fixture_models["llama"], n_gpu_layers=-1, rpc=eps, cpu_moe=True, **EXACT)
     try:
         assert e.placement_text().count("127.0.0.1:") == 2
-        assert record(e, PROMPT, probs=False, max_tokens=2).n_tokens > 2
+        from moeviz.engine import SamplingSettings
+        from moeviz.record import record as record_trace
+
+        t = record_trace(e, PROMPT, SamplingSettings(max_tokens=2, temperature=0.0))
+        assert t.settings["rpc"]["servers"] == [s.endpoint for s in servers]
+        assert {r["host"] for r in t.settings["rpc"]["placement"]} >= {s.endpoint for s in servers}
     finally:
         e.close()
     r = run_cli("info", fixture_models["llama"], "--rpc", eps, "--n-gpu-layers", "-1", "--tensor-split", "1,1",

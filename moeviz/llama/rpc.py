@@ -204,9 +204,18 @@ def lost_message() -> str | None:
 
 def add_servers(endpoints: list[str]) -> list[int]:
     """Register the servers with ggml (each probed first); their devices, in order."""
+    # Before ggml-rpc connects (it aborts the process on a failed connect). ggml-rpc keeps
+    # a connection only while something uses the server: one that is open (another
+    # engine's) must not be probed (the server serves one client at a time and would not
+    # answer), one closed by the server means it is gone.
+    held = connection_states(endpoints)
     for ep in endpoints:
-        if ep not in _servers:
-            probe(ep)   # before ggml-rpc connects: it aborts the process on a failed connect
+        st = held.get(ep)
+        if st is None:
+            probe(ep)
+        elif "01" not in st:
+            raise RpcServerLost(f"the rpc-server at {ep} closed its connection (it exited or was stopped); "
+                                "restart it and moeviz")
     g = _ggml()
     install_abort_guard()
     reg = g.ggml_backend_reg_by_name(b"RPC")
@@ -226,8 +235,6 @@ def add_servers(endpoints: list[str]) -> list[int]:
             g.ggml_backend_register(server_reg)
             _servers[ep] = [g.ggml_backend_reg_dev_get(server_reg, i)
                             for i in range(g.ggml_backend_reg_dev_count(server_reg))]
-        else:
-            check_alive([ep])
         devices += _servers[ep]
     return devices
 
@@ -360,35 +367,46 @@ def _resolve(endpoint: str) -> tuple[str, int]:
     return addr, int(port)
 
 
-def check_alive(endpoints: list[str]) -> None:
-    """RpcServerLost when the connection to a server has been closed by its end (the
-    server exited or was killed). Linux only (/proc/net/tcp); elsewhere a no-op."""
-    if _lost:
-        raise RpcServerLost(f"an rpc-server was lost during a computation ({_lost[0].split(': ', 1)[-1]}); "
-                            "restart the servers and moeviz")
+def connection_states(endpoints: list[str]) -> dict[str, list[str]]:
+    """The TCP states ("01" established, "08" closed by the server...) of this process's
+    connections to each endpoint; {} where it has none, or off Linux (no /proc/net/tcp)."""
     if not sys.platform.startswith("linux") or not endpoints:
-        return
+        return {}
     try:
         with open("/proc/self/net/tcp") as f:
             rows = f.read().splitlines()[1:]
     except OSError:
-        return
+        return {}
     mine = _socket_inodes()
-    state_by_remote: dict[tuple[str, int], list[str]] = {}
+    by_remote: dict[tuple[str, int], list[str]] = {}
     for row in rows:
         cols = row.split()
         if len(cols) < 10 or cols[9] not in mine:
             continue
         addr_hex, port_hex = cols[2].split(":")
         addr = str(ipaddress.IPv4Address(int(addr_hex, 16).to_bytes(4, "little")))
-        state_by_remote.setdefault((addr, int(port_hex, 16)), []).append(cols[3])
+        by_remote.setdefault((addr, int(port_hex, 16)), []).append(cols[3])
+    return {ep: by_remote[_resolve(ep)] for ep in endpoints if _resolve(ep) in by_remote}
+
+
+def check_alive(endpoints: list[str]) -> None:
+    """RpcServerLost when ggml-rpc's connection to a server (held while a model has
+    buffers there) has been closed by the server's end: it exited or was killed. Linux
+    only (/proc/net/tcp); elsewhere only losses met during a computation are seen."""
+    if _lost:
+        raise RpcServerLost(f"an rpc-server was lost during a computation ({_lost[0].split(': ', 1)[-1]}); "
+                            "restart the servers and moeviz")
+    if not sys.platform.startswith("linux"):
+        return
+    states = connection_states(endpoints)
     for ep in endpoints:
-        states = state_by_remote.get(_resolve(ep))
-        if states is not None and "01" not in states:
+        st = states.get(ep)
+        if st is None:
+            raise RpcServerLost(f"the connection to the rpc-server at {ep} is gone (it exited or was stopped); "
+                                "restart it and reload the model")
+        if "01" not in st:
             raise RpcServerLost(f"the rpc-server at {ep} closed its connection (it exited or was stopped); "
-                                "this engine cannot run until it is restarted and the model reloaded")
-        if states is None:
-            raise RpcServerLost(f"no connection to the rpc-server at {ep} any more; restart it and reload the model")
+                                "restart it and reload the model")
 
 
 def plan_placement(n_layer: int, rpc, n_gpu_layers: int, tensor_split=None) -> tuple[list[dict], str]:
