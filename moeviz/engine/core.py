@@ -285,6 +285,8 @@ class Engine:
         if not self._lock.acquire(blocking=False):
             raise BusyError("a generation is already running on this model")
         try:
+            if self.rpc_servers:
+                self.check_rpc()   # clearing the KV cache already talks to the servers
             self.lm.clear_memory()
             parts = [self._prefill(list(tokens[:n_prompt]), probs, None, candidates)]
             for pos in range(n_prompt, len(tokens)):
@@ -309,6 +311,8 @@ class Engine:
     def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel, candidates: int = 0):
         lm = self.lm
         tokens = self._check_tokens(list(prompt)) if _is_token_list(prompt) else self.prompt_tokens(prompt)
+        if self.rpc_servers:
+            self.check_rpc()   # clearing the KV cache already talks to the servers
         lm.clear_memory()
         t0 = time.perf_counter()
         routing = self._prefill(tokens, probs, cancel, candidates)

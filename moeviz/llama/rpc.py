@@ -109,8 +109,13 @@ def probe(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[int, int, in
 
 
 def _lib(name: str) -> ctypes.CDLL:
+    """The copy libllama itself uses: the wheel holds lib<name>.so, .so.0 and .so.0.x as
+    separate files, and libllama links the .so.0 (its soname); loading another name would
+    load a second copy, with its own backend registry and abort callback."""
     llama_cpp()
-    path = lib_dir() / f"lib{name}.so"
+    path = lib_dir() / f"lib{name}.so.0"
+    if not path.is_file():
+        path = lib_dir() / f"lib{name}.so"
     if not path.is_file():
         raise LlamaCppUnavailable(f"this llama-cpp-python build has no RPC backend ({path.name} missing); "
                                   "run 'make setup' to rebuild it with -DGGML_RPC=ON")
@@ -178,9 +183,7 @@ def _on_abort(message: bytes) -> None:
     sys.stderr.write(text + "\n")   # anything else: ggml's own behaviour (message, backtrace, abort)
     sys.stderr.flush()
     try:
-        from .lib import ggml_base  # noqa: PLC0415
-
-        ggml_base().ggml_print_backtrace()
+        _lib("ggml-base").ggml_print_backtrace()
     except Exception:  # noqa: BLE001 - about to abort anyway
         pass
 
@@ -189,9 +192,7 @@ def install_abort_guard() -> None:
     """Keep the process alive when ggml-rpc would abort it for a lost server (see _on_abort)."""
     global _abort_guard
     if _abort_guard is None:
-        from .lib import ggml_base  # noqa: PLC0415
-
-        lib = ggml_base()
+        lib = _lib("ggml-base")
         lib.ggml_set_abort_callback.argtypes = [ctypes.c_void_p]
         lib.ggml_set_abort_callback.restype = ctypes.c_void_p
         _abort_guard = _ABORT_CALLBACK(_on_abort)
