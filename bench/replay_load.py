@@ -13,8 +13,9 @@ server's caches stay warm after its first load). "First paint" runs from the sta
 the navigation to the start of the animation frame after the one that first drew the
 run (the browser painted it in between); "whole" to the same for the first frame that
 drew the whole run. The page's own marks split first paint into the document, the
-head's request and transfer, parsing and checking it, loading it into the page's
-state and the first drawing; then the whole trace's transfer, parsing and drawing.
+head's request (preloaded by the HTML) and its transfer while the page's modules
+load, parsing and checking it, loading it into the page's state and the first
+drawing; then the whole trace's transfer, parsing and drawing.
 Prints each load, then the median and its ratio to the 1 s target.
 
     .venv/bin/python bench/replay_load.py [--tokens 100000] [--rounds 3] [--only site|permalink]
@@ -138,7 +139,8 @@ def main() -> int:
             print(f"{name + f' #{i + 1}':<14}{r['first_paint']:>12.0f}" + "".join(fmt(r[c]) for c in cols)
                   + fmt(r["whole"]) + "".join(fmt(r[c], 11) for c in rest))
     print("\ndocument: navigation start to the page's HTML received; request: to the first trace request (a long "
-          "run's head); transfer: its bytes; parse: its header and checks (ids in range, finite weights); load: "
+          "run's head, preloaded by the HTML); transfer: to its bytes in the page's hands (while the page's modules "
+          "load); parse: its header and checks (ids in range, finite weights); load: "
           "into the page's state; draw: the first frame; paint: to the next frame = first paint. The whole trace: "
           "rest: its transfer, after first paint; rest_parse: its checks; rest_draw: into the state and to the "
           "frame after the first that drew it whole = whole.")

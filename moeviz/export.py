@@ -90,8 +90,11 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
             f"{len(runs)} recorded runs of {first['name']}, starting with {run_title(runs[0][1])}: "
             "watch each token's routing through the experts, layer by layer, and compare the runs.")
         # a static host's address is unknown here: the preview is named relative to the page
+        # the page fetches the manifest, then the first run (its head when it has one): both
+        # preloaded, so they arrive while its modules load
         html = render_page("static", model=first, capture=runs[0][1].settings.get("capture", ""), public=True,
-                           run_title=title, description=description, preview_url="preview.png", web_dir=web_dir)
+                           run_title=title, description=description, preview_url="preview.png",
+                           preload=["manifest.json", entries[0].get("head") or entries[0]["file"]], web_dir=web_dir)
         (tmp / "index.html").write_text(html, encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out.exists():

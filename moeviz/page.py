@@ -48,16 +48,19 @@ def static_url(mode: str) -> str:
 
 def render_page(mode: str, *, model: dict, capture: str, public: bool, run_id: str | None = None,
                 run_title: str | None = None, description: str | None = None, preview_url: str | None = None,
-                web_dir: str | Path | None = None) -> str:
+                preload: list[str] | tuple[str, ...] = (), web_dir: str | Path | None = None) -> str:
     """index.html for `mode`. run_title, description and preview_url (the Open Graph image)
-    name one run (a permalink, an exported site); without them the page uses its own."""
+    name one run (a permalink, an exported site); without them the page uses its own.
+    preload: what the page will fetch first (a replay's trace), fetched while its
+    modules load."""
     if mode not in PAGE_MODES:
         raise ValueError(f"page mode must be one of {', '.join(PAGE_MODES)}, not {mode!r}")
     # absent, not None: the template's `default` filter fills in an absent value only
     named = {k: v for k, v in (("run_title", run_title), ("description", description), ("preview_url", preview_url))
              if v is not None}
     return render_template("index.html", web_dir, model=model, capture=capture, public=public, mode=mode,
-                           run_id=run_id, static_url=static_url(mode), version=__version__, **named)
+                           run_id=run_id, static_url=static_url(mode), version=__version__, preload=list(preload),
+                           **named)
 
 
 def render_not_found(run_id: str, web_dir: str | Path | None = None) -> str:

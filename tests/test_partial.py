@@ -3,6 +3,7 @@ binary trace of their own, cut from bytes (export) or from a stored file (the se
 /api/runs/<id>.moetrace?head=<n>); a stored file read without loading it (the
 permalink page's title, description and model)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,16 @@ def test_a_site_ships_a_long_runs_head_next_to_it(tmp_path):
     assert runs["long"]["file"] == "runs/long.moetrace" and runs["long"]["head"] == "runs/long.head.moetrace"
     check_head((site / runs["long"]["head"]).read_bytes(), long, HEAD_TOKENS)
     assert "head" not in runs["short"] and not (site / "runs/short.head.moetrace").exists()
+    # the page preloads what it fetches first: the manifest and the first run's head
+    page = (site / "index.html").read_text()
+    for url in ("manifest.json", "runs/long.head.moetrace"):
+        assert f'<link rel="preload" href="{url}" as="fetch" crossorigin="anonymous">' in page
+    assert '<link rel="modulepreload" href="static/js/state.js">' in page
+
+
+def test_the_page_asks_for_the_heads_the_server_and_export_cut():
+    replay = (Path(__file__).resolve().parents[1] / "web/js/replay.js").read_text()
+    assert f"export const HEAD_TOKENS = {HEAD_TOKENS};" in replay
 
 
 def test_the_server_cuts_a_stored_runs_head_and_names_its_model(engines, tmp_path):
@@ -91,3 +102,6 @@ def test_the_server_cuts_a_stored_runs_head_and_names_its_model(engines, tmp_pat
         # the page starts with the run's model, not the server's
         config = json.loads(page.text.split('id="moeviz-config" type="application/json">')[1].split("</script>")[0])
         assert config["model"] == trace.model and config["mode"] == "replay" and config["run_id"] == run_id
+        # its head preloaded, the URL the page asks for (../api/runs/<id>.moetrace?head=2048 from /r/<id>)
+        assert (f'<link rel="preload" href="/api/runs/{run_id}.moetrace?head={HEAD_TOKENS}" as="fetch" '
+                'crossorigin="anonymous">') in page.text

@@ -26,7 +26,7 @@ from ..prompts import load_prompts, model_kind, suits
 from ..trace import TraceFormatError, loads
 from ..trace.io import to_json_dict
 from ..trace.messages import error_message, model_message
-from ..trace.partial import head_bytes, open_stored, trace_of
+from ..trace.partial import HEAD_TOKENS, head_bytes, open_stored, trace_of
 from ..trace.schema import model_description
 from ..trace.store import RunNotFound, RunStore
 from .limits import RateLimiter, UploadTooLarge, read_limited
@@ -136,10 +136,12 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
             title, description, run_model = page_text(run_id, version(run_id))
         except RunNotFound:
             return not_found_page(run_id)
-        # the page starts with the run's model (the server's may differ): its views are
-        # built for it before the trace arrives
+        # the page starts with the run's model (the server's may differ), so its views are
+        # built for it before the trace arrives; the trace's head (the whole of a short
+        # run) is preloaded, so it arrives while the page's modules load
         return render("replay", page_model=run_model, run_id=run_id, run_title=title, description=description,
-                      preview_url=f"{request.base_url}r/{run_id}/preview.png")
+                      preview_url=f"{request.base_url}r/{run_id}/preview.png",
+                      preload=[f"/api/runs/{run_id}.moetrace?head={HEAD_TOKENS}"])
 
     @app.get("/r/{run_id}/preview.png")
     def permalink_preview(run_id: str):
