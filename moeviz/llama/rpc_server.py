@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -79,7 +78,6 @@ def run_rpc_server(**kw) -> int:
         print(WARNING.format(host=host, port=port), file=sys.stderr, flush=True)
     print(f"moeviz: rpc-server on {host}:{port} (clients: --rpc {host}:{port}); Ctrl-C stops it",
           file=sys.stderr, flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+    # replaced by rpc-server itself: signals (Ctrl-C, a service manager's TERM) reach it
+    os.execv(cmd[0], cmd)
+    return 1   # not reached
