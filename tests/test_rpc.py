@@ -95,9 +95,14 @@ def test_split_over_two_servers_routes_exactly_as_local(fixture_models, servers,
 
 @needs_rpc
 def test_cpu_moe_keeps_experts_local_and_info_shows_the_plan(fixture_models, servers):
+    from moeviz.llama.log import llama_log
+
     eps = ",".join(s.endpoint for s in servers)
+    mark = llama_log().mark()
     e = Engine(fixture_models["llama"], n_gpu_layers=-1, rpc=eps, cpu_moe=True, **EXACT)
     try:
+        kept = [line for _, line in llama_log().since(mark) if "exps.weight" in line and "overridden to CPU" in line]
+        assert len(kept) == 3 * len(e.info.moe_layers), kept   # gate, up, down of every MoE layer stay here
         assert e.placement_text().count("127.0.0.1:") == 2
         from moeviz.engine import SamplingSettings
         from moeviz.record import record as record_trace
