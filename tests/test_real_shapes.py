@@ -175,8 +175,25 @@ def test_qwen3_30b_shape_native_equals_callback_at_chunk_edges(qwen3_30b):
         base = engines[0].prompt_tokens(TEXT * 20)
         # 63: below flash attention's 64-row tile; 530: a native ubatch of 18; 600: chunks of
         # 102-103 then 88; 700: the second ubatch split in two
+        spans = {}
+        for e in engines:
+            decode = e._decode
+
+            def spy(tokens, pos0, *rest, decode=decode, log=spans.setdefault(e.capture.name, []), **kw):
+                log.append((pos0, pos0 + len(tokens)))
+                return decode(tokens, pos0, *rest, **kw)
+            e._decode = spy
         for n in (63, 530, 600, 700):
+            for log in spans.values():
+                log.clear()
             a, b = (e.replay(base[:n] + [7, 1000, 150_000], n, probs=True) for e in engines)
+            # native: llama.cpp's ubatches; callback: each split evenly, 64 to 128 rows, or left whole
+            assert spans["native"][:-3] == [(s, min(s + 512, n)) for s in range(0, n, 512)]
+            chunks = spans["callback"][:-3]
+            assert chunks[0][0] == 0 and chunks[-1][1] == n and all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+            for s, e in chunks:
+                assert s // 512 == (e - 1) // 512 and e - s <= 128
+                assert e - s >= 64 or (s % 512 == 0 and e == min(s + 512, n))
             np.testing.assert_array_equal(a.expert_ids, b.expert_ids, err_msg=f"{n}-token prompt")
             np.testing.assert_array_equal(a.weights, b.weights, err_msg=f"{n}-token prompt")
             np.testing.assert_array_equal(a.probs, b.probs, err_msg=f"{n}-token prompt")
