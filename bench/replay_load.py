@@ -4,18 +4,19 @@
 
   site       from an exported static site (runs/<name>.moetrace and its head
              runs/<name>.head.moetrace, served by a plain static file server on loopback)
-  permalink  from `moeviz serve` (/r/<id>: the page, /api/runs/<id>.moetrace?head=2048,
+  permalink  from `moeviz serve` (/r/<id>: the page, /api/runs/<id>.moetrace?head=1024,
              then /api/runs/<id>.moetrace)
 
-A long run is drawn from its head (the first 2,048 tokens, moeviz/trace/partial.py)
+A long run is drawn from its head (the first 1,024 tokens, moeviz/trace/partial.py)
 while the whole trace arrives. Each load is a fresh browser context (no cache; the
 server's caches stay warm after its first load). "First paint" runs from the start of
 the navigation to the start of the animation frame after the one that first drew the
 run (the browser painted it in between); "whole" to the same for the first frame that
-drew the whole run. The page's own marks split first paint into the document, the
-head's request (preloaded by the HTML) and its transfer while the page's modules
-load, parsing and checking it, loading it into the page's state and the first
-drawing; then the whole trace's transfer, parsing and drawing.
+drew the whole run. The page's own marks split first paint into the document, its
+modules (fetched at once: the HTML preloads them, and the head), building the views,
+the rest of the wait for the head, parsing and checking it, loading it into the
+page's state and the first drawing; then the whole trace's transfer, parsing and
+drawing.
 Prints each load, then the median and its ratio to the 1 s target.
 
     .venv/bin/python bench/replay_load.py [--tokens 100000] [--rounds 3] [--only site|permalink]
@@ -48,8 +49,8 @@ TARGET_MS = 1000.0
 LAYERS, EXPERTS, K = 48, 128, 8
 
 # the page's User Timing marks (web/js/replay.js, main.js)
-MARKS = ["moeviz:trace-fetched", "moeviz:trace-parsed", "moeviz:run-loaded", "moeviz:run-drawn",
-         "moeviz:run-done-drawn"]
+MARKS = ["moeviz:modules-ready", "moeviz:views-built", "moeviz:trace-fetched", "moeviz:trace-parsed",
+         "moeviz:run-loaded", "moeviz:run-drawn", "moeviz:run-done-drawn"]
 
 
 def measure(browser, url: str, n_tokens: int) -> dict:
@@ -67,9 +68,8 @@ def measure(browser, url: str, n_tokens: int) -> dict:
             const nav = performance.getEntriesByType("navigation")[0];
             const marks = {};
             for (const m of performance.getEntriesByType("mark")) (marks[m.name] = marks[m.name] || []).push(m.startTime);
-            const res = performance.getEntriesByType("resource").filter((r) => r.name.includes(".moetrace"));
             return { tokens: moeviz.tokens, status: moeviz.status, timing: moeviz.runTiming,
-                     document: nav.responseEnd, requests: res.map((r) => r.startTime), marks };
+                     document: nav.responseEnd, marks };
         }""")
     finally:
         context.close()
@@ -79,10 +79,10 @@ def measure(browser, url: str, n_tokens: int) -> dict:
     missing = [k for k in MARKS if k not in m]
     if missing:
         raise SystemExit(f"replay_load: the page set no {missing[0]} mark")
-    first_request = got["requests"][0] if got["requests"] else got["document"]
     fetched, parsed = m["moeviz:trace-fetched"], m["moeviz:trace-parsed"]
+    modules, views = m["moeviz:modules-ready"][0], m["moeviz:views-built"][0]
     row = {"first_paint": t["painted"], "whole": t["donePainted"], "document": got["document"],
-           "request": first_request - got["document"], "transfer": fetched[0] - first_request,
+           "modules": modules - got["document"], "views": views - modules, "trace": fetched[0] - views,
            "parse": parsed[0] - fetched[0], "load": m["moeviz:run-loaded"][0] - parsed[0],
            "draw": m["moeviz:run-drawn"][0] - m["moeviz:run-loaded"][0], "paint": t["painted"] - t["drawn"],
            "rest": None, "rest_parse": None, "rest_draw": None}
@@ -127,7 +127,7 @@ def main() -> int:
                             results[name] = [measure(browser, url, args.tokens) for _ in range(args.rounds)]
             finally:
                 browser.close()
-    cols = ["document", "request", "transfer", "parse", "load", "draw", "paint"]
+    cols = ["document", "modules", "views", "trace", "parse", "load", "draw", "paint"]
     rest = ["rest", "rest_parse", "rest_draw"]
 
     def fmt(v, w=10):
@@ -138,9 +138,10 @@ def main() -> int:
         for i, r in enumerate(rows):
             print(f"{name + f' #{i + 1}':<14}{r['first_paint']:>12.0f}" + "".join(fmt(r[c]) for c in cols)
                   + fmt(r["whole"]) + "".join(fmt(r[c], 11) for c in rest))
-    print("\ndocument: navigation start to the page's HTML received; request: to the first trace request (a long "
-          "run's head, preloaded by the HTML); transfer: to its bytes in the page's hands (while the page's modules "
-          "load); parse: its header and checks (ids in range, finite weights); load: "
+    print("\ndocument: navigation start to the page's HTML received; modules: to every ES module fetched and run "
+          "(the HTML preloads them, and the first trace: a long run's head); views: main.js building the views; "
+          "trace: the rest of the wait for the first trace's bytes; parse: its header and checks (ids in range, "
+          "finite weights); load: "
           "into the page's state; draw: the first frame; paint: to the next frame = first paint. The whole trace: "
           "rest: its transfer, after first paint; rest_parse: its checks; rest_draw: into the state and to the "
           "frame after the first that drew it whole = whole.")

@@ -11,6 +11,7 @@ from websockets.sync.client import connect
 
 from moeviz.export import export_site
 from moeviz.trace import load, save
+from moeviz.trace.partial import HEAD_TOKENS
 from moeviz.trace.store import RunStore
 from test_partial import long_trace
 
@@ -110,7 +111,7 @@ def load_bytes(url):
 
 @pytest.mark.parametrize("where", ["site", "permalink"])
 def test_a_long_run_is_drawn_from_its_head_then_whole(where, tmp_path, browser):
-    """A run longer than its head (2,048 tokens) is drawn from the head at once, then
+    """A run longer than its head (1,024 tokens) is drawn from the head at once, then
     whole; its token stream beyond 4,096 tokens is made block by block as needed."""
     n, t = 8000, 5000
     trace = long_trace(n=n)
@@ -120,7 +121,7 @@ def test_a_long_run_is_drawn_from_its_head_then_whole(where, tmp_path, browser):
     else:
         run_id = RunStore(tmp_path / "runs").save(trace)
         server = ServerProcess("--data-dir", tmp_path / "runs")
-        files, link = [f"{run_id}.moetrace?head=2048", f"{run_id}.moetrace"], f"/r/{run_id}"
+        files, link = [f"{run_id}.moetrace?head={HEAD_TOKENS}", f"{run_id}.moetrace"], f"/r/{run_id}"
     with server as s:
         url = s if isinstance(s, str) else s.url
         pg = Page(browser, f"{url}{link}#t={t}")

@@ -102,6 +102,6 @@ def test_the_server_cuts_a_stored_runs_head_and_names_its_model(engines, tmp_pat
         # the page starts with the run's model, not the server's
         config = json.loads(page.text.split('id="moeviz-config" type="application/json">')[1].split("</script>")[0])
         assert config["model"] == trace.model and config["mode"] == "replay" and config["run_id"] == run_id
-        # its head preloaded, the URL the page asks for (../api/runs/<id>.moetrace?head=2048 from /r/<id>)
+        # its head preloaded, the URL the page asks for (../api/runs/<id>.moetrace?head=<HEAD_TOKENS> from /r/<id>)
         assert (f'<link rel="preload" href="/api/runs/{run_id}.moetrace?head={HEAD_TOKENS}" as="fetch" '
                 'crossorigin="anonymous">') in page.text

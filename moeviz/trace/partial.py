@@ -24,7 +24,7 @@ import numpy as np
 from .io import MAGIC
 from .schema import Trace, TraceFormatError
 
-HEAD_TOKENS = 2048          # what a page draws first: the prompt and ~1,500 generated tokens at 60 a second
+HEAD_TOKENS = 1024          # what a page draws first: ~15 s of playback, while the whole trace arrives
 
 Reader = Callable[[int, int], bytes]     # (offset, size) -> bytes
 

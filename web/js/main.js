@@ -24,6 +24,7 @@ import { wireKeys } from "./keys.js";
 import { runTitle, settingsLine } from "./runname.js";
 import { TOKEN_SELECTIONS, tokenSelection } from "./figures.js";
 
+performance.mark("moeviz:modules-ready");     // every module fetched and run (bench/replay_load.py)
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("moeviz-config").textContent);
 const hasShape = (m) => m && Array.isArray(m.moe_layers) && m.n_expert > 0;
@@ -224,6 +225,7 @@ function frame(now) {
 
 // ---- modes ----------------------------------------------------------------------
 
+performance.mark("moeviz:views-built");
 let controls = null;
 let liveRuns = null;     // the server's runs, any source: watch one (web/js/liveruns.js)
 if (config.mode === "live") {

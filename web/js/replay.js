@@ -8,7 +8,7 @@ import { parseTraceBytes } from "./files.js";
 
 // A long run's head (the first tokens, drawn while the whole trace arrives): its
 // length, as moeviz/trace/partial.py HEAD_TOKENS.
-export const HEAD_TOKENS = 2048;
+export const HEAD_TOKENS = 1024;
 
 export async function fetchTrace(url) {
   const r = await fetch(url);
