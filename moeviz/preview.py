@@ -111,10 +111,26 @@ def run_title(trace: Trace, limit: int = 48) -> str:
     return f"“{text if len(text) <= limit else text[:limit - 1].rstrip() + '…'}”"
 
 
+def used_experts(trace: Trace) -> np.ndarray:
+    """bool [n_moe_layers, n_expert]: selected at least once over the run. Read in blocks
+    of tokens, stopping once every expert of every layer is used (a long real run
+    usually gets there early): a permalink page's description of a 100k-token run
+    need not read all its expert ids."""
+    ids = trace.expert_ids
+    L, E = ids.shape[1], trace.model["n_expert"]
+    offsets = (np.arange(L, dtype=np.intp) * E)[None, :, None]
+    used = np.zeros(L * E, bool)
+    for s in range(0, ids.shape[0], 4096):
+        used[(ids[s:s + 4096] + offsets).ravel()] = True
+        if used.all():
+            break
+    return used.reshape(L, E)
+
+
 def run_description(trace: Trace) -> str:
     m = trace.model
-    counts = selection_counts(trace)
-    n_dormant, cells = dormant(counts)["total"], counts.size
+    used = used_experts(trace)
+    n_dormant, cells = dormant(used)["total"], used.size
     n_prompt = trace.n_prompt
     return (f"{n_prompt} prompt + {trace.n_tokens - n_prompt} generated tokens through {m['name']} "
             f"({len(m['moe_layers'])} MoE layers × {m['n_expert']} experts, top-{m['n_expert_used']}): "

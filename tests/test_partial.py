@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from markupsafe import escape
 
 from moeviz.export import export_site
-from moeviz.preview import run_description, run_title
+from moeviz.preview import run_description, run_title, selection_counts, used_experts
 from moeviz.server import ServerSettings, create_app
 from moeviz.trace import Trace, loads
 from moeviz.trace.io import dumps
@@ -65,6 +65,7 @@ def test_a_stored_file_read_in_place_describes_the_run_as_its_trace_does(tmp_pat
     read = trace_of(*open_stored(path))
     assert read.equals(trace)
     assert run_title(read) == run_title(trace) and run_description(read) == run_description(trace)
+    assert (used_experts(read) == (selection_counts(trace) > 0)).all()
 
 
 def test_a_site_ships_a_long_runs_head_next_to_it(tmp_path):
