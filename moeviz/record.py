@@ -105,9 +105,15 @@ class Recording:
 
     def events(self, cancel: threading.Event | None = None) -> Iterator:
         extra = {"candidates": self.candidates} if self.candidates else {}
+        finished = None
         for ev in self.engine.generate(self.tokens, self.sampling, probs=self.probs, cancel=cancel, **extra):
             self._builder.add(ev)
-            yield ev
+            if isinstance(ev, Finished):
+                finished = ev   # held back until the engine's generator has ended: it then
+                continue        # has released the engine, so whoever hears "done" may start
+            yield ev            # the next run at once (no "already running" race)
+        if finished is not None:
+            yield finished
 
     def trace(self) -> Trace:
         return self._builder.trace()
