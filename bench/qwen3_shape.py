@@ -9,6 +9,7 @@ moeviz.fixtures.models.QWEN3_30B_SHAPE), generated into a temporary folder.
    model, during live generation: each animation-frame callback that applied new tokens,
    timed with a 1-pixel heatmap readback that forces the drawing to be rasterized, and
    its ratio to the 4 ms budget: while the prompt plays in and while tokens are generated.
+   The server decodes on one thread, leaving the other core of a 2-core machine to Chromium.
 
     .venv/bin/python bench/qwen3_shape.py [--rounds 4] [--prompt-tokens 600] [--tokens 48] [--page-tokens 96]
 """
@@ -95,7 +96,8 @@ def page_frames(model, n_tokens, runs):
         print(f"\npage frame time: skipped, needs Debian's chromium at {CHROMIUM}")
         return
     with tempfile.TemporaryDirectory() as runs_dir, \
-            ServerProcess("--model", model, "--n-ctx", "2048", "--data-dir", runs_dir, timeout=300) as server, \
+            ServerProcess("--model", model, "--n-ctx", "2048", "--threads", "1", "--data-dir", runs_dir,
+                          timeout=300) as server, \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
