@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="where runs behind permalinks are kept (default ~/.local/share/moeviz/runs)")
     p.add_argument("--public", action="store_true",
                    help="shared hosted server: read-only permalinks, capped requests, per-client rate limit")
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="ADDRS",
+                   help="reverse proxies (comma-separated addresses or networks, * for any) whose X-Forwarded-For "
+                        "names the client (default: none, every peer is the client)")
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on the OpenAI API (/v1/*, not /v1/models)")
     p.add_argument("--no-api", action="store_true", help="turn the OpenAI-compatible API (/v1/*) off")
@@ -288,7 +292,10 @@ def cmd_serve(args) -> int:
     from .gguf_info import read_model_info  # noqa: PLC0415
     from .prompts import DEFAULT_DIR  # noqa: PLC0415
     from .server import ServerSettings  # noqa: PLC0415
+    from .server.app import default_data_dir  # noqa: PLC0415
+    from .server.connections import uvicorn_options  # noqa: PLC0415
     from .server.loading import engine_app  # noqa: PLC0415
+    from .trace.store import check_data_dir  # noqa: PLC0415
     from .server.openai_api import ApiSettings  # noqa: PLC0415
 
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
@@ -300,6 +307,14 @@ def cmd_serve(args) -> int:
     path = _model_path(args)
     if not Path(path).is_file():
         read_model_info(path)   # a mistyped path: its one-line error at once, before listening
+    # before listening, and before llama.cpp sees anything: a port, the proxies, the data folder
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+    try:
+        server_options = uvicorn_options(settings, args.forwarded_allow_ips)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    check_data_dir(settings.data_dir or default_data_dir())
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     shown = LoadProgress(sys.stderr, _model_size(args))
@@ -327,7 +342,7 @@ def cmd_serve(args) -> int:
     app = engine_app(lambda progress: _engine_from_args(args, progress=progress), settings, model_path=path,
                      on_progress=shown, on_ready=ready, on_failed=load_failed)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                           ws_max_size=4 * settings.max_message_bytes))
+                                           ws_max_size=4 * settings.max_message_bytes, **server_options))
     app.on_exit = lambda: setattr(server, "should_exit", True)
     print(f"moeviz: loading {path}; the page at {url} shows the progress", flush=True)
     if args.open:
@@ -400,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MoevizError as e:   # the one place the CLI translates errors
         print(f"moeviz {args.command}: error: {e.one_line()}", file=sys.stderr)
+        return 1
+    except shutil.Error as e:  # copytree's list of (source, destination, why): the first reason
+        why = e.args[0][0][2] if e.args and isinstance(e.args[0], list) and e.args[0] else str(e)
+        print(f"moeviz {args.command}: error: could not copy files: {' '.join(str(why).split())}", file=sys.stderr)
         return 1
     except OSError as e:       # the user's files: name them (this is the user's own machine)
         if e.errno is None:

@@ -121,12 +121,12 @@ def transition_summary(routing: Routing, jobs: int = 1) -> dict:
     out = {"pairs": [[a, b] for a, b in zip(routing.moe_layers[:-1], routing.moe_layers[1:])],
            "mutual_information_bits": [], "predictability": [], "predictability_baseline": [],
            "mutual_information_shuffled": [], "predictability_shuffled": []}
-    for i, t in enumerate(tal.transitions):
-        mi, predict = _pair_figures(t, n)
+    for i in range(len(top1) - 1):
+        mi, predict = _figures(top1[i], top1[i + 1], E, n)
         out["mutual_information_bits"].append(mi)
         out["predictability"].append(predict)
-        out["predictability_baseline"].append(float(t.sum(axis=0).max() / n))
-    for part in map_ranges(_shuffled_pairs, len(tal.transitions), jobs, top1, shuffles, E, size=routing.expert_ids.size):
+        out["predictability_baseline"].append(float(np.bincount(top1[i + 1]).max() / n))
+    for part in map_ranges(_shuffled_pairs, len(top1) - 1, jobs, top1, shuffles, E, size=routing.expert_ids.size):
         for mi0, p0 in part:
             out["mutual_information_shuffled"].append(mi0)
             out["predictability_shuffled"].append(p0)
@@ -137,17 +137,30 @@ def _shuffled_pairs(lo, hi, top1, shuffles, E) -> list[tuple[float, float]]:
     """Layer pairs lo..hi-1: mutual information and predictability with the next
     layer's top-1 experts shuffled, averaged over the shuffles."""
     n = top1.shape[1]
-    code = np.empty(n, np.intp)
     out = []
     for i in range(lo, hi):
         mi0 = p0 = 0.0
         for order in shuffles:
-            np.multiply(top1[i], np.intp(E), out=code)
-            code += top1[i + 1][order]
-            m, p = _pair_figures(np.bincount(code, minlength=E * E).reshape(E, E), n)
+            m, p = _figures(top1[i], top1[i + 1][order], E, n)
             mi0, p0 = mi0 + m / len(shuffles), p0 + p / len(shuffles)
         out.append((mi0, p0))
     return out
+
+
+def _figures(a: np.ndarray, b: np.ndarray, E: int, n: int) -> tuple[float, float]:
+    """Mutual information and predictability of top-1 pairs (a[t], b[t]) with work bounded
+    by the data: the [E, E] table where it is no bigger than a few times the tokens,
+    else only the pairs that occur (a trace may claim up to 1024 experts for 2 tokens)."""
+    code = a.astype(np.intp) * E + b
+    if E * E <= 8 * n:
+        return _pair_figures(np.bincount(code, minlength=E * E).reshape(E, E), n)
+    pairs, c = np.unique(code, return_counts=True)      # row-major order, as the table's nonzero cells
+    ia, ib = pairs // E, pairs % E
+    joint = c / n
+    pa, pb = np.bincount(a, minlength=E) / n, np.bincount(b, minlength=E) / n
+    mi = float((joint * np.log2(joint / (pa[ia] * pb[ib]))).sum())
+    rows = np.flatnonzero(np.r_[True, ia[1:] != ia[:-1]])
+    return max(mi, 0.0), float(np.maximum.reduceat(c, rows).sum() / n)
 
 
 def _pair_figures(t: np.ndarray, n: int) -> tuple[float, float]:

@@ -15,10 +15,13 @@ Collected per MoE layer (index i on the layer axis, E experts, S_t = token t's t
   top1_counts[i, e]   tokens whose top-1 is e
   overlap[i]          sum over consecutive tokens of |S_t ∩ S_t+1|
   transitions[i]      [E, E] counts of top-1 a at layer i with top-1 b at layer i+1
+                      (built on first use: E^2 per layer pair, work that a trace's data does
+                      not bound, so nothing in `moeviz stats` asks for it; layer_transitions does)
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 
 import numpy as np
@@ -36,7 +39,12 @@ class Tallies:
     top1_by_layer: np.ndarray  # [L, n], smallest unsigned dtype holding n_expert - 1
     top1_counts: np.ndarray   # int64 [L, E]
     overlap: np.ndarray       # int64 [L]
-    transitions: np.ndarray   # int32 [L-1, E, E]
+    n_expert: int
+
+    @functools.cached_property
+    def transitions(self) -> np.ndarray:
+        """int32 [L-1, E, E], computed when first asked for."""
+        return _transitions(self.top1_by_layer, self.n_expert)
 
     @property
     def top1(self) -> np.ndarray:
@@ -65,7 +73,7 @@ def _merge(parts: list[Tallies]) -> Tallies:
     return Tallies(counts=sum(p.counts for p in parts), first_use=first,
                    top1_by_layer=np.concatenate([p.top1_by_layer for p in parts], axis=1),
                    top1_counts=sum(p.top1_counts for p in parts), overlap=sum(p.overlap for p in parts),
-                   transitions=sum(p.transitions for p in parts))
+                   n_expert=parts[0].n_expert)
 
 
 class _Buffers:
@@ -118,9 +126,8 @@ def _tally(routing: Routing, start: int = 0, stop: int | None = None) -> Tallies
         top1[:, s - start:e - start] = _top1(u, weights[s:e], row_end, buf).T
         if e - lo >= 2:
             overlap += _consecutive_overlap(u_all, buf)
-    transitions = _transitions(top1, E)
     return Tallies(counts=counts.reshape(L, E), first_use=first.reshape(L, E), top1_by_layer=top1,
-                   top1_counts=_top1_counts(top1, transitions, E), overlap=overlap, transitions=transitions)
+                   top1_counts=_top1_counts(top1, E), overlap=overlap, n_expert=E)
 
 
 def _top1(u: np.ndarray, w: np.ndarray, row_end: np.ndarray, buf: _Buffers) -> np.ndarray:
@@ -171,9 +178,9 @@ def _transitions(top1: np.ndarray, E: int) -> np.ndarray:
     return out
 
 
-def _top1_counts(top1: np.ndarray, transitions: np.ndarray, E: int) -> np.ndarray:
-    """Top-1 tallies per layer; the transition tables already hold them as margins."""
-    L = top1.shape[0]
-    if L == 1:
-        return np.bincount(top1[0], minlength=E)[None].astype(np.int64)
-    return np.concatenate([transitions.sum(axis=2), transitions[-1].sum(axis=0)[None]])
+def _top1_counts(top1: np.ndarray, E: int) -> np.ndarray:
+    """Top-1 tallies per layer [L, E]."""
+    out = np.zeros((top1.shape[0], E), np.int64)
+    for i, row in enumerate(top1):
+        out[i] = np.bincount(row, minlength=E)
+    return out

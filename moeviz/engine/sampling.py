@@ -33,6 +33,11 @@ class SamplingSettings:
             raise SettingsError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
         if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
             raise SettingsError("stop must be a list of non-empty strings")
+        for s in self.stop:
+            try:
+                s.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SettingsError(f"stop string {s[:40]!r} is not valid Unicode text (a lone surrogate)") from None
         return self
 
     def sampler(self) -> SamplerChain:

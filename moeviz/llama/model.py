@@ -19,6 +19,31 @@ class ModelLoadError(UserError, RuntimeError):
     """llama.cpp refused the model or could not create a context."""
 
 
+class ContextSettingsError(UserError, ValueError):
+    """A context setting llama.cpp would misread (a uint32 wrapping, 0 meaning "the model's
+    default") or assert on later; refused before llama.cpp sees it."""
+
+
+# llama.cpp's own bounds: GGML_MAX_N_THREADS; n_ctx, n_batch and n_ubatch are uint32 there
+MAX_THREADS = 512
+MAX_TOKENS_SETTING = 2**31 - 1
+
+
+def check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers) -> None:
+    """Whole numbers in the ranges llama.cpp takes, checked before it sees them."""
+    def whole(name, value, lo, hi, what):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ContextSettingsError(f"{name} must be {what}, got {value!r}")
+
+    whole("n_ctx (--n-ctx)", n_ctx, 1, MAX_TOKENS_SETTING, "a context size of at least 1 token")
+    whole("n_batch", n_batch, 1, MAX_TOKENS_SETTING, "at least 1 token")
+    if n_ubatch is not None:
+        whole("n_ubatch", n_ubatch, 1, MAX_TOKENS_SETTING, "at least 1 token")
+    if n_threads is not None:
+        whole("threads (--threads)", n_threads, 1, MAX_THREADS, f"between 1 and {MAX_THREADS}")
+    whole("n_gpu_layers (--n-gpu-layers)", n_gpu_layers, -1, MAX_TOKENS_SETTING, "-1 (all) or more")
+
+
 _backend_ready = False
 
 
@@ -74,6 +99,7 @@ class LoadedModel:
         # The GGUF's metadata (`info`, when the caller has read it already: reading it parses
         # the whole tokenizer, seconds for a 150k vocabulary). Read first: a bad file gets
         # moeviz's precise ModelFileError rather than llama.cpp's load failure.
+        check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers)
         self.info: ModelInfo = info if info is not None else read_model_info(path)
         lc = llama_cpp()
         init_backend()
@@ -113,8 +139,12 @@ class LoadedModel:
             lc.llama_model_free(self.model)
             self.model = None
             raise ModelLoadError(f"llama.cpp could not create a context for {path}: {log.last_error(mark) or 'unknown reason'}")
+        # What llama.cpp made of the settings: it pads n_ctx to a multiple of 256 but caps
+        # n_batch at the n_ctx asked for (n_ctx 64: 256 cells, batches of 64), and
+        # llama_decode asserts on a batch over n_batch. Callers split by these values.
         self.n_ctx = lc.llama_n_ctx(self.ctx)
-        self.n_batch = n_batch
+        self.n_batch = lc.llama_n_batch(self.ctx)
+        self.n_ubatch = lc.llama_n_ubatch(self.ctx)
         self._piece_buf = ctypes.create_string_buffer(256)
 
     # Tokens ---------------------------------------------------------------------------
@@ -174,4 +204,4 @@ class LoadedModel:
             pass
 
 
-__all__ = ["LoadedModel", "ModelLoadError", "ModelFileError"]
+__all__ = ["ContextSettingsError", "LoadedModel", "ModelLoadError", "ModelFileError"]

@@ -30,8 +30,12 @@ from ..trace.partial import HEAD_TOKENS, head_bytes, open_stored, trace_of
 from ..trace.schema import model_description
 from ..trace.store import RunNotFound, RunStore
 from .limits import RateLimiter, UploadTooLarge, read_limited
+from .errors import client_message
+from ..errors import MoevizError
 from .requests import RequestError, generate_request, parse_message
 from .worker import GenerationWorker, Job, dumps
+from .connections import CLOSE_IDLE, CLOSE_TOO_MANY, ConnectionLimits, WebsocketLimits
+from .uploads import MAX_READING, store_upload
 from .live import LiveRuns, Viewer
 from .openai_api import ApiSettings, mount as mount_openai_api
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServerMetrics
@@ -56,6 +60,7 @@ class ServerSettings:
     max_upload_bytes: int = 32 << 20
     public: bool = False                  # a shared hosted server (docs/public-mode.md)
     rate_limit_per_minute: int = 12       # generations per client address, public mode only
+    limits: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)  # public mode only
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)   # the OpenAI API (openai_api.py)
     metrics: bool = True                  # GET /metrics (metrics.py); False: `serve --no-metrics`
     metrics_per_expert: bool = False      # `serve --metrics-per-expert`: a series per (MoE layer, expert)
@@ -74,6 +79,8 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     model = {**model_description(engine.info)}
     store = RunStore(settings.data_dir or default_data_dir(), settings.max_runs, settings.max_run_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute) if settings.public else None
+    sockets = WebsocketLimits(settings.limits) if settings.public else None   # per address, idle timeout
+    uploads_reading = asyncio.Semaphore(MAX_READING)
     live_runs = LiveRuns(public=settings.public, show_api_runs=settings.api.show_api_runs)   # any source, watchable
     metrics = ServerMetrics(engine.info.moe_layers, engine.info.n_expert, lambda: worker.load(),
                             per_expert=settings.metrics_per_expert) if settings.metrics else None
@@ -173,8 +180,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     async def upload_run(request: Request):
         if settings.public:
             return JSONResponse({"error": "this server's permalinks are read-only"}, status_code=403)
-        body = await read_limited(request, settings.max_upload_bytes)
-        run_id = store.save(loads(body))
+        run_id = await store_upload(request, store, settings.max_upload_bytes, uploads_reading)
         return {"id": run_id, "url": f"/r/{run_id}"}
 
     @app.exception_handler(RunNotFound)
@@ -192,6 +198,10 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     @app.exception_handler(UploadTooLarge)
     def _too_large(_request, exc):
         return JSONResponse({"error": str(exc)}, status_code=413)
+
+    @app.exception_handler(MoevizError)
+    def _moeviz_error(_request, exc):
+        return JSONResponse({"error": client_message(exc)}, status_code=exc.status)
 
     @app.get("/api/model")
     def api_model() -> dict:
@@ -228,6 +238,11 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def live(ws: WebSocket) -> None:
         await ws.accept()
+        host = ws.client.host if ws.client else "?"
+        refused = sockets.admit(host) if sockets is not None else None
+        if refused:
+            await ws.close(code=CLOSE_TOO_MANY, reason=refused)
+            return
         loop = asyncio.get_running_loop()
         out: asyncio.Queue = asyncio.Queue()
 
@@ -248,7 +263,14 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
         job: Job | None = None
         try:
             while True:
-                event = await ws.receive()
+                if sockets is None:
+                    event = await ws.receive()
+                else:   # public mode: a connection with nothing running may not sit idle
+                    idle = (job is None or job.done.is_set()) and viewer.watching is None
+                    event = await sockets.receive(ws, idle)
+                    if event is None:
+                        await ws.close(code=CLOSE_IDLE, reason=sockets.idle_reason())
+                        break
                 if event["type"] == "websocket.disconnect":
                     break
                 raw = event.get("text") if event.get("text") is not None else event.get("bytes", b"")
@@ -278,9 +300,11 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
                             worker.cancel(job)
                     else:
                         raise RequestError(f"unknown message type {kind[:40]!r}")
-                except RequestError as e:
-                    out.put_nowait((dumps(error_message(str(e))), 0.0, 0.0))
+                except Exception as e:   # a MoevizError's line; a bug is logged, the client gets a generic line
+                    out.put_nowait((dumps(error_message(client_message(e))), 0.0, 0.0))
         finally:
+            if sockets is not None:
+                sockets.release(host)
             live_runs.unsubscribe(viewer)
             if job is not None:
                 worker.cancel(job)   # a client that leaves cancels its run

@@ -3,6 +3,9 @@ per-client rate limit for public mode."""
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
+import functools
 import threading
 import time
 
@@ -34,10 +37,15 @@ class RateLimiter:
         self.per_minute = per_minute
         self._hits: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
+        self._swept = time.monotonic()
 
     def check(self, client: str) -> None:
         now = time.monotonic()
         with self._lock:
+            if now - self._swept > 60:    # forget addresses quiet for a minute: memory stays bounded
+                for key in [k for k, h in self._hits.items() if not h or now - h[-1] > 60]:
+                    del self._hits[key]
+                self._swept = now
             hits = self._hits[client]
             while hits and now - hits[0] > 60:
                 hits.popleft()
@@ -45,3 +53,25 @@ class RateLimiter:
                 wait = 60 - (now - hits[0])
                 raise RequestError(f"rate limit: {self.per_minute} generations a minute; try again in {wait:.0f} s")
             hits.append(now)
+
+    @property
+    def addresses(self) -> int:
+        return len(self._hits)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):   # not glibc: nothing to hand back this way
+        return None
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc's malloc_trim). glibc keeps what a
+    run or an upload freed in its arenas (one per thread that allocates), so a server's RSS
+    would ratchet up with each client's high-water mark."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

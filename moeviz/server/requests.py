@@ -40,8 +40,16 @@ def parse_message(raw: str | bytes, max_bytes: int) -> dict:
         msg = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RequestError("message is not valid JSON") from None
+    except RecursionError:   # "[" x 30000: Python's parser gives up; nothing asks for that depth
+        raise RequestError("message is nested too deeply") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise RequestError("message must be a JSON object with a string 'type'")
+    try:   # "\ud800" parses to a lone surrogate: no reply could carry it (UTF-8 only)
+        json.dumps(msg, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("message holds a lone surrogate (such as \\ud800): not valid Unicode text") from None
+    except RecursionError:
+        raise RequestError("message is nested too deeply") from None
     return msg
 
 

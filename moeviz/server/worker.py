@@ -16,11 +16,13 @@ from typing import Callable
 from ..engine import Finished, TokenRouted
 from ..engine.text import PromptError
 from ..record import Named, Recording
+from ..errors import MoevizError
 from ..trace.messages import error_message, event_message, queued_message, start_message
 from ..trace import TraceFormatError
 from ..trace.store import RunStore
 from ..trace.summary import ExpertCounter
 from .errors import client_message, client_status
+from .limits import release_memory
 from .requests import GenerateRequest
 
 
@@ -65,7 +67,8 @@ class GenerationWorker:
             self.live.queued(job)
         with self._cv:
             self._queue.append(job)
-            ahead = len(self._queue) - 1 + (self.current is not None)
+            # a current run that has sent its `done` is no longer ahead of anyone
+            ahead = len(self._queue) - 1 + (self.current is not None and not self.current.done.is_set())
             self._cv.notify()
         if ahead:
             job.send(dumps(queued_message(ahead)), time.perf_counter())
@@ -77,6 +80,8 @@ class GenerationWorker:
             if job in self._queue:
                 self._queue.remove(job)
                 job.done.set()
+                # a run cancelled before it started still ends, with `done` (reason cancelled)
+                job.send(dumps(self._cancelled_message(job)), 0.0)
                 self._announce_positions()
                 if self.live is not None:
                     self.live.closed(job, "cancelled", None)
@@ -121,7 +126,17 @@ class GenerationWorker:
             finally:
                 with self._cv:
                     self.current = None
+                    idle = not self._queue
                 job.done.set()
+            if idle:   # nothing waiting: hand the run's freed memory back (a few ms)
+                release_memory()
+
+    def _cancelled_message(self, job: Job) -> dict:
+        info = self.engine.info
+        finish = Finished("cancelled", 0, 0, 0.0, 0.0)
+        msg = event_message(finish)
+        msg["summary"] = ExpertCounter(len(info.moe_layers), info.n_expert).summary()
+        return msg
 
     def _finish(self, trace, run_id: str, store: bool = True) -> dict:
         """What `done` adds for a finished run: its summary, counted once from the trace,
@@ -133,8 +148,8 @@ class GenerationWorker:
         if self.store is not None and store:
             try:
                 out["permalink"] = "/r/" + self.store.save(trace, run_id)
-            except TraceFormatError as e:
-                out["permalink_error"] = str(e)
+            except (MoevizError, OSError) as e:   # too big, or a read-only / full data folder
+                out["permalink_error"] = client_message(e)
         return out
 
     def _run(self, job: Job) -> None:
@@ -171,9 +186,14 @@ class GenerationWorker:
                         live.ended(job, status, permalink)
                 if job.on_event is not None:
                     job.on_event(ev, msg)
+                if isinstance(ev, Finished):
+                    # finished before `done` goes out: a client's next `generate`, sent the
+                    # moment `done` arrives, must find this run over
+                    job.done.set()
                 emit(msg, t_event if isinstance(ev, TokenRouted) else 0.0)
         except Exception as e:  # a bad run must never take the worker down
             msg = error_message(client_message(e))
+            job.done.set()   # as for `done`: over before the client hears so
             if self.metrics is not None:
                 self.metrics.run_failed(job.source)
             if job.on_event is not None:

@@ -18,6 +18,7 @@ rename), so a crash or a full disk never leaves a half-written trace.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -62,11 +63,22 @@ def _candidate_texts(c) -> dict[int, str] | None:
     return out
 
 
-def _numbers(value, name: str, integer: bool) -> np.ndarray:
+def strict_numbers(value, name: str, integer: bool = False) -> np.ndarray:
+    """A JSON nested list of numbers as float64, refusing what numpy would quietly
+    coerce: "3" and true (as 3 and 1), null, ragged rows. Integers only where `integer`."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise TraceFormatError(f"{name} must be a rectangular nested list of numbers") from None
+        obj = np.array(value, dtype=object)
+    except (ValueError, TypeError, RecursionError):
+        obj = None
+    allowed = {int} if integer else {int, float}
+    if obj is None or not set(map(type, obj.ravel().tolist())) <= allowed:
+        kind = "integers" if integer else "numbers"
+        raise TraceFormatError(f"{name} must be a rectangular nested list of {kind}") from None
+    return obj.astype(np.float64) if obj.size else np.zeros(obj.shape)
+
+
+def _numbers(value, name: str, integer: bool) -> np.ndarray:
+    arr = strict_numbers(value, name, integer)
     if integer and arr.size and not np.array_equal(arr, np.round(arr)):
         raise TraceFormatError(f"{name} must hold integers")
     return arr
@@ -98,10 +110,7 @@ def from_json_dict(d) -> Trace:
             if name == "probs":
                 continue
             raise TraceFormatError(f"routing.{name} is missing")
-        try:
-            arr = np.asarray(routing[name], dtype=np.float64)
-        except (ValueError, TypeError):
-            raise TraceFormatError(f"routing.{name} must be a rectangular nested list of numbers") from None
+        arr = strict_numbers(routing[name], f"routing.{name}", integer=name == "expert_ids")
         if name == "expert_ids" and arr.size and not np.array_equal(arr, np.round(arr)):
             raise TraceFormatError("routing.expert_ids must hold integers")
         if arr.size == 0:  # an empty list has shape (0,): give it the documented rank
@@ -147,7 +156,11 @@ def from_binary(buf: bytes) -> Trace:
         header = json.loads(buf[12:12 + hlen].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TraceFormatError(f"binary trace header is not valid JSON: {e}") from None
+    except RecursionError:
+        raise TraceFormatError("binary trace header is nested too deeply") from None
     validate_header(header)
+    if not isinstance(header.get("arrays") or {}, dict):
+        raise TraceFormatError("binary trace 'arrays' must be an object")
     data_start = 12 + hlen + (-(12 + hlen)) % 8
     arrays = {}
     for name, spec in (header.get("arrays") or {}).items():
@@ -155,14 +168,20 @@ def from_binary(buf: bytes) -> Trace:
             continue
         try:
             dtype = np.dtype(_DTYPES[spec["dtype"]]).newbyteorder("<")
-            shape = tuple(int(s) for s in spec["shape"])
-            start = data_start + int(spec["offset"])
+            shape = tuple(spec["shape"])
+            offset = spec["offset"]
+            # whole, non-negative numbers, and the rank the schema says (checked in
+            # Python integers: a claimed [2^32, 2^32] must not wrap to a small count)
+            if not all(type(s) is int and s >= 0 for s in (*shape, offset)) or \
+                    len(shape) != (2 if name.startswith("candidate") else 3):
+                raise ValueError
+            start = data_start + offset
         except (KeyError, TypeError, ValueError):
             raise TraceFormatError(f"binary trace array {name!r} has a bad description") from None
         if spec["dtype"] not in BINARY_ARRAYS[name]:
             raise TraceFormatError(f"binary trace array {name!r} has dtype {spec['dtype']}, expected "
                                    f"{' or '.join(BINARY_ARRAYS[name])}")
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         if start < data_start or start + count * dtype.itemsize > len(buf):
             raise TraceFormatError(f"binary trace is truncated (array {name!r} runs past the end of the file)")
         arrays[name] = np.frombuffer(buf, dtype=dtype, count=count, offset=start).reshape(shape)
@@ -197,6 +216,8 @@ def loads(buf: bytes) -> Trace:
         d = json.loads(buf.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TraceFormatError(f"trace is neither binary nor valid JSON: {e}") from None
+    except RecursionError:   # "[" x 30000
+        raise TraceFormatError("trace JSON is nested too deeply") from None
     return from_json_dict(d)
 
 

@@ -26,6 +26,16 @@ class TraceFormatError(UserError, ValueError):
     """A trace file or message does not follow the schema; the message says where."""
 
 
+# Shapes a trace may claim: what llama.cpp can load (LLAMA_MAX_LAYERS, LLAMA_MAX_EXPERTS in
+# llama-hparams.h; gguf_info refuses more experts too). Work on a trace (stats, previews)
+# is then bounded by its data, never by a claimed size alone.
+MAX_LAYERS = 512
+MAX_EXPERTS = 1024
+MAX_VOCAB = 2**31 - 1
+MAX_TOKENS = 1 << 24
+FINISH_REASONS = ("length", "eos", "stop", "context", "cancelled")
+
+
 def routing_k(model: dict, settings: dict | None) -> int:
     """Experts per token in a trace's routing arrays: the run's override
     (`settings.experts_per_token`) or the model's own top-k."""
@@ -202,6 +212,14 @@ def validate_header(h: Any) -> None:
             raise TraceFormatError(f"model.{f} must be a non-negative integer")
     if model["n_expert"] < 1 or not 1 <= model["n_expert_used"] <= model["n_expert"]:
         raise TraceFormatError("model.n_expert_used must be between 1 and model.n_expert")
+    if model["n_expert"] > MAX_EXPERTS:
+        raise TraceFormatError(f"model.n_expert is {model['n_expert']}; traces have at most {MAX_EXPERTS} experts "
+                               "(llama.cpp's limit)")
+    if model["n_layer"] > MAX_LAYERS:
+        raise TraceFormatError(f"model.n_layer is {model['n_layer']}; traces have at most {MAX_LAYERS} layers "
+                               "(llama.cpp's limit)")
+    if not isinstance(model["moe_layers"], list) or any(isinstance(i, bool) for i in model["moe_layers"]):
+        raise TraceFormatError("model.moe_layers must list layer indices below model.n_layer")
     ml = model["moe_layers"]
     if not isinstance(ml, list) or not all(isinstance(i, int) and 0 <= i < model["n_layer"] for i in ml):
         raise TraceFormatError("model.moe_layers must list layer indices below model.n_layer")
@@ -221,6 +239,81 @@ def validate_header(h: Any) -> None:
         if t["prompt"] and seen_generated:
             raise TraceFormatError(f"tokens[{i}] is a prompt token after a generated one")
         seen_generated = seen_generated or not t["prompt"]
+    _validate_fields(h, model, tokens)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _validate_fields(h: dict, model: dict, tokens: list) -> None:
+    """The rest of a header, field by field: types, ranges, and agreement with the tokens."""
+    for f in ("name", "architecture", "gating"):
+        if model.get(f) is not None and not isinstance(model[f], str):
+            raise TraceFormatError(f"model.{f} must be a string")
+    n_layer = model["n_layer"]
+    dense = model.get("dense_layers")
+    if dense is not None and not (isinstance(dense, list) and all(_whole(i) and 0 <= i < n_layer for i in dense)):
+        raise TraceFormatError("model.dense_layers must list layer indices below model.n_layer")
+    for f in ("n_vocab", "n_embd", "n_shared_experts", "n_expert_groups", "n_group_used"):
+        v = model.get(f)
+        if v is not None and not (_whole(v) and 0 <= v <= MAX_VOCAB):
+            raise TraceFormatError(f"model.{f} must be a non-negative integer")
+    if len(tokens) > MAX_TOKENS:
+        raise TraceFormatError(f"trace has {len(tokens)} tokens; at most {MAX_TOKENS} are read")
+    vocab = model.get("n_vocab") or MAX_VOCAB
+    for i, t in enumerate(tokens):
+        if isinstance(t["id"], bool) or not 0 <= t["id"] < vocab:
+            raise TraceFormatError(f"tokens[{i}].id {t['id']!r} is not a token id (0-{vocab - 1})")
+    prompt = h.get("prompt")
+    if prompt is not None and not isinstance(prompt, (str, list)):
+        raise TraceFormatError("prompt must be text or a list of chat messages")
+    if not isinstance(h.get("meta", {}), dict):
+        raise TraceFormatError("meta must be an object")
+    _validate_settings(h.get("settings", {}))
+    finish = h.get("finish")
+    if finish is not None:
+        _validate_finish(finish, tokens)
+
+
+_SETTING_TYPES = {"max_tokens": "integer", "top_k": "integer", "seed": "integer", "temperature": "number",
+                  "top_p": "number", "probs": "bool", "capture": "text", "prompt_name": "text",
+                  "prompt_title": "text", "prompt_domain": "text"}
+
+
+def _validate_settings(settings: dict) -> None:
+    for f, kind in _SETTING_TYPES.items():
+        v = settings.get(f)
+        if v is None:
+            continue
+        ok = {"integer": _whole(v), "number": _whole(v) or isinstance(v, float),
+              "bool": isinstance(v, bool), "text": isinstance(v, str)}[kind]
+        if not ok:
+            raise TraceFormatError(f"settings.{f} must be {'an' if kind == 'integer' else 'a'} {kind}")
+    stop = settings.get("stop")
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise TraceFormatError("settings.stop must be a list of strings")
+
+
+def _validate_finish(finish, tokens: list) -> None:
+    if not isinstance(finish, dict):
+        raise TraceFormatError("finish must be an object")
+    if finish.get("reason") not in FINISH_REASONS:
+        raise TraceFormatError(f"finish.reason must be one of {', '.join(FINISH_REASONS)}")
+    for f in ("n_prompt", "n_generated"):
+        if f in finish and not (_whole(finish[f]) and finish[f] >= 0):
+            raise TraceFormatError(f"finish.{f} must be a non-negative integer")
+    for f in ("prefill_seconds", "decode_seconds"):
+        v = finish.get(f)
+        if v is not None and not ((_whole(v) or isinstance(v, float)) and 0 <= v < float("inf")):
+            raise TraceFormatError(f"finish.{f} must be a non-negative number of seconds")
+    n_prompt = sum(1 for t in tokens if t["prompt"])
+    if "n_generated" in finish and finish["n_generated"] != len(tokens) - n_prompt:
+        raise TraceFormatError(f"finish.n_generated is {finish['n_generated']} but the trace has "
+                               f"{len(tokens) - n_prompt} generated tokens")
+    # a run cancelled during its prefill has no tokens but knows its prompt's length
+    if "n_prompt" in finish and tokens and finish["n_prompt"] != n_prompt:
+        raise TraceFormatError(f"finish.n_prompt is {finish['n_prompt']} but the trace has {n_prompt} prompt tokens")
 
 
 def _is_int(v) -> bool:

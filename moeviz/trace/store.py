@@ -6,13 +6,16 @@ Every write is atomic; the oldest runs go when the count or byte limit is passed
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
-from ..errors import NotFound
+from ..errors import NotFound, Unavailable
 from .io import atomic_write, from_binary, to_binary
 from .schema import Trace, TraceFormatError
 
@@ -24,10 +27,49 @@ class RunNotFound(NotFound, LookupError):
     pass
 
 
+class StoreUnavailable(Unavailable):
+    """The data folder cannot take a run: read-only, full, not a folder. The message
+    names the reason (and the folder only where the operator reads it: `check`)."""
+
+
+# Free space the data folder needs at start: room for a few runs.
+MIN_FREE_BYTES = 4 << 20
+
+
+def check_data_dir(root: str | os.PathLike) -> None:
+    """Create the data folder and prove it takes a file (written, synced, removed) and has
+    MIN_FREE_BYTES free; a StoreUnavailable naming the folder and the reason otherwise."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".moeviz-write-check-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"moeviz")
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            try:
+                probe.unlink()
+            except FileNotFoundError:
+                pass
+        st = os.statvfs(root)
+    except OSError as e:
+        raise StoreUnavailable(f"the data folder {root} cannot be written: {e.strerror or e}") from None
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise StoreUnavailable(f"the data folder {root} is full ({free >> 10} KiB free; runs need at least "
+                               f"{MIN_FREE_BYTES >> 20} MiB)")
+
+
+_upload_lock = threading.Lock()
+UPLOAD_PARSE_TIMEOUT_S = 120
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike, max_runs: int = 500, max_bytes: int = 256 << 20):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        check_data_dir(self.root)
         self.max_runs = max_runs
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -50,9 +92,34 @@ class RunStore:
         with self._lock:
             while run_id is None or self.path(run_id).exists():
                 run_id = self.new_id()
-            atomic_write(self.path(run_id), data)
+            try:
+                atomic_write(self.path(run_id), data)   # all or nothing: a failed write leaves no file
+            except OSError as e:   # the folder went read-only or full since the start: say so, no path
+                raise StoreUnavailable(f"this server cannot store runs now: {e.strerror or type(e).__name__}") from None
             self._prune()
         return run_id
+
+    def save_upload(self, body: bytes) -> str:
+        """Parse an uploaded trace (either form) and store it, in a child process: a 32 MiB
+        JSON trace takes seconds of C parsing that holds the GIL (every thread of this
+        process, the event loop's too, would wait) and builds Python objects several times
+        its size, which die with the child. One upload at a time."""
+        import moeviz  # noqa: PLC0415
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(moeviz.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        cmd = [sys.executable, "-m", "moeviz.trace.store", str(self.root), str(self.max_runs), str(self.max_bytes)]
+        with _upload_lock:
+            try:
+                r = subprocess.run(cmd, input=body, capture_output=True, env=env, timeout=UPLOAD_PARSE_TIMEOUT_S)
+                answer = json.loads(r.stdout)
+            except (subprocess.TimeoutExpired, ValueError, OSError):
+                answer = {}
+        if "id" in answer:
+            return answer["id"]
+        if "error" in answer:
+            raise (TraceFormatError if answer.get("status") == 400 else StoreUnavailable)(answer["error"])
+        raise StoreUnavailable("the upload could not be parsed (its parser failed or ran out of time)")
 
     def load_bytes(self, run_id: str) -> bytes:
         try:
@@ -85,3 +152,22 @@ class RunStore:
                     self.path(run_id).unlink()
                 except FileNotFoundError:
                     pass
+
+
+def _upload_child(root: str, max_runs: int, max_bytes: int) -> None:
+    """`python -m moeviz.trace.store ROOT MAX_RUNS MAX_BYTES`, a trace on stdin: store it,
+    print {"id"} or {"error", "status"} (RunStore.save_upload's child)."""
+    from ..errors import MoevizError  # noqa: PLC0415
+    from .io import loads  # noqa: PLC0415
+
+    store = RunStore.__new__(RunStore)     # the server checked the folder at its start
+    store.root, store.max_runs, store.max_bytes, store._lock = Path(root), max_runs, max_bytes, threading.Lock()
+    try:
+        answer = {"id": store.save(loads(sys.stdin.buffer.read()))}
+    except MoevizError as e:
+        answer = {"error": e.one_line(), "status": e.status}
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    _upload_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
