@@ -512,6 +512,88 @@ def _check_expert_counts(p: Path, arch: str, n_expert: int, used: list[int], n_g
                              f"{n_group_used} groups used per token")
 
 
+# GGUF value types -> item size in bytes (8: string, 9: array; gguf.h)
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+GGML_MAX_DIMS = 4
+
+
+def check_gguf_layout(path: str | os.PathLike) -> None:
+    """Walk a GGUF's header (metadata and tensor table) checking every count and length
+    against the bytes the file has, before a reader trusts them: one flipped byte in an
+    array's length makes gguf's reader loop over trillions of items (until the process is
+    killed for its memory). A ModelFileError names the first field that does not fit."""
+    import mmap  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+
+    p = Path(path)
+
+    def bad(what: str):
+        return ModelFileError(f"damaged GGUF file {p}: {what} does not fit in the file")
+
+    with open(p, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 24:
+            raise bad("the header")
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        pos = 4
+
+        def take(fmt: str, what: str):
+            nonlocal pos
+            n = struct.calcsize(fmt)
+            if pos + n > size:
+                raise bad(what)
+            out = struct.unpack_from("<" + fmt, buf, pos)
+            pos += n
+            return out[0] if len(out) == 1 else out
+
+        def skip(n: int, what: str) -> None:
+            nonlocal pos
+            if n < 0 or pos + n > size:
+                raise bad(what)
+            pos += n
+
+        def string(what: str) -> None:
+            skip(take("Q", what), what)
+
+        def value(vtype: int, what: str, depth: int = 0) -> None:
+            if vtype in _GGUF_SIZES:
+                skip(_GGUF_SIZES[vtype], what)
+            elif vtype == 8:
+                string(what)
+            elif vtype == 9 and depth == 0:
+                itype, count = take("I", what), take("Q", what)
+                if itype in _GGUF_SIZES:
+                    skip(count * _GGUF_SIZES[itype], f"{what} ({count} items)")
+                elif itype in (8, 9):
+                    if count * 8 > size - pos:
+                        raise bad(f"{what} ({count} items)")
+                    for _ in range(count):
+                        value(itype, what, depth + 1)
+                else:
+                    raise ModelFileError(f"damaged GGUF file {p}: {what} has items of unknown type {itype}")
+            else:
+                raise ModelFileError(f"damaged GGUF file {p}: {what} has a value of unknown type {vtype}")
+
+        version = take("I", "the version")
+        if version not in (2, 3):
+            raise ModelFileError(f"unsupported GGUF version {version} in {p} (llama.cpp reads versions 2 and 3)")
+        n_tensors, n_kv = take("Q", "the tensor count"), take("Q", "the metadata count")
+        if n_kv * 12 > size - pos or n_tensors * 24 > size - pos:
+            raise bad(f"{n_kv} metadata entries and {n_tensors} tensors")
+        for i in range(n_kv):
+            string(f"metadata key {i}")
+            value(take("I", f"metadata entry {i}"), f"metadata entry {i}")
+        for i in range(n_tensors):
+            string(f"tensor {i}'s name")
+            n_dims = take("I", f"tensor {i}")
+            if not 1 <= n_dims <= GGML_MAX_DIMS:
+                raise ModelFileError(f"damaged GGUF file {p}: tensor {i} has {n_dims} dimensions")
+            skip(8 * n_dims + 4 + 8, f"tensor {i}")
+    finally:
+        buf.close()
+
+
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     import gguf  # noqa: PLC0415  (keeps `import moeviz` light)
 
@@ -524,6 +606,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         magic = fh.read(4)
     if magic != b"GGUF":
         raise ModelFileError(f"not a GGUF file (bad magic {magic!r}): {p}")
+    check_gguf_layout(p)
     try:
         reader = gguf.GGUFReader(p, "r")
     except Exception:

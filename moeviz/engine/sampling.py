@@ -21,6 +21,13 @@ class SamplingSettings:
     stop: list[str] = dataclasses.field(default_factory=list)
 
     def validate(self) -> "SamplingSettings":
+        for name in ("temperature", "top_p"):   # a JSON integer of 400 digits is no float
+            try:
+                float(getattr(self, name))
+            except (OverflowError, TypeError, ValueError):
+                raise SettingsError(f"{name} must be a number, got {str(getattr(self, name))[:40]}") from None
+        if not isinstance(self.top_k, int) or not 0 <= self.top_k < 2**31:
+            raise SettingsError(f"top_k must be an integer from 0 (off) to 2^31 - 1, got {str(self.top_k)[:40]}")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 0:
             raise SettingsError(f"max_tokens must be a non-negative integer, got {self.max_tokens!r}")
         if not 0.0 <= float(self.temperature) <= 10.0:

@@ -10,6 +10,7 @@ import ctypes
 import os
 
 from ..errors import UserError
+from .abort import LlamaAborted, run_guarded
 from .lib import llama_cpp
 from .log import llama_log
 from ..gguf_info import ModelFileError, ModelInfo, read_model_info
@@ -113,7 +114,11 @@ class LoadedModel:
             mp.progress_callback_user_data = None
         log = llama_log()
         mark = log.mark()
-        self.model = lc.llama_model_load_from_file(os.fsencode(str(path)), mp)
+        # on a guarded thread: an assert on the file's metadata refuses the file, not the process
+        try:
+            self.model = run_guarded(lc.llama_model_load_from_file, os.fsencode(str(path)), mp)
+        except LlamaAborted as e:
+            raise ModelLoadError(f"llama.cpp cannot load {path}: it aborted on the file's contents ({e})") from None
         if not self.model:
             if reporter is not None and reporter.error is not None:
                 raise reporter.error
@@ -134,7 +139,11 @@ class LoadedModel:
         cp.no_perf = True
         if configure_context:
             configure_context(cp)
-        self.ctx = lc.llama_init_from_model(self.model, cp)
+        try:
+            self.ctx = run_guarded(lc.llama_init_from_model, self.model, cp)
+        except LlamaAborted as e:   # the model stays with the parked thread: not freed
+            self.model = None
+            raise ModelLoadError(f"llama.cpp cannot run {path}: it aborted building its graph ({e})") from None
         if not self.ctx:
             lc.llama_model_free(self.model)
             self.model = None

@@ -97,7 +97,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     app.state.worker = worker
     # per token: perf_counter when the engine yielded it, when its message was queued
     # for the event loop, when the loop took it, and after the websocket send
-    app.state.token_latency = collections.deque(maxlen=100_000)
+    app.state.token_latency = collections.deque(maxlen=10_000)     # the latest tokens: bounded memory
 
     def render(mode: str, page_model: dict | None = None, **context) -> str:
         return render_page(mode, model=page_model or model, capture=engine.capture.name, public=settings.public,

@@ -71,7 +71,7 @@ class GenerationWorker:
             ahead = len(self._queue) - 1 + (self.current is not None and not self.current.done.is_set())
             self._cv.notify()
         if ahead:
-            job.send(dumps(queued_message(ahead)), time.perf_counter())
+            job.send(dumps(queued_message(ahead)), 0.0)
         return ahead
 
     def cancel(self, job: Job) -> None:
@@ -109,7 +109,7 @@ class GenerationWorker:
     def _announce_positions(self) -> None:
         """Tell waiting clients their new place (call with the lock held)."""
         for i, job in enumerate(self._queue):
-            job.send(dumps(queued_message(i + 1)), time.perf_counter())
+            job.send(dumps(queued_message(i + 1)), 0.0)
 
     def _loop(self) -> None:
         while True:

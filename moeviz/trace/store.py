@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from ..errors import NotFound, Unavailable
@@ -70,9 +71,21 @@ class RunStore:
     def __init__(self, root: str | os.PathLike, max_runs: int = 500, max_bytes: int = 256 << 20):
         self.root = Path(root)
         check_data_dir(self.root)
+        self._remove_stale_writes()
         self.max_runs = max_runs
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+
+    def _remove_stale_writes(self, older_than_s: float = 60.0) -> None:
+        """Temporary files of writes a crash (kill -9, power loss) interrupted: never a run
+        (atomic_write renames only a whole file into place), removed at start."""
+        now = time.time()
+        for p in self.root.glob(f".*{SUFFIX}.*.tmp"):
+            try:
+                if now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+            except OSError:
+                pass
 
     def path(self, run_id: str) -> Path:
         if not isinstance(run_id, str) or not RUN_ID.match(run_id):

@@ -1,0 +1,107 @@
+"""Surviving llama.cpp's aborts while it reads a model file.
+
+A GGUF with inconsistent metadata (a corrupted or hand-made file) can fail one of
+llama.cpp's GGML_ASSERTs while the model loads or its context is built
+(`deepseek2.cpp: GGML_ASSERT(n_embd_head_qk_nope >= 1)`, `llama-vocab.cpp:
+GGML_ASSERT(id_to_token.size() == token_to_id.size())` for a vocabulary with a token
+twice, ...), and ggml_abort then calls abort(): the whole process dies, a server with
+every client. moeviz validates what it can before llama.cpp sees a file (gguf_info), but
+llama.cpp's checks are spread over every architecture's loader; so those calls run on a
+guarded thread (`run_guarded`). ggml's abort callback, called before abort(), parks
+that thread for good (it never returns, so abort() is never reached) and the caller gets
+a `LlamaAborted` with the assert's one line. The parked thread's memory is lost; the
+process, and every other thread, live on. An abort on any other thread keeps ggml's
+behaviour (the callback that was installed before, if any, then abort()).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+from ..errors import UserError
+from .lib import lib_dir, llama_cpp
+
+_ABORT_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+
+class LlamaAborted(UserError, RuntimeError):
+    """llama.cpp asserted while reading a file: the file is refused, the process lives."""
+
+
+_lock = threading.Lock()
+_guarded: dict[int, dict] = {}      # thread id -> {"event", "message"}
+_callback = None                    # ours (kept alive: ggml holds only the pointer)
+_previous = None                    # the callback installed before ours, chained to
+
+
+def _on_abort(message: bytes) -> None:
+    text = (message or b"").decode("utf-8", "replace").strip()
+    slot = _guarded.get(threading.get_ident())
+    if slot is not None:
+        slot["message"] = text
+        slot["event"].set()
+        threading.Event().wait()   # never return: ggml_abort would call abort() next
+    if _previous is not None:
+        _previous(message)
+
+
+def _ggml_base() -> ctypes.CDLL:
+    # the copy libllama links (its soname, .so.0): another file name would be a second
+    # copy of ggml with an abort callback of its own
+    llama_cpp()
+    for name in ("libggml-base.so.0", "libggml-base.so", "libggml-base.dylib"):
+        path = lib_dir() / name
+        if path.is_file():
+            return ctypes.CDLL(str(path))
+    raise OSError("libggml-base not found next to libllama")
+
+
+def _install() -> None:
+    """Put our callback in place (again, if another was set since), chaining to the one before."""
+    global _callback, _previous
+    lib = _ggml_base()
+    lib.ggml_set_abort_callback.argtypes = [ctypes.c_void_p]
+    lib.ggml_set_abort_callback.restype = ctypes.c_void_p
+    if _callback is None:
+        _callback = _ABORT_CALLBACK(_on_abort)
+    ours = ctypes.cast(_callback, ctypes.c_void_p).value
+    before = lib.ggml_set_abort_callback(ours)
+    if before and before != ours:
+        _previous = _ABORT_CALLBACK(before)
+
+
+def short_assert(text: str) -> str:
+    """ggml's abort line without the build's paths: 'deepseek2.cpp:77: GGML_ASSERT(...) failed'."""
+    first = text.splitlines()[0] if text else "llama.cpp aborted"
+    head, sep, rest = first.partition(": ")
+    return (os.path.basename(head) + sep + rest) if sep else os.path.basename(first)
+
+
+def run_guarded(fn, *args):
+    """fn(*args) on a guarded daemon thread: its result, or LlamaAborted(assert line) when
+    llama.cpp aborts in it. Exceptions fn raises are raised here."""
+    with _lock:
+        try:
+            _install()
+        except (OSError, AttributeError):   # no ggml to guard: call it plainly
+            return fn(*args)
+    slot = {"event": threading.Event(), "message": None, "result": None, "error": None}
+
+    def body():
+        _guarded[threading.get_ident()] = slot
+        try:
+            slot["result"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            slot["error"] = e
+        finally:
+            _guarded.pop(threading.get_ident(), None)
+            slot["event"].set()
+
+    threading.Thread(target=body, name="moeviz-llama-guarded", daemon=True).start()
+    slot["event"].wait()
+    if slot["message"] is not None:
+        raise LlamaAborted(short_assert(slot["message"]))
+    if slot["error"] is not None:
+        raise slot["error"]
+    return slot["result"]

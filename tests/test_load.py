@@ -1,0 +1,115 @@
+"""Load and crashes (issue 13): 100 clients at once on a real server, every event of every
+run in order and the runs in arrival order; a server killed with SIGKILL mid-run comes
+back on the same data folder with every stored run intact and nothing half-written."""
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from serverproc import ServerProcess
+from websockets.sync.client import connect
+
+from moeviz.trace import loads
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.status, r.read()
+
+
+def test_100_clients_every_event_in_order_and_nobody_jumps_the_queue(fixture_models, tmp_path):
+    n = 100
+    with ServerProcess("--model", fixture_models["deepseek2"], "--data-dir", tmp_path) as s:
+        go = [threading.Event() for _ in range(n)]
+        submitted = [threading.Event() for _ in range(n)]
+        logs: list[list[dict]] = [[] for _ in range(n)]
+        failures = []
+
+        def client(i):
+            try:
+                with connect(s.ws_url, max_size=None, max_queue=None, open_timeout=30) as ws:
+                    logs[i].append(json.loads(ws.recv(timeout=30)))
+                    go[i].wait(120)
+                    ws.send(json.dumps({"type": "generate", "text": f"client {i} says hello", "max_tokens": 8,
+                                        "seed": i}))
+                    while True:
+                        m = json.loads(ws.recv(timeout=120))
+                        logs[i].append(m)
+                        if m["type"] in ("queued", "start"):
+                            submitted[i].set()
+                        if m["type"] in ("done", "error"):
+                            break
+            except Exception as e:  # noqa: BLE001 - reported below
+                failures.append((i, repr(e)))
+                submitted[i].set()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for i in range(n):              # submitted one after the other: the arrival order is known
+            go[i].set()
+            assert submitted[i].wait(120), f"client {i} got neither queued nor start"
+        for t in threads:
+            t.join(300)
+        assert not failures, failures[:3]
+        run_ids = []
+        for i, msgs in enumerate(logs):
+            kinds = [m["type"] for m in msgs]
+            assert kinds[0] == "model" and kinds[-1] == "done", (i, kinds[:5], msgs[-1])
+            positions = [m["position"] for m in msgs if m["type"] == "queued"]
+            assert all(p >= 1 for p in positions) and all(b in (a, a - 1) for a, b in zip(positions, positions[1:])), \
+                (i, positions)                   # a place in the queue only ever moves forward, one at a time
+            rest = [k for k in kinds[1:] if k != "queued"]
+            n_tok = len(rest) - 3
+            assert rest == ["start", "prompt"] + ["token"] * n_tok + ["done"], (i, rest)
+            assert "queued" not in kinds[kinds.index("start"):], (i, kinds)
+            prompt = msgs[kinds.index("prompt")]
+            idx = [m["index"] for m in msgs if m["type"] == "token"]
+            assert idx == list(range(len(prompt["tokens"]), len(prompt["tokens"]) + n_tok))
+            done = msgs[-1]
+            assert done["finish"]["n_generated"] == n_tok and done["permalink"] == "/r/" + msgs[kinds.index("start")]["run"]
+            run_ids.append(msgs[kinds.index("start")]["run"])
+        # the worker stores each run as it ends: the store's order is the order the runs ran in
+        stored = sorted(tmp_path.glob("*.moetrace"), key=lambda p: p.stat().st_mtime_ns)
+        assert [p.stem for p in stored] == run_ids
+        assert json.loads(get(s.url + "/health")[1])["queue"] == 0
+
+
+def test_kill_9_mid_run_loses_nothing_stored(fixture_models, tmp_path):
+    model = fixture_models["deepseek2"]
+    kept = {}
+    with ServerProcess("--model", model, "--data-dir", tmp_path) as s:
+        with connect(s.ws_url, max_queue=None) as ws:
+            ws.recv(timeout=10)
+            for i in range(3):
+                ws.send(json.dumps({"type": "generate", "text": f"keep me {i}", "max_tokens": 5, "seed": i}))
+                while (m := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
+                    pass
+                kept[m["permalink"].rsplit("/", 1)[1]] = m["finish"]
+            ws.send(json.dumps({"type": "generate", "text": "killed " * 50, "max_tokens": 400}))
+            while json.loads(ws.recv(timeout=60))["type"] != "token":
+                pass
+            os.kill(s.proc.pid, signal.SIGKILL)            # mid-run
+            s.proc.wait(10)
+    # what a write cut short by the crash leaves (atomic_write's temporary file), an hour old
+    stale = tmp_path / ".AAAAAAAAAAAAAAAA.moetrace.x1y2.tmp"
+    stale.write_bytes(b"MOETRACE half a run")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    with ServerProcess("--model", model, "--data-dir", tmp_path) as s:
+        for run_id, finish in kept.items():
+            t = loads(get(f"{s.url}/api/runs/{run_id}")[1])
+            assert t.finish["n_generated"] == finish["n_generated"] and t.validate()
+            assert get(f"{s.url}/r/{run_id}")[0] == 200
+        assert sorted(p.stem for p in tmp_path.glob("*.moetrace")) == sorted(kept)   # the killed run: none
+        assert not stale.exists() and not list(tmp_path.glob(".*.tmp"))
+        with connect(s.ws_url, max_queue=None) as ws:
+            ws.recv(timeout=10)
+            ws.send(json.dumps({"type": "generate", "text": "after the crash", "max_tokens": 3}))
+            while (m := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
+                pass
+            assert m["type"] == "done" and m["permalink"].startswith("/r/")
+        assert "Traceback" not in s.close()
+    assert Path(tmp_path).is_dir()
