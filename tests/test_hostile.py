@@ -255,7 +255,7 @@ def test_stats_work_is_bounded_by_the_data_not_the_claimed_shape(small_ctx_serve
     t0 = time.perf_counter()
     status, stats = http(small_ctx_server.url + f"/api/runs/{up['id']}/stats", timeout=60)
     assert status == 200 and stats["traces"][0]["model"]["n_expert"] == 1024
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 3                                          # was 6-30 s
 
 
 def rss_mb(pid):
@@ -284,8 +284,8 @@ def test_a_30_mib_upload_neither_blocks_the_server_nor_keeps_its_memory(small_ct
         time.sleep(0.05)
     t.join()
     assert answer["r"][0] == 200, answer
-    assert worst[0] < 1.0, f"/health took {worst[0]:.2f} s during the upload"    # was 4.25 s
-    assert rss_mb(pid) - before < 150, (before, rss_mb(pid))                     # was ~1 GB
+    assert worst[0] < 0.5, f"/health took {worst[0]:.2f} s during the upload"    # was 1.2-4.3 s
+    assert rss_mb(pid) - before < 50, (before, rss_mb(pid))                      # was ~1 GB
 
 
 # --- the data folder: read-only, full --------------------------------------------------------

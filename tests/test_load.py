@@ -78,6 +78,73 @@ def test_100_clients_every_event_in_order_and_nobody_jumps_the_queue(fixture_mod
         assert json.loads(get(s.url + "/health")[1])["queue"] == 0
 
 
+def test_many_clients_leave_no_memory_behind(engines, tmp_path):
+    """The probe saw RSS creep with every round of 100 clients: the per-token latency log
+    took every queue-position update too (each run moves every waiting client) and kept
+    100,000 of them. It now holds tokens only, at most 10,000 (bench/soak.py measures the
+    RSS slope over thousands of runs)."""
+    from serverproc import serve_in_thread
+
+    from moeviz.server import ServerSettings, create_app
+
+    app = create_app(engines("deepseek2", "native"), ServerSettings(data_dir=tmp_path))
+    tokens = []
+    with serve_in_thread(app) as (url, _):
+        def client(i):
+            with connect(url.replace("http", "ws") + "/ws", max_queue=None) as ws:
+                ws.recv(timeout=10)
+                for r in range(2):
+                    ws.send(json.dumps({"type": "generate", "text": f"client {i}", "max_tokens": 3, "seed": r}))
+                    while (m := json.loads(ws.recv(timeout=60)))["type"] not in ("done", "error"):
+                        if m["type"] == "token":
+                            tokens.append(1)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert len(tokens) > 0 and len(app.state.token_latency) == len(tokens)
+    assert app.state.token_latency.maxlen <= 10_000
+    from moeviz.server.limits import RateLimiter
+
+    limiter = RateLimiter(12)
+    for i in range(500):
+        limiter.check(f"10.0.{i // 250}.{i % 250}")
+    limiter._swept -= 120                                   # a minute and more later
+    for hits in limiter._hits.values():
+        hits[0] -= 120
+    limiter.check("10.9.9.9")
+    assert limiter.addresses == 1                           # quiet addresses are forgotten
+
+
+def test_clients_that_leave_right_after_start_get_a_close_frame(fixture_models, tmp_path):
+    """Every one of 100 clients closing right after `start` gets the server's close frame at
+    once. (The probe's 1006s after 10 s came from its client library: websockets stops
+    reading once 16 frames wait unread, so it never saw the close frame behind the token
+    messages; a client that reads what it is sent, max_queue=None here, gets it.)"""
+    with ServerProcess("--model", fixture_models["deepseek2"], "--data-dir", tmp_path) as s:
+        late = []
+
+        def client(i):
+            with connect(s.ws_url, max_queue=None, close_timeout=5) as ws:
+                ws.recv(timeout=10)
+                ws.send(json.dumps({"type": "generate", "text": f"leaving {i}", "max_tokens": 50}))
+                while json.loads(ws.recv(timeout=60))["type"] != "start":
+                    pass
+                t0 = time.perf_counter()
+            if ws.protocol.close_rcvd is None or time.perf_counter() - t0 > 2:
+                late.append(i)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert not late
+        assert json.loads(get(s.url + "/health")[1])["status"] == "ok"
+
+
 def test_kill_9_mid_run_loses_nothing_stored(fixture_models, tmp_path):
     model = fixture_models["deepseek2"]
     kept = {}

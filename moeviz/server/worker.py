@@ -171,7 +171,7 @@ class GenerationWorker:
                 raise PromptError(f"the prompt is {len(rec.tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
             if live is not None:
                 live.started(job)
-            emit(start_message(job.run_id, req.prompt, rec.settings), time.perf_counter())
+            emit(start_message(job.run_id, req.prompt, rec.settings), 0.0)   # not a token: no latency entry
             for ev in rec.events(job.cancel):
                 t_event = time.perf_counter()
                 msg = event_message(ev)
