@@ -7,6 +7,7 @@ Every write is atomic; the oldest runs go when the count or byte limit is passed
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -123,11 +124,15 @@ class RunStore:
             [str(Path(moeviz.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
         cmd = [sys.executable, "-m", "moeviz.trace.store", str(self.root), str(self.max_runs), str(self.max_bytes)]
         with _upload_lock:
+            r = None
             try:
                 r = subprocess.run(cmd, input=body, capture_output=True, env=env, timeout=UPLOAD_PARSE_TIMEOUT_S)
                 answer = json.loads(r.stdout)
             except (subprocess.TimeoutExpired, ValueError, OSError):
                 answer = {}
+                if r is not None and r.stderr:   # the child's own failure: for the server's log only
+                    logging.getLogger("moeviz.server").error("upload parser failed: %s",
+                                                             r.stderr.decode("utf-8", "replace")[-2000:])
         if "id" in answer:
             return answer["id"]
         if "error" in answer:
