@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import UserError
 from .page import render_page
 from .preview import render_png, run_description, run_title
 from .resources import web_dir as default_web_dir
@@ -35,7 +36,7 @@ from .trace.partial import binary_head
 SITE_FORMAT = "moeviz-site"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     pass
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .errors import UserError
 from .resources import prompts_dir
 
 DEFAULT_DIR = prompts_dir()   # the bundled library (prompts/ in the repository)
@@ -32,7 +33,7 @@ def suited(prompts, kind: str) -> list:
     return out or list(prompts)
 
 
-class PromptLibraryError(ValueError):
+class PromptLibraryError(UserError, ValueError):
     pass
 
 

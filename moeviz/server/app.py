@@ -23,15 +23,15 @@ from ..analysis import TOKEN_SELECTIONS, AnalysisError, to_json, trace_stats
 from ..page import render_not_found, render_page
 from ..preview import render_png, run_description, run_title
 from ..prompts import load_prompts, model_kind, suits
-from ..trace import TraceFormatError, loads
+from ..trace import loads
 from ..trace.io import to_json_dict
 from ..trace.messages import error_message, model_message
 from ..trace.partial import HEAD_TOKENS, head_bytes, open_stored, trace_of
 from ..trace.schema import model_description
 from ..trace.store import RunNotFound, RunStore
-from .limits import RateLimiter, UploadTooLarge, read_limited
-from .errors import client_message
-from ..errors import MoevizError
+from ..errors import Forbidden, MoevizError
+from .errors import client_message, install as install_error_handlers
+from .limits import RateLimiter, read_limited
 from .requests import RequestError, generate_request, parse_message
 from .worker import GenerationWorker, Job, dumps
 from .connections import CLOSE_IDLE, CLOSE_TOO_MANY, ConnectionLimits, WebsocketLimits
@@ -92,6 +92,7 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
         worker.stop()
 
     app = FastAPI(title="moeviz", docs_url=None, redoc_url=None, lifespan=lifespan)
+    install_error_handlers(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.worker = worker
@@ -179,29 +180,9 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
     @app.post("/api/runs")
     async def upload_run(request: Request):
         if settings.public:
-            return JSONResponse({"error": "this server's permalinks are read-only"}, status_code=403)
+            raise Forbidden("this server's permalinks are read-only")
         run_id = await store_upload(request, store, settings.max_upload_bytes, uploads_reading)
         return {"id": run_id, "url": f"/r/{run_id}"}
-
-    @app.exception_handler(RunNotFound)
-    def _not_found(_request, _exc):
-        return JSONResponse({"error": "no such run"}, status_code=404)
-
-    @app.exception_handler(TraceFormatError)
-    def _bad_trace(_request, exc):
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.exception_handler(AnalysisError)
-    def _bad_analysis(_request, exc):
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.exception_handler(UploadTooLarge)
-    def _too_large(_request, exc):
-        return JSONResponse({"error": str(exc)}, status_code=413)
-
-    @app.exception_handler(MoevizError)
-    def _moeviz_error(_request, exc):
-        return JSONResponse({"error": client_message(exc)}, status_code=exc.status)
 
     @app.get("/api/model")
     def api_model() -> dict:
