@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--parallel", "-np", type=int, default=1, metavar="N",
+                   help="decode up to N requests together in one batch (continuous batching, as llama.cpp's "
+                        "server slots); each gets --n-ctx / N tokens of context (default 1)")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
     p.add_argument("--prompts", default=None, help="prompt folder (default: the bundled prompts/)")
     p.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask for")
@@ -233,7 +236,7 @@ def _engine_from_args(args, progress=None):
                   n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
                   flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe, progress=progress,
                   experts_per_token=args.experts_per_token, mask=args.mask, rpc=args.rpc,
-                  tensor_split=args.tensor_split)
+                  tensor_split=args.tensor_split, parallel=getattr(args, "parallel", 1))
 
 
 # Model files smaller than this load in well under a second: no progress is shown for them.
@@ -328,8 +331,10 @@ def cmd_serve(args) -> int:
         top = f"top-{k}" + (f" (model: top-{info.n_expert_used})" if k != info.n_expert_used else "")
         masked = f", {len(engine.mask)} experts masked" if engine.mask else ""
         where = f"; {engine.placement_text()}" if engine.rpc_servers else ""
+        slots = (f", {engine.parallel} parallel requests of {engine.lm.n_ctx_seq} tokens each"
+                 if engine.parallel > 1 else "")
         print(f"moeviz: serving {info.name} ({info.architecture}, {len(info.moe_layers)} MoE layers x "
-              f"{info.n_expert} experts, {top}{masked}, capture {engine.capture.name}"
+              f"{info.n_expert} experts, {top}{masked}, capture {engine.capture.name}{slots}"
               f"{', public mode' if args.public else ''}{where}) at {url}", flush=True)
 
     def load_failed(message, exc):
@@ -376,7 +381,7 @@ def _record_prompts(args) -> list:
     library = list(load_prompts(args.prompts or DEFAULT_DIR).values())
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).validate()
     engine = Engine(args.model or default_model_path(), n_gpu_layers=args.n_gpu_layers, rpc=args.rpc,
-                    tensor_split=args.tensor_split)
+                    tensor_split=args.tensor_split, parallel=getattr(args, "parallel", 1))
     prompts = suited(library, model_kind(model_description(engine.info)["name"]))
     runs = []
     try:

@@ -70,17 +70,28 @@ def placement_settings(engine) -> dict:
     return {"rpc": {"servers": servers, "placement": list(getattr(engine, "placement", []))}}
 
 
-def apply_interventions(engine, experts_per_token=None, mask=None) -> None:
-    """Put the engine's routers in the asked state. None: the engine's own (its
-    `experts_per_token` / `mask` arguments; by default the model's top-k, nothing masked);
-    `mask` in any form parse_mask reads ("" or [] for none). An unchanged state is not
-    sent to llama.cpp again, so plain runs work on a library without the interventions."""
+def wanted_interventions(engine, experts_per_token=None, mask=None) -> tuple[int, list]:
+    """The routers' state a run asks for: (top-k, (layer, expert) pairs masked). None:
+    the engine's own (its `experts_per_token` / `mask` arguments; by default the model's
+    top-k, nothing masked); `mask` in any form parse_mask reads ("" or [] for none)."""
     info = engine.info
     default_k, default_mask = getattr(engine, "default_interventions", (info.n_expert_used, []))
     k = default_k if experts_per_token is None else experts_per_token
     pairs = list(default_mask) if mask is None else parse_mask(mask, info.moe_layers, info.n_expert)
-    current = (getattr(engine, "experts_per_token", info.n_expert_used), list(getattr(engine, "mask", [])))
-    if (k, pairs) != current:
+    return k, pairs
+
+
+def current_interventions(engine) -> tuple[int, list]:
+    info = engine.info
+    return getattr(engine, "experts_per_token", info.n_expert_used), list(getattr(engine, "mask", []))
+
+
+def apply_interventions(engine, experts_per_token=None, mask=None) -> None:
+    """Put the engine's routers in the asked state (wanted_interventions). An unchanged
+    state is not sent to llama.cpp again, so plain runs work on a library without the
+    interventions, and beside other runs of a parallel batch."""
+    k, pairs = wanted_interventions(engine, experts_per_token, mask)
+    if (k, pairs) != current_interventions(engine):
         engine.set_interventions(experts_per_token=k, mask=pairs)
 
 
@@ -114,6 +125,10 @@ class Recording:
             yield ev            # the next run at once (no "already running" race)
         if finished is not None:
             yield finished
+
+    def add(self, event) -> None:
+        """An event of this run that someone else decoded (a parallel batch's step)."""
+        self._builder.add(event)
 
     def trace(self) -> Trace:
         return self._builder.trace()

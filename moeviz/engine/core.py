@@ -62,13 +62,15 @@ class Engine:
                  n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
                  kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0,
                  n_ubatch: int | None = None, progress=None, experts_per_token: int | None = None, mask=None,
-                 rpc=None, tensor_split=None):
+                 rpc=None, tensor_split=None, parallel: int = 1):
         # progress: called with the loaded fraction of the model (0.0 .. 1.0), see LoadedModel
         # experts_per_token / mask: this engine's routing unless a run asks otherwise
         # (set_interventions; `mask` in any form masks.parse_mask reads: "3:5,*:0", pairs)
         # rpc: llama.cpp rpc-servers ("host:port,..." or a list) that take the layers
         # --n-gpu-layers offloads, split by tensor_split (proportions per server; default:
         # by their free memory), as llama.cpp's --rpc (moeviz/llama/rpc.py)
+        # parallel: sequences decoded together (engine/batched.py, serve --parallel); as in
+        # llama.cpp's server each gets n_ctx / parallel cells of the context
         from ..gguf_info import read_model_info  # noqa: PLC0415
 
         info = read_model_info(model_path)
@@ -119,7 +121,7 @@ class Engine:
         self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
                               n_gpu_layers=n_gpu_layers, configure_model=configure_model,
                               configure_context=configure_context, info=info, n_ubatch=n_ubatch,
-                              progress=progress)
+                              progress=progress, n_seq_max=parallel)
         # which layers went where (llama.cpp's load log); layer n_layer is the output head
         names = {}
         if devices is not None:
@@ -130,6 +132,11 @@ class Engine:
             self.lm.close()
             raise NotCausalError(f"{info.architecture} is a diffusion model, not decoded left to right: moeviz records "
                                  "token-by-token generation (llama.cpp runs it with llama-diffusion-cli)")
+        if parallel > self.lm.n_batch:
+            self.lm.close()
+            raise SettingsError(f"--parallel {parallel} needs batches of {parallel} tokens; this context's are "
+                                f"{self.lm.n_batch} (raise --n-ctx)")
+        self.parallel = parallel
         self.capture.attach(self.lm.ctx)
         self.info: ModelInfo = self.lm.info
         self.output_budget = output_budget
@@ -174,20 +181,37 @@ class Engine:
         bad = next((t for t in tokens if not 0 <= t < lm.n_vocab), None)
         if bad is not None:
             raise PromptError(f"token id {bad} is outside the vocabulary (0-{lm.n_vocab - 1})")
-        if len(tokens) >= lm.n_ctx:
-            raise PromptError(f"the prompt is {len(tokens)} tokens, longer than the context ({lm.n_ctx} tokens)")
+        if len(tokens) >= lm.n_ctx_seq:
+            each = f" ({lm.n_ctx} for {lm.n_seq_max} parallel sequences)" if lm.n_seq_max > 1 else ""
+            raise PromptError(f"the prompt is {len(tokens)} tokens, longer than the context ({lm.n_ctx_seq} tokens{each})")
         return tokens
 
     # Decoding -------------------------------------------------------------------------
-    def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool, candidates: int = 0) -> BatchRouting:
+    def _decode(self, tokens: list[int], pos0: int, all_outputs: bool, probs: bool, candidates: int = 0,
+                seq: int = 0) -> BatchRouting:
         n = len(tokens)
         # the last guard before C: llama_decode asserts on a batch over n_batch
-        if not 0 < n <= self.lm.n_batch or pos0 < 0 or pos0 + n > self.lm.n_ctx:
+        if not 0 < n <= self.lm.n_batch or pos0 < 0 or pos0 + n > self.lm.n_ctx_seq:
             raise DecodeError(f"refused to decode {n} tokens at position {pos0} "
-                              f"(batches of 1-{self.lm.n_batch}, context {self.lm.n_ctx})")
+                              f"(batches of 1-{self.lm.n_batch}, context {self.lm.n_ctx_seq})")
+        return self._decode_batch(self._batch.fill(tokens, pos0, all_outputs, seq), n, pos0, probs, candidates)
+
+    def _decode_rows(self, tokens: list[int], positions: list[int], seqs: list[int], probs: bool,
+                     candidates: int = 0) -> BatchRouting:
+        """One token for each of several sequences (ascending, distinct), every row an
+        output: a parallel decode step. Rows come back in batch order: llama.cpp's
+        per-sequence split keeps one-token sequences in seq_id order."""
+        n = len(tokens)
+        if not 0 < n <= self.lm.n_batch or any(not 0 <= p < self.lm.n_ctx_seq for p in positions) \
+                or any(not 0 <= s < self.lm.n_seq_max for s in seqs) or list(seqs) != sorted(set(seqs)):
+            raise DecodeError(f"refused to decode a step of {n} sequences (batches of 1-{self.lm.n_batch}, "
+                              f"context {self.lm.n_ctx_seq}, {self.lm.n_seq_max} sequences)")
+        b = self._batch.fill_rows(tokens, positions, seqs, [True] * n)
+        return self._decode_batch(b, n, positions[0], probs, candidates)
+
+    def _decode_batch(self, b, n: int, pos0: int, probs: bool, candidates: int) -> BatchRouting:
         if self.rpc_servers:
             self.check_rpc()
-        b = self._batch.fill(tokens, pos0, all_outputs)
         self.capture.begin(probs)
         rc = llama_cpp().llama_decode(self.lm.ctx, b)
         if rc != 0:
@@ -208,13 +232,25 @@ class Engine:
         return cache[token]
 
     def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None,
-                 candidates: int = 0) -> BatchRouting | None:
-        # Candidates need every prompt row's logits: all rows outputs, in chunks whose
-        # logits fit the output budget (the output head then runs on every prompt row).
+                 candidates: int = 0, seq: int = 0) -> BatchRouting | None:
+        parts = []
+        for s, e in self.prefill_spans(len(tokens), candidates):
+            if cancel is not None and cancel.is_set():
+                return None
+            parts.append(self._decode(tokens[s:e], s, self.prefill_all_outputs(candidates), probs, candidates, seq))
+        return concat_routing(parts)
+
+    def prefill_all_outputs(self, candidates: int = 0) -> bool:
+        """Whether every prompt row must be an output (its logits computed)."""
         # the trunk's last layer is the one llama.cpp trims to output rows (MTP blocks after it never run)
         last = self.info.n_layer - len(self.info.nextn_layers) - 1
-        need_all = candidates > 0 or (self.capture.needs_all_outputs and last in self.info.moe_layers)
-        n = len(tokens)
+        return candidates > 0 or (self.capture.needs_all_outputs and last in self.info.moe_layers)
+
+    def prefill_spans(self, n: int, candidates: int = 0) -> list[tuple[int, int]]:
+        """How a prompt of n tokens is split into llama_decode calls."""
+        # Candidates need every prompt row's logits: all rows outputs, in chunks whose
+        # logits fit the output budget (the output head then runs on every prompt row).
+        need_all = self.prefill_all_outputs(candidates)
         spans = [(s, min(s + self.lm.n_batch, n)) for s in range(0, n, self.lm.n_batch)]
         if need_all:
             # Every row an output: chunks of at most `cap` rows keep the logits in the budget.
@@ -229,12 +265,7 @@ class Engine:
             for s, e in ubatches:
                 k = -(-(e - s) // cap)
                 spans += [(s + i * (e - s) // k, s + (i + 1) * (e - s) // k) for i in range(k)]
-        parts = []
-        for s, e in spans:
-            if cancel is not None and cancel.is_set():
-                return None
-            parts.append(self._decode(tokens[s:e], s, need_all, probs, candidates))
-        return concat_routing(parts)
+        return spans
 
     def set_interventions(self, experts_per_token: int | None = None, mask=()) -> None:
         """Route with `experts_per_token` experts in every MoE layer (None: the model's
@@ -277,8 +308,8 @@ class Engine:
         check_candidates(candidates, self.lm.n_vocab)
         if not 1 <= n_prompt <= len(tokens):
             raise PromptError(f"replay needs 1 to {len(tokens)} prompt tokens, got {n_prompt}")
-        if len(tokens) > self.lm.n_ctx:
-            raise PromptError(f"{len(tokens)} tokens do not fit the context ({self.lm.n_ctx} tokens)")
+        if len(tokens) > self.lm.n_ctx_seq:
+            raise PromptError(f"{len(tokens)} tokens do not fit the context ({self.lm.n_ctx_seq} tokens)")
         bad = [t for t in tokens if not 0 <= t < self.lm.n_vocab]
         if bad:
             raise PromptError(f"token id {bad[0]} is outside the vocabulary (0-{self.lm.n_vocab - 1})")
@@ -334,7 +365,7 @@ class Engine:
                 if cancel is not None and cancel.is_set():
                     reason = "cancelled"
                     break
-                if n_past >= lm.n_ctx:
+                if n_past >= lm.n_ctx_seq:
                     reason = "context"
                     break
                 t1 = time.perf_counter()

@@ -25,12 +25,14 @@ class ContextSettingsError(UserError, ValueError):
     default") or assert on later; refused before llama.cpp sees it."""
 
 
-# llama.cpp's own bounds: GGML_MAX_N_THREADS; n_ctx, n_batch and n_ubatch are uint32 there
+# llama.cpp's own bounds: GGML_MAX_N_THREADS; n_ctx, n_batch and n_ubatch are uint32 there;
+# LLAMA_MAX_SEQ (llama-cparams.h) for the sequences one context decodes together
 MAX_THREADS = 512
 MAX_TOKENS_SETTING = 2**31 - 1
+MAX_SEQUENCES = 256
 
 
-def check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers) -> None:
+def check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers, n_seq_max=1) -> None:
     """Whole numbers in the ranges llama.cpp takes, checked before it sees them."""
     def whole(name, value, lo, hi, what):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -43,6 +45,10 @@ def check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers) ->
     if n_threads is not None:
         whole("threads (--threads)", n_threads, 1, MAX_THREADS, f"between 1 and {MAX_THREADS}")
     whole("n_gpu_layers (--n-gpu-layers)", n_gpu_layers, -1, MAX_TOKENS_SETTING, "-1 (all) or more")
+    whole("parallel sequences (--parallel)", n_seq_max, 1, MAX_SEQUENCES, f"between 1 and {MAX_SEQUENCES}")
+    if n_ctx // n_seq_max < 2:
+        raise ContextSettingsError(f"a context of {n_ctx} tokens split over {n_seq_max} parallel sequences leaves "
+                                   "no room for a prompt")
 
 
 _backend_ready = False
@@ -93,14 +99,16 @@ class LoadedModel:
 
     def __init__(self, path: str | os.PathLike, *, n_ctx: int, n_batch: int, n_threads: int | None,
                  n_gpu_layers: int, configure_model=None, configure_context=None, info: ModelInfo | None = None,
-                 n_ubatch: int | None = None, progress=None):
+                 n_ubatch: int | None = None, progress=None, n_seq_max: int = 1):
         # `progress`: called from llama.cpp's load loop with the fraction of tensor data
         # loaded (0.0 .. 1.0, never decreasing, 1.0 last); returning False stops the load
         # (ModelLoadError), and an exception it raises stops the load and is re-raised here.
+        # `n_seq_max`: sequences decoded together (serve --parallel); as llama.cpp's server,
+        # each gets its own KV cache stream of n_ctx / n_seq_max cells (n_ctx_seq).
         # The GGUF's metadata (`info`, when the caller has read it already: reading it parses
         # the whole tokenizer, seconds for a 150k vocabulary). Read first: a bad file gets
         # moeviz's precise ModelFileError rather than llama.cpp's load failure.
-        check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers)
+        check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers, n_seq_max)
         self.info: ModelInfo = info if info is not None else read_model_info(path)
         lc = llama_cpp()
         init_backend()
@@ -132,7 +140,10 @@ class LoadedModel:
         cp.n_ctx = n_ctx
         cp.n_batch = n_batch
         cp.n_ubatch = n_ubatch or min(n_batch, 512)
-        cp.n_seq_max = 1
+        cp.n_seq_max = n_seq_max
+        # one stream per sequence (llama.cpp's default): a sequence's cells, and so its
+        # attention sums, are laid out as in a context of its own
+        cp.kv_unified = False
         threads = n_threads or max(1, os.cpu_count() or 1)
         cp.n_threads = threads
         cp.n_threads_batch = threads
@@ -154,6 +165,9 @@ class LoadedModel:
         self.n_ctx = lc.llama_n_ctx(self.ctx)
         self.n_batch = lc.llama_n_batch(self.ctx)
         self.n_ubatch = lc.llama_n_ubatch(self.ctx)
+        self.n_seq_max = n_seq_max
+        # the cells one sequence may use (n_ctx when there is one)
+        self.n_ctx_seq = min(self.n_ctx, lc.llama_n_ctx_seq(self.ctx)) if n_seq_max > 1 else self.n_ctx
         self._piece_buf = ctypes.create_string_buffer(256)
 
     # Tokens ---------------------------------------------------------------------------
@@ -196,6 +210,11 @@ class LoadedModel:
     def clear_memory(self) -> None:
         lc = llama_cpp()
         lc.llama_memory_clear(lc.llama_get_memory(self.ctx), True)
+
+    def clear_sequence(self, seq: int) -> None:
+        """Forget one sequence's cache (the others keep theirs)."""
+        lc = llama_cpp()
+        lc.llama_memory_seq_rm(lc.llama_get_memory(self.ctx), seq, -1, -1)
 
     def close(self) -> None:
         lc = llama_cpp()

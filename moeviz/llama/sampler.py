@@ -20,9 +20,9 @@ class SamplerChain:
             lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_temp(temperature))
             lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_dist(seed))
 
-    def sample(self, ctx) -> int:
-        """Sample from the last output row of the latest decode."""
-        return int(llama_cpp().llama_sampler_sample(self.chain, ctx, -1))
+    def sample(self, ctx, row: int = -1) -> int:
+        """Sample from batch row `row` of the latest decode (-1: its last output row)."""
+        return int(llama_cpp().llama_sampler_sample(self.chain, ctx, row))
 
     def close(self) -> None:
         if self.chain:

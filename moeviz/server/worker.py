@@ -3,6 +3,11 @@
 Generation blocks (llama.cpp decodes), so it never runs on the event loop. Each job
 carries a thread-safe `send(text, t_event)` into its client's websocket queue and a
 cancel event that the client's disconnect sets.
+
+With an engine made for parallel sequences (serve --parallel N) the thread runs up to N
+jobs at once through engine.batched.BatchedGeneration, admitted in arrival order; a job
+that asks for other interventions (top-k, masks: one state for the whole context) waits
+until the running ones are done, and the jobs behind it wait with it.
 """
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from typing import Callable
 
 from ..engine import Finished, TokenRouted
 from ..engine.text import PromptError
-from ..record import Named, Recording
+from ..engine.batched import BatchedGeneration
+from ..record import Named, Recording, current_interventions, wanted_interventions
 from ..errors import MoevizError
 from ..trace.messages import error_message, event_message, queued_message, start_message
 from ..trace import TraceFormatError
@@ -53,22 +59,28 @@ class GenerationWorker:
         self.max_prompt_tokens = max_prompt_tokens
         self.store = store          # a RunStore: finished runs get a permalink
         self.live = live            # a live.LiveRuns: runs in flight, watchable from any page
+        self.parallel = max(1, int(getattr(engine, "parallel", 1)))
         self._queue: collections.deque[Job] = collections.deque()
         self._cv = threading.Condition()
         self._stopping = False
-        self.current: Job | None = None
-        self._thread = threading.Thread(target=self._loop, name="moeviz-generation", daemon=True)
+        self.running: list[Job] = []   # jobs generating now (at most `parallel`)
+        self._thread = threading.Thread(target=self._loop if self.parallel == 1 else self._parallel_loop,
+                                        name="moeviz-generation", daemon=True)
         self._thread.start()
 
     # Called from the event loop ---------------------------------------------------------
+    def _ahead(self) -> int:
+        """Runs between a newly queued job and a free slot (call with the lock held)."""
+        busy = sum(not j.done.is_set() for j in self.running)   # one that sent `done` holds no slot
+        return len(self._queue) - 1 + max(0, busy - self.parallel + 1)
+
     def submit(self, job: Job) -> int:
         """Queue a job; returns how many runs are ahead of it."""
         if self.live is not None:
             self.live.queued(job)
         with self._cv:
             self._queue.append(job)
-            # a current run that has sent its `done` is no longer ahead of anyone
-            ahead = len(self._queue) - 1 + (self.current is not None and not self.current.done.is_set())
+            ahead = self._ahead()
             self._cv.notify()
         if ahead:
             job.send(dumps(queued_message(ahead)), 0.0)
@@ -85,23 +97,23 @@ class GenerationWorker:
                 self._announce_positions()
                 if self.live is not None:
                     self.live.closed(job, "cancelled", None)
+            self._cv.notify()   # a parallel batch checks cancels between steps
 
     def load(self) -> tuple[int, int]:
         """(runs generating now, runs waiting in the queue): /metrics' request gauges."""
-        current = self.current
-        return int(current is not None and not current.done.is_set()), len(self._queue)
+        return sum(not j.done.is_set() for j in list(self.running)), len(self._queue)
 
     @property
     def queue_length(self) -> int:
-        return len(self._queue) + (self.current is not None)
+        return len(self._queue) + len(self.running)
 
     def stop(self) -> None:
         with self._cv:
             self._stopping = True
             for job in self._queue:
                 job.cancel.set()
-            if self.current:
-                self.current.cancel.set()
+            for job in self.running:
+                job.cancel.set()
             self._cv.notify()
         self._thread.join(timeout=10)
 
@@ -119,17 +131,87 @@ class GenerationWorker:
                 if self._stopping:
                     return
                 job = self._queue.popleft()
-                self.current = job
+                self.running = [job]
                 self._announce_positions()
+            session = RunSession(self, job)
             try:
-                self._run(job)
+                rec = session.start()
+                if rec is not None:
+                    for ev in rec.events(job.cancel):
+                        session.event(ev)
+            except Exception as e:  # a bad run must never take the worker down
+                session.fail(e)
             finally:
                 with self._cv:
-                    self.current = None
+                    self.running = []
                     idle = not self._queue
-                job.done.set()
+                session.close()
             if idle:   # nothing waiting: hand the run's freed memory back (a few ms)
                 release_memory()
+
+    def _parallel_loop(self) -> None:
+        batch = BatchedGeneration(self.engine)
+        sessions: dict[int, RunSession] = {}   # id(job) -> its session
+        while True:
+            with self._cv:
+                while not self._queue and not batch.active() and not self._stopping:
+                    self._cv.wait()
+                if self._stopping:
+                    for job_id, ev in batch.cancel_all():
+                        sessions.pop(job_id).close()
+                    return
+                admit = []
+                # the routers' state this batch runs with: the running jobs', or the first admitted's
+                state = current_interventions(self.engine) if batch.active() else None
+                while self._queue and batch.free() - len(admit) > 0:
+                    head = self._queue[0]
+                    try:
+                        want = wanted_interventions(self.engine, head.request.experts_per_token, head.request.mask)
+                    except Exception:   # noqa: BLE001 - refused by its session's start
+                        admit.append(self._queue.popleft())
+                        continue
+                    if state is not None and want != state:
+                        break   # it waits for the running ones; so do the jobs behind it
+                    state = want
+                    admit.append(self._queue.popleft())
+                if admit:
+                    self.running += admit
+                    self._announce_positions()
+            for job in admit:
+                session = RunSession(self, job)
+                try:
+                    rec = session.start()
+                    if rec is not None:
+                        batch.add(id(job), rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
+                                  candidates=rec.candidates)
+                        sessions[id(job)] = session
+                        continue
+                except Exception as e:  # noqa: BLE001
+                    session.fail(e)
+                self._retire(job, session)
+            if not batch.active():
+                continue
+            for job_id, ev in batch.step():
+                session = sessions[job_id]
+                try:
+                    if isinstance(ev, BaseException):
+                        raise ev
+                    session.rec.add(ev)
+                    session.event(ev)
+                except Exception as e:  # noqa: BLE001
+                    session.fail(e)
+                    ev = None
+                if ev is None or isinstance(ev, Finished):
+                    del sessions[job_id]
+                    self._retire(session.job, session)
+            if not batch.active() and not self._queue:
+                release_memory()
+
+    def _retire(self, job: Job, session: "RunSession") -> None:
+        with self._cv:
+            if job in self.running:
+                self.running.remove(job)
+        session.close()
 
     def _cancelled_message(self, job: Job) -> dict:
         info = self.engine.info
@@ -138,7 +220,7 @@ class GenerationWorker:
         msg["summary"] = ExpertCounter(len(info.moe_layers), info.n_expert).summary()
         return msg
 
-    def _finish(self, trace, run_id: str, store: bool = True) -> dict:
+    def finish_message(self, trace, run_id: str, store: bool = True) -> dict:
         """What `done` adds for a finished run: its summary, counted once from the trace,
         and its permalink — or, when the store refuses the trace (over its size limit),
         why there is none: the run itself still ends with `done`."""
@@ -152,55 +234,71 @@ class GenerationWorker:
                 out["permalink_error"] = client_message(e)
         return out
 
-    def _run(self, job: Job) -> None:
-        req = job.request
-        live = self.live
 
-        def emit(msg: dict, t_event: float) -> None:
-            text = dumps(msg)
-            job.send(text, t_event)
-            if live is not None:
-                live.message(job, text)
+class RunSession:
+    """One job's run as the worker drives it: started (the prompt tokenized and checked,
+    `start` sent), fed the engine's events (each sent, `done` with its permalink), failed
+    (one error line) and closed. The same for a run alone and a run in a parallel batch."""
 
-        status, permalink = "error", None
-        try:
-            named = Named(req.prompt_name, req.prompt_title, req.prompt_domain) if req.prompt_name is not None else None
-            rec = Recording(self.engine, req.prompt, req.settings, probs=req.probs, named=named,
-                            experts_per_token=req.experts_per_token, mask=req.mask, candidates=req.candidates)
-            if len(rec.tokens) > self.max_prompt_tokens:
-                raise PromptError(f"the prompt is {len(rec.tokens)} tokens; this server's limit is {self.max_prompt_tokens}")
-            if live is not None:
-                live.started(job)
-            emit(start_message(job.run_id, req.prompt, rec.settings), 0.0)   # not a token: no latency entry
-            for ev in rec.events(job.cancel):
-                t_event = time.perf_counter()
-                msg = event_message(ev)
-                if isinstance(ev, Finished):
-                    trace = rec.trace()
-                    msg.update(self._finish(trace, job.run_id, job.store))
-                    if self.metrics is not None:   # once per run, before `done` goes out
-                        self.metrics.run_finished(trace, job.source)
-                    status = "cancelled" if ev.reason == "cancelled" else "done"
-                    permalink = msg.get("permalink")
-                    if live is not None:     # the list first: the run's own `done` stays its last message
-                        live.ended(job, status, permalink)
-                if job.on_event is not None:
-                    job.on_event(ev, msg)
-                if isinstance(ev, Finished):
-                    # finished before `done` goes out: a client's next `generate`, sent the
-                    # moment `done` arrives, must find this run over
-                    job.done.set()
-                emit(msg, t_event if isinstance(ev, TokenRouted) else 0.0)
-        except Exception as e:  # a bad run must never take the worker down
-            msg = error_message(client_message(e))
-            job.done.set()   # as for `done`: over before the client hears so
-            if self.metrics is not None:
-                self.metrics.run_failed(job.source)
-            if job.on_event is not None:
-                job.on_event(None, {**msg, "status": client_status(e)})
-            if live is not None:
-                live.ended(job, "error", None)
-            emit(msg, 0.0)
-        finally:
-            if live is not None:
-                live.closed(job, status, permalink)
+    def __init__(self, worker: GenerationWorker, job: Job):
+        self.worker, self.job = worker, job
+        self.rec: Recording | None = None
+        self.status, self.permalink = "error", None
+
+    def emit(self, msg: dict, t_event: float) -> None:
+        text = dumps(msg)
+        self.job.send(text, t_event)
+        if self.worker.live is not None:
+            self.worker.live.message(self.job, text)
+
+    def start(self) -> Recording | None:
+        job, req, worker = self.job, self.job.request, self.worker
+        named = Named(req.prompt_name, req.prompt_title, req.prompt_domain) if req.prompt_name is not None else None
+        rec = Recording(worker.engine, req.prompt, req.settings, probs=req.probs, named=named,
+                        experts_per_token=req.experts_per_token, mask=req.mask, candidates=req.candidates)
+        if len(rec.tokens) > worker.max_prompt_tokens:
+            raise PromptError(f"the prompt is {len(rec.tokens)} tokens; this server's limit is {worker.max_prompt_tokens}")
+        if worker.live is not None:
+            worker.live.started(job)
+        self.emit(start_message(job.run_id, req.prompt, rec.settings), 0.0)   # not a token: no latency entry
+        self.rec = rec
+        return rec
+
+    def event(self, ev) -> None:
+        job, worker, live = self.job, self.worker, self.worker.live
+        t_event = time.perf_counter()
+        msg = event_message(ev)
+        if isinstance(ev, Finished):
+            trace = self.rec.trace()
+            msg.update(worker.finish_message(trace, job.run_id, job.store))
+            if worker.metrics is not None:   # once per run, before `done` goes out
+                worker.metrics.run_finished(trace, job.source)
+            self.status = "cancelled" if ev.reason == "cancelled" else "done"
+            self.permalink = msg.get("permalink")
+            if live is not None:     # the list first: the run's own `done` stays its last message
+                live.ended(job, self.status, self.permalink)
+        if job.on_event is not None:
+            job.on_event(ev, msg)
+        if isinstance(ev, Finished):
+            # finished before `done` goes out: a client's next `generate`, sent the
+            # moment `done` arrives, must find this run over
+            job.done.set()
+        self.emit(msg, t_event if isinstance(ev, TokenRouted) else 0.0)
+
+    def fail(self, e: Exception) -> None:
+        job, worker = self.job, self.worker
+        msg = error_message(client_message(e))
+        job.done.set()   # as for `done`: over before the client hears so
+        self.status = "error"
+        if worker.metrics is not None:
+            worker.metrics.run_failed(job.source)
+        if job.on_event is not None:
+            job.on_event(None, {**msg, "status": client_status(e)})
+        if worker.live is not None:
+            worker.live.ended(job, "error", None)
+        self.emit(msg, 0.0)
+
+    def close(self) -> None:
+        self.job.done.set()
+        if self.worker.live is not None:
+            self.worker.live.closed(self.job, self.status, self.permalink)
