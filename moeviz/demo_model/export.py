@@ -25,9 +25,9 @@ class ModelConfig:
     n_layer: int = 6
     n_head: int = 4
     n_head_kv: int = 2
-    n_ff: int = 128          # per expert
-    n_expert: int = 16
-    n_expert_used: int = 2
+    n_ff: int = 32           # per expert
+    n_expert: int = 64
+    n_expert_used: int = 4
     n_ctx_train: int = 512   # the longest sequence trained on (written as the context length)
     rms_eps: float = 1e-5
     rope_base: float = 10000.0

@@ -111,14 +111,15 @@ class MoEModel(nn.Module):
         counts = torch.bincount(flat_e, minlength=E)
         xs = h[tok]
         wg, wu, wd = (self.p(pre + n) for n in ("ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"))
-        outs = []
-        start = 0
-        for e, n in enumerate(counts.tolist()):
-            if n:
-                xe = xs[start:start + n]
-                outs.append((F.silu(xe @ wg[e].T) * (xe @ wu[e].T)) @ wd[e].T)
-            start += n
-        out = torch.cat(outs) * top_w.reshape(-1)[order, None]
+        # All experts in three batched products: expert e's tokens fill row e of a
+        # [E, C, n_embd] buffer (C: the busiest expert's count; the rest is zero padding).
+        # Same values as one product per expert, and far fewer, larger operations (a loop
+        # over 64 experts spends its time in per-expert overhead and gradient slices).
+        es = flat_e[order]
+        pos = torch.arange(es.numel(), device=h.device) - (torch.cumsum(counts, 0) - counts)[es]
+        buf = h.new_zeros(E, int(counts.max()), h.shape[1]).index_put((es, pos), xs)
+        act = F.silu(torch.bmm(buf, wg.transpose(1, 2))) * torch.bmm(buf, wu.transpose(1, 2))
+        out = torch.bmm(act, wd.transpose(1, 2))[es, pos] * top_w.reshape(-1)[order, None]
         y = torch.zeros_like(h).index_add_(0, tok, out)
         f = counts.to(h.dtype) / (N * K)
         aux = E * (f * probs.mean(0)).sum()

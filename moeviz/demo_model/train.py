@@ -47,11 +47,16 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m moeviz.demo_model.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="GGUF to write (facts go next to it as .json)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--steps", type=int, default=1800,
+                    help="training steps (with --time-budget: the most it may take)")
+    ap.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
+                    help="choose the step count during the run so training takes about this long (0: off); "
+                         "the steps it chose are in the JSON, and --steps N without a budget repeats the run exactly")
     ap.add_argument("--batch", type=int, default=8, help="sequences per step")
     ap.add_argument("--seq", type=int, default=512, help="tokens per sequence (also the GGUF's trained context)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--decay", type=float, default=0.2, help="share of the steps, at the end, over which the learning rate decays")
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--aux-coef", type=float, default=0.01, help="weight of the load-balancing loss")
     ap.add_argument("--prose-share", type=float, default=0.35, help="share of training sequences drawn from prose")
@@ -60,9 +65,9 @@ def parse_args(argv=None):
     ap.add_argument("--n-layer", type=int, default=6)
     ap.add_argument("--n-head", type=int, default=4)
     ap.add_argument("--n-head-kv", type=int, default=2)
-    ap.add_argument("--n-ff", type=int, default=128)
-    ap.add_argument("--n-expert", type=int, default=16)
-    ap.add_argument("--n-expert-used", type=int, default=2)
+    ap.add_argument("--n-ff", type=int, default=32, help="FFN width of each expert")
+    ap.add_argument("--n-expert", type=int, default=64)
+    ap.add_argument("--n-expert-used", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=300)
@@ -135,11 +140,37 @@ def windows(stream: np.ndarray, seq: int, limit: int = 0) -> np.ndarray:
 
 
 # Training ---------------------------------------------------------------------------------
+def decay_start(steps: int, args) -> int:
+    return max(args.warmup, steps - int(round(args.decay * steps)))
+
+
 def lr_at(step: int, args) -> float:
+    """Warm-up, then constant, then a cosine decay to a tenth over the last `decay` share
+    of the steps (warmup-stable-decay). Until the decay starts the rate does not depend
+    on the step count, which is what lets --time-budget pick it during the run."""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    t = (step - args.warmup) / max(1, args.steps - args.warmup)
+    start = decay_start(args.steps, args)
+    if step < start:
+        return args.lr
+    t = (step - start) / max(1, args.steps - start)
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def steps_for_budget(step: int, elapsed: float, args) -> int | None:
+    """With --time-budget, before step `step` (all steps so far at the constant rate,
+    `elapsed` seconds in): the step count to train for, once finishing at the current
+    pace would fill the budget or the decay of --steps (the cap) is due; None: not yet.
+    It is the smallest N whose decay starts at `step` or later, so `--steps N` without a
+    budget replays exactly this run's schedule."""
+    if step <= args.warmup:
+        return None
+    n = step
+    while decay_start(n, args) < step:
+        n += 1
+    if step < decay_start(args.steps, args) and elapsed * n / step < args.time_budget * 60:
+        return None
+    return n
 
 
 def evaluate(model, wins: np.ndarray, batch: int, routing: bool = False):
@@ -181,7 +212,15 @@ def train(args, cfg: ModelConfig, data) -> tuple[object, dict]:
     history = []
     t0 = time.perf_counter()
     run_loss = run_aux = 0.0
-    for step in range(args.steps):
+    budget_open = bool(args.time_budget)
+    step = 0
+    while step < args.steps:
+        if budget_open:
+            n = steps_for_budget(step, time.perf_counter() - t0, args)
+            if n is not None:
+                budget_open = False
+                args.steps = n
+                log(f"time budget: training for {n} steps (the learning rate decays from step {decay_start(n, args)})")
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
         x = torch.from_numpy(batches.next())
@@ -206,6 +245,7 @@ def train(args, cfg: ModelConfig, data) -> tuple[object, dict]:
             history.append({"step": done, "minutes": round((time.perf_counter() - t0) / 60, 2),
                             **{f"held_out_ppl_{k}": round(math.exp(v), 2) for k, v in ev.items()}})
             log(f"held-out probe: " + ", ".join(f"{k} ppl {math.exp(v):.2f}" for k, v in ev.items()))
+        step += 1
     return model, {"seconds": round(time.perf_counter() - t0, 1), "history": history}
 
 
@@ -330,7 +370,8 @@ def main(argv=None) -> int:
     facts = {
         "command": "python -m moeviz.demo_model.train " + " ".join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "seq": args.seq, "lr": args.lr,
-        "warmup": args.warmup, "weight_decay": args.weight_decay, "aux_coef": args.aux_coef,
+        "warmup": args.warmup, "decay": args.decay, "time_budget_minutes": args.time_budget or None,
+        "weight_decay": args.weight_decay, "aux_coef": args.aux_coef,
         "prose_share": args.prose_share, "tokens_seen": args.steps * args.batch * args.seq,
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "params": {"total": total, "active": active},
