@@ -48,6 +48,7 @@ bench: setup
 	$(PY) bench/replay_load.py
 	$(PY) bench/rpc_split.py
 	$(PY) bench/soak.py
+	$(PY) bench/parallel.py
 
 # Retrain the shipped demo model (moeviz/data/demo-moe.gguf): about an hour on 2 cores.
 # PyTorch (CPU build) is needed only here, never by moeviz at run time or by the tests.

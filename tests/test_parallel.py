@@ -181,6 +181,8 @@ def test_settings_are_checked_before_llama_cpp(demo_pair):
     for bad in (0, -1, 257):
         with pytest.raises(ContextSettingsError, match="parallel"):
             Engine(default_model_path(), n_ctx=1024, parallel=bad)
+    with pytest.raises(ContextSettingsError, match="parallel"):
+        Engine(default_model_path(), n_ctx=3, parallel=4)
     _, batched = demo_pair
     long_prompt = "x = 1\n" * 600   # > 1024 tokens, the context of each of the 4 sequences
     with pytest.raises(PromptError, match="parallel"):
@@ -215,14 +217,26 @@ def test_server_runs_requests_together_each_equal_to_record(par_server, tmp_path
     import urllib.request
 
     assert "2 parallel requests of 1024 tokens each" in par_server.banner
+    with urllib.request.urlopen(par_server.url + "/api/model", timeout=30) as r:
+        model = json.loads(r.read())
+    assert model["parallel"] == 2 and model["n_ctx_per_request"] == 1024
     logs = [[], []]
     prompts = [DEMO_PROMPTS[0], DEMO_PROMPTS[3]]
     threads = [threading.Thread(target=ws_run, args=(par_server.ws_url, {"text": p, "max_tokens": 60, "temperature": 0},
                                                      logs[i])) for i, p in enumerate(prompts)]
     for t in threads:
         t.start()
+    processing, live_running = set(), set()
+    while any(t.is_alive() for t in threads):   # both in flight at once: /metrics and the live list say so
+        with urllib.request.urlopen(par_server.url + "/metrics", timeout=30) as r:
+            line = [x for x in r.read().decode().splitlines() if x.startswith("llamacpp:requests_processing ")]
+        processing.add(float(line[0].split()[1]))
+        with urllib.request.urlopen(par_server.url + "/api/live", timeout=30) as r:
+            live_running.add(sum(run["status"] == "running" for run in json.loads(r.read())["runs"]))
+        time.sleep(0.05)
     for t in threads:
         t.join(300)
+    assert 2.0 in processing and 2 in live_running, (processing, live_running)
     kinds = [[m["type"] for _, m in log] for log in logs]
     assert all(k[-1] == "done" and "queued" not in k for k in kinds), kinds
     # together: each run's tokens arrived while the other was generating

@@ -46,9 +46,8 @@ def check_context_settings(n_ctx, n_batch, n_ubatch, n_threads, n_gpu_layers, n_
         whole("threads (--threads)", n_threads, 1, MAX_THREADS, f"between 1 and {MAX_THREADS}")
     whole("n_gpu_layers (--n-gpu-layers)", n_gpu_layers, -1, MAX_TOKENS_SETTING, "-1 (all) or more")
     whole("parallel sequences (--parallel)", n_seq_max, 1, MAX_SEQUENCES, f"between 1 and {MAX_SEQUENCES}")
-    if n_ctx // n_seq_max < 2:
-        raise ContextSettingsError(f"a context of {n_ctx} tokens split over {n_seq_max} parallel sequences leaves "
-                                   "no room for a prompt")
+    if n_ctx < n_seq_max:   # llama.cpp gives each n_ctx / n_seq_max cells: none (it throws)
+        raise ContextSettingsError(f"a context of {n_ctx} tokens cannot be split over {n_seq_max} parallel sequences")
 
 
 _backend_ready = False

@@ -186,7 +186,9 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/api/model")
     def api_model() -> dict:
-        return {**model, "capture": engine.capture.name}
+        lm = getattr(engine, "lm", None)
+        return {**model, "capture": engine.capture.name, "parallel": getattr(engine, "parallel", 1),
+                "n_ctx_per_request": getattr(lm, "n_ctx_seq", None)}
 
     kind = model_kind(model.get("name", ""))
 
