@@ -299,3 +299,49 @@ def test_openai_clients_in_parallel(par_server):
             assert out[i].choices[0].text == alone.choices[0].text
             got = base64.b64decode(out[i].choices[0].model_extra["sgl_ext"]["routed_experts"])
             assert got == base64.b64decode(alone.choices[0].model_extra["sgl_ext"]["routed_experts"])
+
+
+def test_server_parallel_clients_start_in_arrival_order(fixture_models, tmp_path):
+    """20 clients on 4 slots: the runs start in the order they were sent, every event of
+    a run in order, each run's tokens numbered from its prompt on."""
+    n = 20
+    with ServerProcess("--model", fixture_models["deepseek2"], "--parallel", "4", "--n-ctx", "1024",
+                       "--data-dir", tmp_path) as s:
+        logs = [[] for _ in range(n)]
+        sent = [threading.Event() for _ in range(n)]
+        go = [threading.Event() for _ in range(n)]
+
+        def client(i):
+            with connect(s.ws_url, max_queue=None, open_timeout=30) as ws:
+                ws.recv(timeout=30)
+                go[i].wait(60)
+                ws.send(json.dumps({"type": "generate", "text": f"client {i} says hello", "max_tokens": 30 + i % 5,
+                                    "seed": i}))
+                while True:
+                    m = json.loads(ws.recv(timeout=120))
+                    logs[i].append((time.perf_counter(), m))
+                    sent[i].set() if m["type"] in ("queued", "start") else None
+                    if m["type"] in ("done", "error"):
+                        return
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for i in range(n):
+            go[i].set()
+            assert sent[i].wait(60)
+        for t in threads:
+            t.join(300)
+    starts = []
+    for i, log in enumerate(logs):
+        kinds = [m["type"] for _, m in log if m["type"] != "queued"]
+        assert kinds == ["start", "prompt"] + ["token"] * (len(kinds) - 3) + ["done"], (i, kinds)
+        msgs = [m for _, m in log]
+        prompt = next(m for m in msgs if m["type"] == "prompt")
+        idx = [m["index"] for m in msgs if m["type"] == "token"]
+        assert idx == list(range(len(prompt["tokens"]), len(prompt["tokens"]) + len(idx)))
+        starts.append(next(t for t, m in log if m["type"] == "start"))
+    # the clients' threads see simultaneous starts (one admission round) a few ms apart in
+    # any order; a run that jumped the queue would start a whole run (30+ tokens) early
+    jumped = [(i, j) for i in range(n) for j in range(i + 1, n) if starts[j] < starts[i] - 0.02]
+    assert not jumped, jumped
