@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import Page, browser, pytestmark  # noqa: F401
 from conftest import run_cli
 from serverproc import static_server
-from test_browser import CHROMIUM, browser, Page, pytestmark  # noqa: F401
 
 from moeviz import analysis as A
 from moeviz.trace import load

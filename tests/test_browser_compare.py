@@ -8,9 +8,10 @@ import json
 
 import numpy as np
 import pytest
+from browser import DORMANT_RGB, Page, browser, pytestmark  # noqa: F401
 from conftest import run_cli
 from serverproc import ServerProcess, static_server
-from test_browser import CHROMIUM, DORMANT_RGB, browser, check_dormant, Page, pytestmark  # noqa: F401
+from test_browser import check_dormant
 from test_browser_files import READY, download, pick_file, png_size, record, wait_shown
 
 from moeviz.analysis import compare_routings

@@ -12,9 +12,10 @@ import urllib.request
 
 import numpy as np
 import pytest
+from browser import Page, browser, pytestmark, server  # noqa: F401
 from conftest import run_cli
 from serverproc import static_server
-from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark, server  # noqa: F401
+from test_browser import check_dormant
 
 from moeviz.trace import load, loads
 

@@ -1,20 +1,13 @@
 """The page's list of the server's runs (web/js/liveruns.js) in real headless Chromium:
 an OpenAI API run appears while it is in flight, and clicking it shows it token by
 token on the page, every view fed as by the page's own run."""
-import json
-import os
 import threading
 
 import pytest
+from browser import Page, browser, pytestmark  # noqa: F401
 from serverproc import ServerProcess
-from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 openai = pytest.importorskip("openai")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +16,12 @@ def server(tmp_path_factory):
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 TARGET = "Once upon a time there was a lighthouse"
 
 
 def test_an_api_run_is_watchable_on_the_page_while_it_generates(server, browser):
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    errors, received = [], []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(json.loads(payload))))
-    page.goto(server.url + "/")
-    page.wait_for_function("window.moeviz !== undefined")
+    pg = Page(browser, server.url + "/")
+    page, errors, received = pg.page, pg.errors, pg.received
     page.wait_for_selector("#live-runs")
     assert "No runs yet" in page.inner_text("#live-runs")
     # a person clicks the run as soon as it is listed (here: a watcher in the page, so the

@@ -2,28 +2,12 @@
 load is held in its progress callback, then the real page once the model is ready; and
 a failed load's one-line error. The server is uvicorn over moeviz.server.loading in
 this process (see test_loading.py for how the load is held)."""
-import os
 import re
 import threading
 
-import pytest
+from browser import browser, pytestmark  # noqa: F401
 from serverproc import serve_in_thread
-from test_browser import CHROMIUM, CHROMIUM_ARGS
 from test_loading import Gate, loading_app, unknown_arch  # noqa: F401 - fixture
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def open_page(browser, url):

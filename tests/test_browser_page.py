@@ -18,22 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import DORMANT_RGB, Page, browser, pytestmark, server  # noqa: F401
 from conftest import run_cli
-from serverproc import ServerProcess, static_server
-from test_browser import CHROMIUM, DORMANT_RGB, Page, browser, counts, pytestmark  # noqa: F401
+from serverproc import static_server
+from test_browser import counts
 
 AXE_VERSION = "4.14.1"
 AXE_DIR = Path(os.environ.get("MOEVIZ_CACHE") or Path.home() / ".cache" / "moeviz") / "axe"
 WIDTHS = (390, 1440, 2560)
 SELECTED_MIN, DIM_MAX = 166, 151       # web/js/flow.js: a selected expert is never under, a dimmed one never over
-
-
-@pytest.fixture(scope="module")
-def server(fixture_models, tmp_path_factory):
-    # deepseek2 fixture: a dense layer 0, 3 MoE layers x 16 experts, top-4, 2 shared experts
-    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024",
-                       "--data-dir", tmp_path_factory.mktemp("runs")) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +42,7 @@ def axe_source():
 
 
 def open_page(browser, url, width=1440, **kw):
-    pg = Page.__new__(Page)
-    pg.page = browser.new_page(viewport={"width": width, "height": 844 if width < 700 else 1000}, **kw)
-    pg.received, pg.sent, pg.errors = [], [], []
-    pg.page.on("pageerror", lambda e: pg.errors.append(str(e)))
-    pg.page.on("websocket", pg._socket)
-    pg.page.goto(url)
-    pg.page.wait_for_function("window.moeviz !== undefined")
-    return pg
+    return Page(browser, url, viewport={"width": width, "height": 844 if width < 700 else 1000}, **kw)
 
 
 # ---- the panel's pixels, as palette indices ------------------------------------

@@ -4,9 +4,10 @@ import json
 import urllib.request
 
 import pytest
+from browser import Page, browser, pytestmark  # noqa: F401
 from conftest import run_cli
 from serverproc import ServerProcess, static_server
-from test_browser import CHROMIUM, browser, check_dormant, Page, pytestmark  # noqa: F401
+from test_browser import check_dormant
 from websockets.sync.client import connect
 
 from moeviz.export import export_site

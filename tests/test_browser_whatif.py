@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from browser import DORMANT_RGB, Page, browser, pytestmark  # noqa: F401
 from conftest import run_cli
 from serverproc import ServerProcess
-from test_browser import DORMANT_RGB, browser, Page, pytestmark  # noqa: F401
 from test_browser_files import pick_file, wait_shown
 
 from moeviz.trace import load

@@ -238,13 +238,13 @@ def test_qwen3_30b_shape_serve_websocket(qwen3_server):
 
 @pytest.mark.browser
 def test_qwen3_30b_shape_page_heatmap(qwen3_server):
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, DORMANT_RGB, Page
+    from browser import CHROMIUM, DORMANT_RGB, Page, launch
 
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         pg = Page(browser, qwen3_server.url + "/")
         try:
             trace, done = pg.generate(text=TEXT * 3, max_tokens=6, seed=2)
