@@ -23,10 +23,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+from _harness import CHROMIUM, ROOT, launch
+
 TARGET_MS = 4.0
 
 CASES = [  # (label, query, devicePixelRatio)
@@ -66,7 +64,7 @@ def run(tokens: int | None = None, width: int = 1400) -> list[dict]:
     results = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(p)
             for label, query, dpr in CASES:
                 q = dict(query)
                 if tokens and "tokens" not in q:

@@ -17,18 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+from _harness import ROOT, launch
+from analysis_speed import synthetic_trace
+from serverproc import static_server
 
-from analysis_speed import synthetic_trace  # noqa: E402
-from serverproc import static_server  # noqa: E402
+from moeviz.trace import save
 
-from moeviz.trace import save  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 BUDGET_MS = 100.0
 GROUPS = ["balance", "saturation", "profile", "map", "locality", "vocabulary", "confidence", "cache"]
 
@@ -46,7 +40,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "moeviz", "export", "--out", str(Path(tmp) / "site"),
                         str(Path(tmp) / "big.json")], check=True, cwd=ROOT, capture_output=True)
         with static_server(Path(tmp) / "site") as url, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             page.goto(url)
             page.wait_for_function(f"window.moeviz && moeviz.done && moeviz.tokens === {args.tokens}", timeout=120_000)

@@ -18,25 +18,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
+import numpy as np
+from _harness import CHROMIUM, interleaved, launch, speed_table
+from capture_overhead import make_engine
 
-import numpy as np  # noqa: E402
-from capture_overhead import make_engine, measure, native_available  # noqa: E402
+from moeviz.capture.factory import native_available
+from moeviz.fixtures import write_fixture
+from moeviz.fixtures.models import QWEN3_30B_SHAPE
 
-from moeviz.fixtures import write_fixture  # noqa: E402
-from moeviz.fixtures.models import QWEN3_30B_SHAPE  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TARGET_MS = 4.0
 TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x * 2 "
 
@@ -71,18 +64,8 @@ def capture_overhead(model, rounds, n_prompt, n_decode, threads):
           f"{os.path.getsize(model) / 2**20:.0f} MiB")
     e0 = engines["off"]
     prompt = e0.prompt_tokens(TEXT * (n_prompt // 30 + 2))[:n_prompt]
-    results = {m: ([], []) for m in modes}
-    for r in range(rounds + 1):
-        for m in (modes if r % 2 == 0 else modes[::-1]):
-            p, d = measure(engines[m], prompt, n_decode, probs=(m == "native+probs"))
-            if r > 0:
-                results[m][0].append(p)
-                results[m][1].append(d)
-    base_p, base_d = (statistics.median(results["off"][i]) for i in (0, 1))
-    print(f"\n{'capture':<14}{'decode tok/s':>14}{'ratio':>8}{'prefill tok/s':>16}{'ratio':>8}")
-    for m in modes:
-        p, d = statistics.median(results[m][0]), statistics.median(results[m][1])
-        print(f"{m:<14}{d:>14.1f}{d / base_d:>8.3f}{p:>16.1f}{p / base_p:>8.3f}")
+    results = interleaved(engines, prompt, n_decode, rounds, probs={"native+probs"})
+    speed_table(results, "off", [("capture", 14)])
     print(f"(median of {rounds} interleaved rounds; {n_decode} decoded and {len(prompt)} prompt tokens each)")
     for e in engines.values():
         e.close()
@@ -99,7 +82,7 @@ def page_frames(model, n_tokens, runs):
             ServerProcess("--model", model, "--n-ctx", "2048", "--threads", "1", "--data-dir", runs_dir,
                           timeout=300) as server, \
             sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -31,20 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
+from _harness import CHROMIUM, launch
+from analysis_speed import synthetic_trace
+from serverproc import ServerProcess, static_server
 
-from analysis_speed import synthetic_trace  # noqa: E402
-from serverproc import ServerProcess, static_server  # noqa: E402
+from moeviz.export import export_site
+from moeviz.trace.store import RunStore
 
-from moeviz.export import export_site  # noqa: E402
-from moeviz.trace.store import RunStore  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TARGET_MS = 1000.0
 LAYERS, EXPERTS, K = 48, 128, 8
 
@@ -115,7 +108,7 @@ def main() -> int:
               f"{size / 2 ** 20:.0f} MiB as .moetrace (built in {time.perf_counter() - t0:.0f} s)")
         scenarios = [s for s in ("site", "permalink") if args.only in (None, s)]
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(p)
             try:
                 for name in scenarios:
                     if name == "site":

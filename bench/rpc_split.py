@@ -11,25 +11,16 @@ real hosts. Run: `.venv/bin/python bench/rpc_split.py [--model M.gguf] [--tokens
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from _harness import capture_off, interleaved, medians, model_or_fixture, speed_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from capture_overhead import NoCapture, measure  # noqa: E402
-
-from moeviz.capture.factory import native_available  # noqa: E402
-from moeviz.engine import Engine  # noqa: E402
-from moeviz.fixtures import FixtureSpec, write_fixture  # noqa: E402
-from moeviz.llama import rpc  # noqa: E402
-from moeviz.llama.rpc_server import rpc_server_command  # noqa: E402
+from moeviz.capture.factory import native_available
+from moeviz.engine import Engine
+from moeviz.llama import rpc
+from moeviz.llama.rpc_server import rpc_server_command
 
 
 def start_servers(n, threads):
@@ -57,13 +48,7 @@ def make_engine(model, where, mode, threads, eps):
     capture = "callback" if mode == "callback" else "native" if native_available() else "auto"
     kw = dict(n_gpu_layers=-1, rpc=eps, tensor_split="1,1") if where == "rpc" else {}
     e = Engine(model, n_ctx=2048, n_threads=threads, capture=capture, **kw)
-    if mode == "off":
-        if native_available():
-            from moeviz.capture.native import _api
-
-            _api()[0](e.lm.ctx, False, False)
-        e.capture = NoCapture(e.info.n_expert_used)
-    return e
+    return capture_off(e) if mode == "off" else e
 
 
 def main():
@@ -74,14 +59,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None, help="threads here and on each rpc-server")
     args = ap.parse_args()
-    tmp = None
-    model = args.model
-    if model is None:
-        spec = FixtureSpec(arch="qwen2moe", n_layer=8, n_embd=512, n_head=8, n_head_kv=4, n_ff=256,
-                           n_expert=32, n_expert_used=4, seed=3)
-        tmp = tempfile.TemporaryDirectory()
-        model = str(write_fixture(Path(tmp.name) / "bench.gguf", spec))
-        print("model: generated qwen2moe fixture, 8 layers, hidden 512, 32 experts top-4, expert ffn 256 (F32)")
+    model, _tmp = model_or_fixture(args.model)
     procs, eps = start_servers(2, args.threads)
     try:
         modes = ["off", "native", "callback"] if native_available() else ["off", "callback"]
@@ -92,22 +70,11 @@ def main():
         info = e0.info
         rng = np.random.default_rng(0)
         prompt = [int(t) for t in rng.integers(0, info.n_vocab - 8, args.prompt_tokens)]
-        results = {c: ([], []) for c in configs}
-        for r in range(args.rounds + 1):
-            for c in (configs if r % 2 == 0 else configs[::-1]):
-                p, d = measure(engines[c], prompt, args.tokens, probs=False)
-                if r > 0:
-                    results[c][0].append(p)
-                    results[c][1].append(d)
-        base_p = statistics.median(results[("local", "off")][0])
-        base_d = statistics.median(results[("local", "off")][1])
-        print(f"\n{'where':<8}{'capture':<10}{'decode tok/s':>14}{'ratio':>8}{'prefill tok/s':>16}{'ratio':>8}")
-        for c in configs:
-            p, d = statistics.median(results[c][0]), statistics.median(results[c][1])
-            print(f"{c[0]:<8}{c[1]:<10}{d:>14.1f}{d / base_d:>8.3f}{p:>16.1f}{p / base_p:>8.3f}")
+        results = interleaved(engines, prompt, args.tokens, args.rounds)
+        speed_table(results, ("local", "off"), [("where", 8), ("capture", 10)])
         for m in modes:
-            lp, ld = (statistics.median(x) for x in results[("local", m)])
-            rp, rd = (statistics.median(x) for x in results[("rpc", m)])
+            lp, ld = medians(results[("local", m)])
+            rp, rd = medians(results[("rpc", m)])
             print(f"rpc/local, capture {m}: decode {rd / ld:.3f}, prefill {rp / lp:.3f}")
         print(f"\n(median of {args.rounds} interleaved rounds; {args.tokens} decoded and {args.prompt_tokens} "
               "prompt tokens each; ratios to local with capture off)")

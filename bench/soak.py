@@ -20,12 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-
-from serverproc import ServerProcess  # noqa: E402
-from websockets.sync.client import connect  # noqa: E402
+import _harness  # noqa: F401 - moeviz and tests/ on the path
+from serverproc import ServerProcess
+from websockets.sync.client import connect
 
 
 def rss_mb(pid: int) -> float:
