@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from test_protocol import run
 
 from moeviz.preview import DORMANT, render_png, run_title, selection_counts
 from moeviz.prompts import PromptLibraryError, load_prompts, model_kind, suited
@@ -58,13 +59,7 @@ def client(engines, tmp_path):
 def generate(c, **req):
     with c.websocket_connect("/ws") as ws:
         ws.receive_text()
-        ws.send_text(json.dumps({"type": "generate", **req}))
-        msgs = []
-        while True:
-            m = json.loads(ws.receive_text())
-            msgs.append(m)
-            if m["type"] in ("done", "error"):
-                return msgs
+        return run(ws, **req)
 
 
 def test_a_permalink_page_is_named_described_and_previewed(client):
