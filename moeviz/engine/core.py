@@ -214,6 +214,11 @@ class Engine:
             self.check_rpc()
         self.capture.begin(probs)
         rc = llama_cpp().llama_decode(self.lm.ctx, b)
+        if self.rpc_servers and rpc_backend.lost_servers(self.rpc_servers):
+            # a server went away inside this decode: ggml-rpc (patched) failed the graph
+            # (rc -3) or read zeros from it; either way these results are not the model's
+            self.capture.abort()
+            self.check_rpc()   # raises RpcServerLost naming the server
         if rc != 0:
             self.capture.abort()
             raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
@@ -407,8 +412,22 @@ class Engine:
                 rpc_backend.check_alive(self.rpc_servers)
             except rpc_backend.RpcServerLost as e:
                 self._rpc_lost = e
+                raise
         if self._rpc_lost is not None:
-            raise rpc_backend.RpcServerLost(str(self._rpc_lost))
+            ep = self._rpc_lost.endpoint   # lost inside a run: later runs say so
+            raise rpc_backend.RpcServerLost(rpc_backend.lost_line(ep, earlier=True) if ep else str(self._rpc_lost),
+                                            endpoint=ep)
+
+    def unusable(self) -> str | None:
+        """Why this model cannot run any more, in one line (an rpc-server holding its
+        layers went away); None while it can."""
+        if not self.rpc_servers:
+            return None
+        try:
+            self.check_rpc()
+        except rpc_backend.RpcServerLost as e:
+            return e.one_line()
+        return None
 
     def placement_text(self) -> str:
         """Which layers run where: "layers 0-3 on 127.0.0.1:50052; ..." ("" when unknown)."""
@@ -423,10 +442,12 @@ class Engine:
                 try:
                     self.check_rpc()
                 except rpc_backend.RpcServerLost:
-                    # freeing the model sends RPC commands to the dead server: ggml-rpc
-                    # would abort the process; the memory is left to the process exit
-                    self.lm.model = self.lm.ctx = None
-                    return
+                    if not rpc_backend.soft_failure():
+                        # freeing the model sends RPC commands to the dead server: stock
+                        # ggml-rpc would abort the process; the memory is left to the exit
+                        self.lm.model = self.lm.ctx = None
+                        return
+                    # patched ggml-rpc skips commands to a lost server: free as usual
             self.lm.close()
 
 

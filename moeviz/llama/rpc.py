@@ -6,13 +6,17 @@ device the server exposes), registered with ggml; moeviz then hands exactly thos
 devices to the loader (`llama_model_params.devices`), so `n_gpu_layers` and
 `tensor_split` decide which layers go to which server, as they do for GPUs.
 
-ggml-rpc aborts the process (GGML_ABORT) on a server it cannot reach or that stops
-answering. So every address is checked here first, with moeviz's own connection and
-the protocol's HELLO (an rpc-server serves one client at a time: the probe is closed
-before llama.cpp connects), and `check_alive` looks at the connections llama.cpp
-holds (Linux: /proc/net/tcp) before each decode, so a server that died between two
-decodes is a one-line error instead of an abort. A server that dies *during* a decode
-still aborts the process: ggml-rpc has no error path for it (RPC_STATUS_ASSERT).
+Stock ggml-rpc aborts the process (GGML_ABORT) on a server it cannot reach or that
+stops answering. So every address is checked here first, with moeviz's own connection
+and the protocol's HELLO (an rpc-server serves one client at a time: the probe is closed
+before llama.cpp connects), and `check_alive` looks at the connections llama.cpp holds
+(Linux: /proc/net/tcp) before each decode, so a server that died between two decodes
+is a one-line error. A server that dies *during* a decode: moeviz's patch
+(patches/0020-rpc-soft-failure.patch) marks it lost instead of aborting (later commands
+to it are skipped, reads give zeros, graph_compute fails, so llama_decode returns -3)
+and `lost_servers` asks ggml-rpc which servers are lost; the engine checks after every
+decode. Without the patch the abort guard below parks the thread that met the dead
+server (the process lives, that computation never ends).
 """
 from __future__ import annotations
 
@@ -41,7 +45,12 @@ class RpcError(UserError, ValueError):
 
 
 class RpcServerLost(RunFailed, RuntimeError):
-    """An rpc-server holding model layers went away."""
+    """An rpc-server holding model layers went away (`endpoint`: the one ggml-rpc lost
+    during a computation, when known)."""
+
+    def __init__(self, message: str, endpoint: str | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint
 
 
 def parse_servers(spec) -> list[str]:
@@ -201,6 +210,43 @@ def install_abort_guard() -> None:
 
 def lost_message() -> str | None:
     return _lost[0] if _lost else None
+
+
+_SERVER_LOST = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p)
+_server_lost_fn = []   # [function or None], looked up once
+
+
+def _server_lost():
+    if not _server_lost_fn:
+        fn = None
+        try:
+            g = _ggml()
+            reg = g.ggml_backend_reg_by_name(b"RPC")
+            addr = g.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_rpc_server_lost") if reg else None
+            fn = _SERVER_LOST(addr) if addr else None
+        except (LlamaCppUnavailable, OSError, AttributeError):
+            fn = None
+        _server_lost_fn.append(fn)
+    return _server_lost_fn[0]
+
+
+def soft_failure() -> bool:
+    """Whether this build's ggml-rpc fails softly on a lost server (moeviz's 0020 patch)."""
+    return _server_lost() is not None
+
+
+def lost_servers(endpoints: list[str]) -> list[str]:
+    """The endpoints ggml-rpc has marked lost (a send or receive to them failed); [] with
+    a build that has no such mark (stock ggml-rpc aborts instead)."""
+    fn = _server_lost()
+    if fn is None or not endpoints:
+        return []
+    return [ep for ep in endpoints if fn(ep.encode())]
+
+
+def lost_line(endpoint: str, earlier: bool = False) -> str:
+    return (f"rpc server {endpoint} went away during {'an earlier' if earlier else 'the'} run; "
+            "restart it and moeviz")
 
 
 def add_servers(endpoints: list[str]) -> list[int]:
@@ -397,6 +443,9 @@ def check_alive(endpoints: list[str]) -> None:
     if _lost:
         raise RpcServerLost(f"an rpc-server was lost during a computation ({_lost[0].split(': ', 1)[-1]}); "
                             "restart the servers and moeviz")
+    lost = lost_servers(endpoints)
+    if lost:
+        raise RpcServerLost(lost_line(lost[0]), endpoint=lost[0])
     if not sys.platform.startswith("linux"):
         return
     states = connection_states(endpoints)
@@ -404,10 +453,10 @@ def check_alive(endpoints: list[str]) -> None:
         st = states.get(ep)
         if st is None:
             raise RpcServerLost(f"the connection to the rpc-server at {ep} is gone (it exited or was stopped); "
-                                "restart it and reload the model")
+                                "restart it and moeviz")
         if "01" not in st:
             raise RpcServerLost(f"the rpc-server at {ep} closed its connection (it exited or was stopped); "
-                                "restart it and reload the model")
+                                "restart it and moeviz")
 
 
 def plan_placement(n_layer: int, rpc, n_gpu_layers: int, tensor_split=None) -> tuple[list[dict], str]:

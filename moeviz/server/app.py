@@ -203,7 +203,11 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
                 "max_message_bytes": settings.max_message_bytes}
 
     @app.get("/health")
-    def health() -> dict:
+    def health():
+        # a model whose rpc-server went away cannot run again: 503, with the run's one line
+        broken = engine.unusable() if callable(getattr(engine, "unusable", None)) else None
+        if isinstance(broken, str) and broken:
+            return JSONResponse({"status": "error", "error": broken, "queue": worker.queue_length}, status_code=503)
         return {"status": "ok", "queue": worker.queue_length}
 
     if metrics is not None:
