@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 # The venv, the patched llama-cpp-python (wheel cached in ~/.cache/moeviz: seconds
 # after the first ~10 min build), then moeviz itself and its test tools.
-$(STAMP): pyproject.toml setup.py patches/build-llama-cpp.sh $(wildcard patches/*.patch)
+$(STAMP): pyproject.toml setup.py patches/build-llama-cpp.sh $(wildcard patches/*.patch) $(wildcard patches/rpc-server/*.patch)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	bash patches/build-llama-cpp.sh $(PY)

@@ -64,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1; the protocol has no authentication)")
     p.add_argument("--port", type=int, default=50052, help="port (default 50052)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: rpc-server's)")
-    p.add_argument("--mem", type=int, default=None, metavar="MiB",
-                   help="not available: this llama.cpp's rpc-server has no memory limit (refused)")
+    p.add_argument("--mem", default=None, metavar="MiB",
+                   help="memory per device offered to clients, in MiB (at least 1): the server reports at most this "
+                        "much free and total memory (the clients' default split follows it) and refuses buffers "
+                        "beyond it (default: the device's own)")
     p.add_argument("--cache", action="store_true", help="rpc-server's local tensor cache (-c)")
 
     p = sub.add_parser("record", help="generate from a prompt and save the routing trace")

@@ -79,13 +79,31 @@ echo "moeviz: llama-cpp-python $VERSION installed from $WHEELDIR"
 
 # llama.cpp's rpc-server (tools/rpc), built from the same patched sources and linked
 # against the very ggml libraries in the wheel (copied beside it, found via
-# $ORIGIN/lib), so a remote host computes exactly what the local one would. Cached
-# under the same key as the wheel, atomically.
-RPCDIR=$CACHE/rpc-server/$key
+# $ORIGIN/lib), so a remote host computes exactly what the local one would. The
+# patches in patches/rpc-server/ touch only tools/rpc (--mem): they are applied to
+# this build alone and are not part of the wheel's key (changing one rebuilds only
+# this binary, seconds). Cached under the wheel's key and theirs, atomically.
+RPC_PATCHES=("$HERE"/rpc-server/*.patch)
+rpckey=$( {
+  echo "$key"
+  echo "rpc-server -I ggml/include -I ggml/src"
+  for p in "${RPC_PATCHES[@]}"; do
+    if [ -f "$p" ]; then basename "$p"; cat "$p"; fi
+  done
+} | sha256sum | cut -c1-16)
+RPCDIR=$CACHE/rpc-server/$rpckey
 if [ ! -x "$RPCDIR/rpc-server" ]; then
   echo "moeviz: building llama.cpp rpc-server"
   mkdir -p "$work/rpc" "$work/rpcsrc" "$work/rpcout/lib"
   rsrc=$(unpack_patched "$work/rpcsrc")
+  for p in "${RPC_PATCHES[@]}"; do
+    [ -f "$p" ] || continue
+    if ! patch -p1 --forward --batch --silent -d "$rsrc" < "$p"; then
+      echo "moeviz: patch rpc-server/$(basename "$p") does not apply to llama-cpp-python $VERSION" >&2
+      exit 1
+    fi
+    echo "moeviz: applied rpc-server/$(basename "$p")" >&2
+  done
   "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
     "$(ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl | head -1)" "$work/rpc"
   cp -P "$work"/rpc/llama_cpp/lib/libggml*.so* "$work/rpcout/lib/"
@@ -93,7 +111,7 @@ if [ ! -x "$RPCDIR/rpc-server" ]; then
     echo "moeviz: the wheel has no libggml-rpc.so (built without -DGGML_RPC=ON?)" >&2
     exit 1
   fi
-  ${CXX:-c++} -O2 -std=c++17 -I "$rsrc/vendor/llama.cpp/ggml/include" \
+  ${CXX:-c++} -O2 -std=c++17 -I "$rsrc/vendor/llama.cpp/ggml/include" -I "$rsrc/vendor/llama.cpp/ggml/src" \
     "$rsrc/vendor/llama.cpp/tools/rpc/rpc-server.cpp" -o "$work/rpcout/rpc-server" \
     -L "$work/rpcout/lib" -lggml -lggml-base -Wl,-rpath,'$ORIGIN/lib' -pthread
   mkdir -p "$CACHE/rpc-server"

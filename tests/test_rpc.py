@@ -15,7 +15,9 @@ from serverproc import ServerProcess, free_port
 from test_capture import record
 
 from moeviz.engine import Engine
+from moeviz.fixtures import FixtureSpec, write_fixture
 from moeviz.llama import rpc
+from moeviz.llama.model import ModelLoadError
 from moeviz.llama.rpc_server import rpc_server_command, rpc_server_path
 
 EXACT = dict(n_ctx=512, kv_type="f32", flash_attn="off")
@@ -42,11 +44,11 @@ needs_rpc = pytest.mark.skipif(not _built(), reason="needs make setup's RPC buil
 
 
 class RpcServer:
-    def __init__(self, threads=1):
+    def __init__(self, threads=1, mem=None, stderr=subprocess.DEVNULL):
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(rpc_server_command(port=self.port, threads=threads),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(rpc_server_command(port=self.port, threads=threads, mem=mem),
+                                     stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.time() + 30
         while time.time() < deadline:
             assert self.proc.poll() is None, "rpc-server exited at start"
@@ -141,13 +143,120 @@ def test_not_an_rpc_server_is_a_clear_error():
             rpc.probe(ep, timeout=0.5)
 
 
-def test_rpc_server_warns_off_loopback_and_refuses_mem():
+def test_rpc_server_warns_off_loopback_and_checks_mem():
     from moeviz.llama.rpc_server import WARNING, is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
     assert "NO authentication" in WARNING
-    r = run_cli("rpc-server", "--mem", "1024")
-    assert r.returncode == 1 and "--mem" in r.stderr
+    for bad in ("0", "-5", "1.5", "lots", "64MiB", ""):
+        r = run_cli("rpc-server", "--mem", bad)
+        assert r.returncode == 1, (bad, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            f"moeviz rpc-server: error: --mem wants a whole number of MiB, at least 1, got {bad!r}"], r.stderr
+    r = run_cli("rpc-server", "--help", check=True)
+    assert "--mem MiB" in r.stdout and "refuses buffers" in " ".join(r.stdout.split())
+
+
+@needs_rpc
+def test_rpc_server_command_passes_mem_through():
+    cmd = rpc_server_command(port=50052, mem=64)
+    assert cmd[cmd.index("--mem") + 1] == "64"
+    assert "--mem" not in rpc_server_command(port=50052)
+    r = subprocess.run([*cmd[:1], "--help"], capture_output=True, text=True, timeout=30)
+    assert "--mem MiB" in r.stderr   # the cached binary carries patches/rpc-server/0030-rpc-server-mem.patch
+
+
+MiB = 1 << 20
+
+
+@needs_rpc
+def test_mem_is_the_memory_a_client_sees():
+    """rpc-server --mem 64: its device reports 64 MiB free and 64 MiB total to a client
+    (ggml_backend_dev_memory on the RPC device, what llama.cpp splits by)."""
+    s = RpcServer(mem=64)
+    try:
+        (dev,) = rpc.add_servers([s.endpoint])
+        assert rpc.device_memory(dev) == (64 * MiB, 64 * MiB)
+        assert rpc.offered_memory([dev]) == {s.endpoint: 64 * MiB}
+    finally:
+        s.stop()
+    plain = RpcServer()
+    try:
+        (dev,) = rpc.add_servers([plain.endpoint])
+        free, total = rpc.device_memory(dev)
+        assert total > 1024 * MiB and 0 < free <= total   # the machine's own memory
+    finally:
+        plain.stop()
+
+
+@needs_rpc
+def test_default_split_follows_each_servers_mem(tmp_path):
+    """Two servers, --mem 64 and --mem 192, no --tensor-split: llama.cpp shares the 9
+    layers (8 + output) 1:3 by their reported free memory, as moeviz info plans it."""
+    path = write_fixture(tmp_path / "eight.gguf", FixtureSpec(arch="llama", n_layer=8))
+    pair = [RpcServer(mem=64), RpcServer(mem=192)]
+    eps = [s.endpoint for s in pair]
+    try:
+        e = Engine(path, n_gpu_layers=-1, rpc=eps, **EXACT)
+        try:
+            got = [(r["host"], r["layers"]) for r in e.placement]
+        finally:
+            e.close()
+        assert got == [(eps[0], [0, 2]), (eps[1], [3, 8])], got
+        runs, _ = rpc.plan_placement(8, eps, -1)
+        assert [(r["host"], r["layers"]) for r in runs] == got
+        # the other way round: the larger share moves with the larger --mem
+        runs, _ = rpc.plan_placement(8, eps[::-1], -1)
+        assert [(r["host"], r["layers"]) for r in runs] == [(eps[1], [0, 6]), (eps[0], [7, 8])]
+        # --tensor-split still decides when given
+        runs, _ = rpc.plan_placement(8, eps, -1, "1,1")
+        assert [(r["host"], r["layers"]) for r in runs] == [(eps[0], [0, 4]), (eps[1], [5, 8])]
+    finally:
+        for s in pair:
+            s.stop()
+
+
+def _refusal(endpoint, mib, offered):
+    return (f"rpc server {endpoint} cannot take a {mib} MiB buffer; it offers {offered} MiB in all "
+            "(moeviz rpc-server --mem): put fewer layers there (--n-gpu-layers, --tensor-split) or give it more memory")
+
+
+@needs_rpc
+def test_a_model_past_mem_is_refused_in_one_line(fixture_models, tmp_path):
+    """Buffers past --mem are refused by the server, and the load fails in one line
+    naming the server and what it offers: the compute buffer of a context (--mem 4:
+    the fixture's 1.8 MiB of weights and 0.5 MiB KV cache fit, its 5.6 MiB compute
+    buffer does not), and a model's weights (--mem 16, 27.5 MiB of weights). The server
+    stays up with its budget free again: a model that fits then loads and runs there."""
+    small = fixture_models["llama"]
+    big = write_fixture(tmp_path / "big.gguf", FixtureSpec(arch="llama", n_embd=256, n_ff=256))
+    log4, log16 = tmp_path / "mem4.log", tmp_path / "mem16.log"
+    with open(log4, "w") as err4, open(log16, "w") as err16:
+        four, sixteen = RpcServer(mem=4, stderr=err4), RpcServer(mem=16, stderr=err16)
+    try:
+        r = run_cli("record", "--model", small, "--rpc", four.endpoint, "--n-gpu-layers", "-1",
+                    "--n-ctx", "512", "--kv-type", "f32", "--flash-attn", "off", "--prompt", "hi",
+                    "--out", tmp_path / "t.json")
+        assert r.returncode == 1
+        assert r.stderr.strip().splitlines()[-1] == "moeviz record: error: " + _refusal(four.endpoint, "5.6", 4), \
+            r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "t.json").exists()
+        assert "rpc-server: refused a buffer of 5.6 MiB on CPU: 2.3 MiB of --mem 4 MiB in use" in log4.read_text()
+
+        with pytest.raises(ModelLoadError) as refused:
+            Engine(big, n_gpu_layers=-1, rpc=[sixteen.endpoint], **EXACT)
+        assert str(refused.value) == _refusal(sixteen.endpoint, "27.5", 16)
+        assert "rpc-server: refused a buffer of 27.5 MiB on CPU: 0.0 MiB of --mem 16 MiB in use" in log16.read_text()
+        assert four.proc.poll() is None and sixteen.proc.poll() is None
+        e = Engine(small, n_gpu_layers=-1, rpc=[sixteen.endpoint], **EXACT)
+        try:
+            assert {r["host"] for r in e.placement} == {sixteen.endpoint}
+            assert len(record(e, PROMPT, max_tokens=2).tokens) > 0
+        finally:
+            e.close()
+    finally:
+        four.stop()
+        sixteen.stop()
 
 
 def _post(url, body, timeout=60):

@@ -26,7 +26,7 @@ from ..capture.factory import make_capture
 from .candidates import check_candidates, top_candidates
 from .masks import parse_mask
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
-from ..llama.model import LoadedModel
+from ..llama.model import LoadedModel, ModelLoadError
 from .sampling import SamplingSettings, SettingsError
 from .text import Detokenizer, PromptError, render_chat, validate_messages
 
@@ -117,11 +117,20 @@ class Engine:
             if devices is not None:
                 devices.apply(mp)
 
+        # what each server offers (moeviz rpc-server --mem), to name it if a buffer does not fit
+        offered = rpc_backend.offered_memory(devices.devices) if self.rpc_servers else {}
         mark = llama_log().mark()
-        self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                              n_gpu_layers=n_gpu_layers, configure_model=configure_model,
-                              configure_context=configure_context, info=info, n_ubatch=n_ubatch,
-                              progress=progress, n_seq_max=parallel)
+        try:
+            self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                                  n_gpu_layers=n_gpu_layers, configure_model=configure_model,
+                                  configure_context=configure_context, info=info, n_ubatch=n_ubatch,
+                                  progress=progress, n_seq_max=parallel)
+        except ModelLoadError as e:
+            line = rpc_backend.allocation_failure([t for _, t in llama_log().since(mark)], offered) \
+                if self.rpc_servers else None
+            if line is None:
+                raise
+            raise ModelLoadError(line) from e
         # which layers went where (llama.cpp's load log); layer n_layer is the output head
         names = {}
         if devices is not None:

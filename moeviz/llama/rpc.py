@@ -386,6 +386,36 @@ def describe_placement(runs: list[dict], n_layer: int) -> str:
     return "; ".join(parts)
 
 
+_ALLOC_FAILED = re.compile(r"failed to allocate (RPC\d+)\[([^\]]+)\] buffer of size (\d+)")
+
+
+def allocation_failure(lines: list[str], offered: dict[str, int]) -> str | None:
+    """One line for llama.cpp's failure to allocate a buffer on an rpc-server (the
+    weights, the KV cache or the compute buffer: ggml logs "failed to allocate
+    RPC0[host:port] buffer of size N"), naming the server and the memory it offers
+    (`offered`: endpoint -> bytes, its devices' total as reported before the load;
+    `moeviz rpc-server --mem` sets it); None when no such line was logged."""
+    for line in lines:
+        m = _ALLOC_FAILED.search(line)
+        if m:
+            ep, size = m.group(2), int(m.group(3))
+            have = offered.get(ep)
+            limit = f"; it offers {have / 2**20:.0f} MiB in all (moeviz rpc-server --mem)" if have else ""
+            return (f"rpc server {ep} cannot take a {size / 2**20:.1f} MiB buffer{limit}: "
+                    "put fewer layers there (--n-gpu-layers, --tensor-split) or give it more memory")
+    return None
+
+
+def offered_memory(devices: list[int]) -> dict[str, int]:
+    """endpoint -> the total memory its RPC devices report (llama.cpp's device
+    description of an RPC device is its endpoint)."""
+    out: dict[str, int] = {}
+    for d in devices:
+        ep = device_description(d)
+        out[ep] = out.get(ep, 0) + device_memory(d)[1]
+    return out
+
+
 # Liveness of the connections llama.cpp holds --------------------------------------------
 _TCP_STATES = {"01": "ESTABLISHED", "08": "CLOSE_WAIT", "07": "CLOSE"}
 

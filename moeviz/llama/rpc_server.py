@@ -1,4 +1,4 @@
-"""`moeviz rpc-server`: llama.cpp's rpc-server (tools/rpc), built by `make setup` from the
+"""`moeviz rpc-server`: llama.cpp's rpc-server (tools/rpc, with moeviz's --mem), built by `make setup` from the
 same patched sources as the installed library (patches/build-llama-cpp.sh caches it
 beside the wheel) and linked against the same ggml libraries."""
 from __future__ import annotations
@@ -52,11 +52,25 @@ moeviz rpc-server: WARNING: listening on {host}, not on loopback.
 """
 
 
+MAX_MEM_MIB = 1 << 40   # 1 EiB: past any machine, below size_t overflow
+
+
+def parse_mem(mem) -> int | None:
+    """--mem: whole MiB, at least 1 (None: no limit)."""
+    if mem is None:
+        return None
+    text = str(mem).strip()
+    if isinstance(mem, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_MEM_MIB:
+        raise UserError(f"--mem wants a whole number of MiB, at least 1, got {text[:40]!r}")
+    return int(text)
+
+
 def rpc_server_command(*, host: str = "127.0.0.1", port: int = 50052, threads: int | None = None,
                        mem: int | None = None, cache: bool = False) -> list[str]:
-    if mem is not None:
-        raise UserError("--mem: the rpc-server of this llama.cpp (protocol 7) has no memory limit; "
-                        "it offers its devices' free memory, and --tensor-split on the client decides the share")
+    # --mem: moeviz's patches/rpc-server/0030-rpc-server-mem.patch (rpc-server -m/--mem):
+    # each device reports at most that much free and total memory to clients (their
+    # default split) and refuses buffers beyond it
+    mem = parse_mem(mem)
     if not 1 <= port <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     if threads is not None and not 1 <= threads <= 512:
@@ -66,6 +80,8 @@ def rpc_server_command(*, host: str = "127.0.0.1", port: int = 50052, threads: i
     cmd = [str(rpc_server_path()), "--host", host, "--port", str(port)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    if mem is not None:
+        cmd += ["--mem", str(mem)]
     if cache:
         cmd.append("--cache")
     return cmd
@@ -76,7 +92,8 @@ def run_rpc_server(**kw) -> int:
     host, port = kw.get("host", "127.0.0.1"), kw.get("port", 50052)
     if not is_loopback(host):
         print(WARNING.format(host=host, port=port), file=sys.stderr, flush=True)
-    print(f"moeviz: rpc-server on {host}:{port} (clients: --rpc {host}:{port}); Ctrl-C stops it",
+    limit = f", at most {parse_mem(kw['mem'])} MiB per device" if kw.get("mem") is not None else ""
+    print(f"moeviz: rpc-server on {host}:{port}{limit} (clients: --rpc {host}:{port}); Ctrl-C stops it",
           file=sys.stderr, flush=True)
     # replaced by rpc-server itself: signals (Ctrl-C, a service manager's TERM) reach it
     os.execv(cmd[0], cmd)
