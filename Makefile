@@ -50,11 +50,13 @@ bench: setup
 	$(PY) bench/soak.py
 	$(PY) bench/parallel.py
 
-# Retrain the shipped demo model (moeviz/data/demo-moe.gguf): about an hour on 2 cores.
+# Retrain the shipped demo model (moeviz/data/demo-moe.gguf): 64 experts top-4; about 75 minutes
+# on 2 cores (docs/demo-model.md).
 # PyTorch (CPU build) is needed only here, never by moeviz at run time or by the tests.
 demo-model: setup
-	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m moeviz.demo_model.train --out moeviz/data/demo-moe.gguf --seed 0 --steps 1800
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.14.1
+	$(PY) -m moeviz.demo_model.train --out moeviz/data/demo-moe.gguf --seed 0 --steps 3981 --batch 4 --threads 1 \
+		--n-expert 64 --n-expert-used 4 --n-ff 32
 
 # A static demo site from the default model and the bundled prompts (publish site/ anywhere).
 demo-site: setup

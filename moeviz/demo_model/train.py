@@ -47,12 +47,12 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m moeviz.demo_model.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="GGUF to write (facts go next to it as .json)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1800,
+    ap.add_argument("--steps", type=int, default=3981,
                     help="training steps (with --time-budget: the most it may take)")
     ap.add_argument("--time-budget", type=float, default=0.0, metavar="MINUTES",
                     help="choose the step count during the run so training takes about this long (0: off); "
                          "the steps it chose are in the JSON, and --steps N without a budget repeats the run exactly")
-    ap.add_argument("--batch", type=int, default=8, help="sequences per step")
+    ap.add_argument("--batch", type=int, default=4, help="sequences per step")
     ap.add_argument("--seq", type=int, default=512, help="tokens per sequence (also the GGUF's trained context)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
@@ -68,7 +68,8 @@ def parse_args(argv=None):
     ap.add_argument("--n-ff", type=int, default=32, help="FFN width of each expert")
     ap.add_argument("--n-expert", type=int, default=64)
     ap.add_argument("--n-expert-used", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="PyTorch threads (results depend on it; on a busy 2-core machine 1 is several times faster than 2)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=300)
     ap.add_argument("--eval-limit", type=int, default=0, help="held-out tokens per kind in the final evaluation (0: all)")
