@@ -191,9 +191,11 @@ def test_settings_are_checked_before_llama_cpp(demo_pair):
 
 # ---- the server -------------------------------------------------------------------------
 
-def ws_run(url, request, log, started=None):
+def ws_run(url, request, log, started=None, ready=None):
     with connect(url, max_queue=None, open_timeout=30) as ws:
         ws.recv(timeout=30)
+        if ready is not None:   # a threading.Barrier: every client connected, then all send at once
+            ready.wait(60)
         ws.send(json.dumps({"type": "generate", **request}))
         while True:
             m = json.loads(ws.recv(timeout=180))
@@ -222,8 +224,9 @@ def test_server_runs_requests_together_each_equal_to_record(par_server, tmp_path
     assert model["parallel"] == 2 and model["n_ctx_per_request"] == 1024
     logs = [[], []]
     prompts = [DEMO_PROMPTS[0], DEMO_PROMPTS[3]]
-    threads = [threading.Thread(target=ws_run, args=(par_server.ws_url, {"text": p, "max_tokens": 60, "temperature": 0},
-                                                     logs[i])) for i, p in enumerate(prompts)]
+    ready = threading.Barrier(2)
+    threads = [threading.Thread(target=ws_run, args=(par_server.ws_url, {"text": p, "max_tokens": 200, "temperature": 0},
+                                                     logs[i], None, ready)) for i, p in enumerate(prompts)]
     for t in threads:
         t.start()
     processing, live_running = set(), set()
@@ -248,7 +251,7 @@ def test_server_runs_requests_together_each_equal_to_record(par_server, tmp_path
         with urllib.request.urlopen(f"{par_server.url}/api/runs/{run}.moetrace", timeout=30) as r:
             (tmp_path / f"{i}.moetrace").write_bytes(r.read())
         served = load(tmp_path / f"{i}.moetrace")
-        run_cli("record", "--prompt", p, "--max-tokens", "60", "--temperature", "0", "--kv-type", "f32",
+        run_cli("record", "--prompt", p, "--max-tokens", "200", "--temperature", "0", "--kv-type", "f32",
                 "--flash-attn", "off", "--out", tmp_path / f"{i}.json", check=True)
         alone = load(tmp_path / f"{i}.json")
         assert [t["id"] for t in served.tokens] == [t["id"] for t in alone.tokens]
