@@ -58,3 +58,26 @@ def test_no_overrides_by_default(fixture_models):
 def test_negative_n_cpu_moe_is_refused(fixture_models):
     with pytest.raises(SettingsError, match="--n-cpu-moe must be zero or more"):
         Engine(fixture_models["llama"], n_cpu_moe=-1)
+
+
+def test_one_copy_of_each_ggml_library(fixture_models):
+    """The wheel holds libggml-base.so, .so.0 and .so.0.x as separate files; libllama links
+    the .so.0. --cpu-moe hands the loader ggml's CPU buffer type, the callback reads tensors
+    with ggml_backend_tensor_get and the abort hook sets ggml's callback: each through
+    libllama's own copy, never a second one (its own globals, its own buffer type address)."""
+    import subprocess
+    import sys
+
+    code = f"""
+from moeviz.engine import Engine, SamplingSettings
+e = Engine({str(fixture_models["qwen2moe"])!r}, n_ctx=256, cpu_moe=True, capture="callback")
+list(e.generate("hello", SamplingSettings(max_tokens=2)))
+maps = open("/proc/self/maps").read().splitlines()
+print(sorted({{l.split()[-1] for l in maps if "libggml" in l or "libllama" in l}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    files = eval(out.strip().splitlines()[-1])
+    names = [f.rsplit("/", 1)[1] for f in files]
+    base = [n for n in names if n.startswith("libggml-base")]
+    assert base == ["libggml-base.so.0"], names
+    assert len({n.split(".so")[0] for n in names}) == len(names), names   # no library twice

@@ -20,7 +20,7 @@ import os
 import threading
 
 from ..errors import UserError
-from .lib import lib_dir, llama_cpp
+from .lib import linked_library_path
 
 _ABORT_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
 
@@ -47,14 +47,11 @@ def _on_abort(message: bytes) -> None:
 
 
 def _ggml_base() -> ctypes.CDLL:
-    # the copy libllama links (its soname, .so.0): another file name would be a second
-    # copy of ggml with an abort callback of its own
-    llama_cpp()
-    for name in ("libggml-base.so.0", "libggml-base.so", "libggml-base.dylib"):
-        path = lib_dir() / name
-        if path.is_file():
-            return ctypes.CDLL(str(path))
-    raise OSError("libggml-base not found next to libllama")
+    # the copy libllama links: another copy would have an abort callback of its own
+    path = linked_library_path("ggml-base")
+    if path is None:
+        raise OSError("libggml-base not found next to libllama")
+    return ctypes.CDLL(str(path))
 
 
 def _install() -> None:

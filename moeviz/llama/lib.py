@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +77,28 @@ def lib_dir() -> Path:
 
 
 @functools.cache
+def linked_library_path(name: str) -> Path | None:
+    """The file of ggml library `name` ("ggml-base", "ggml", "ggml-rpc") that libllama
+    itself uses. The wheel holds lib<name>.so, .so.0 and .so.0.x as separate files (wheels
+    keep no symlinks) and libllama links the .so.0, its soname: loading another file
+    name loads a second copy, with its own globals (the abort callback, the backend
+    registry, the CPU buffer type's address that --cpu-moe hands to the loader)."""
+    llama_cpp()  # loads libllama, which already pulled in its ggml libraries
+    for file in (f"lib{name}.so.0", f"lib{name}.so", f"lib{name}.0.dylib", f"lib{name}.dylib", f"{name}.dll"):
+        path = lib_dir() / file
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.cache
 def ggml_base() -> ctypes.CDLL:
-    """libggml-base, for ggml_backend_tensor_get and the struct layout self-check."""
-    llama_cpp()  # loads libllama, which already pulled in libggml-base
-    names = {"linux": "libggml-base.so", "darwin": "libggml-base.dylib", "win32": "ggml-base.dll"}
-    lib = ctypes.CDLL(str(lib_dir() / names.get(sys.platform, "libggml-base.so")))
+    """libggml-base (libllama's copy), for ggml_backend_tensor_get, the CPU buffer type
+    and the struct layout self-check."""
+    path = linked_library_path("ggml-base")
+    if path is None:
+        raise LlamaCppUnavailable(f"libggml-base not found next to libllama in {lib_dir()}")
+    lib = ctypes.CDLL(str(path))
     lib.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
     lib.ggml_backend_tensor_get.restype = None
     lib.ggml_backend_buffer_is_host.argtypes = [ctypes.c_void_p]

@@ -29,7 +29,7 @@ import struct
 import sys
 
 from ..errors import RunFailed, UserError
-from .lib import LlamaCppUnavailable, lib_dir, llama_cpp
+from .lib import LlamaCppUnavailable, linked_library_path, llama_cpp
 
 # ggml/include/ggml-rpc.h and ggml/src/ggml-rpc/ggml-rpc.cpp of the vendored llama.cpp
 RPC_PROTO_MAJOR, RPC_PROTO_MINOR = 7, 0
@@ -121,12 +121,9 @@ def _lib(name: str) -> ctypes.CDLL:
     """The copy libllama itself uses: the wheel holds lib<name>.so, .so.0 and .so.0.x as
     separate files, and libllama links the .so.0 (its soname); loading another name would
     load a second copy, with its own backend registry and abort callback."""
-    llama_cpp()
-    path = lib_dir() / f"lib{name}.so.0"
-    if not path.is_file():
-        path = lib_dir() / f"lib{name}.so"
-    if not path.is_file():
-        raise LlamaCppUnavailable(f"this llama-cpp-python build has no RPC backend ({path.name} missing); "
+    path = linked_library_path(name)
+    if path is None:
+        raise LlamaCppUnavailable(f"this llama-cpp-python build has no RPC backend (lib{name}.so.0 missing); "
                                   "run 'make setup' to rebuild it with -DGGML_RPC=ON")
     return ctypes.CDLL(str(path))
 
