@@ -169,3 +169,36 @@ def test_routing_separates_code_from_prose_unlike_random_weights(samples, refere
         randoms.append(separation([forward(path, tokens)[1] for _, tokens, _, _ in samples], samples))
     assert trained > SEPARATION_MIN, f"trained model: code/prose separation {trained:.3f}"
     assert max(randoms) < SEPARATION_MIN, f"random weights separate code from prose: {randoms}"
+
+
+# Fine-grained experts (64, top-4): a short prompt's run leaves experts unused, and which
+# ones depends on the prompt. Real greedy recordings of two bundled demo prompts, one of
+# code and one of reference-manual prose (moeviz.demo_model.dormant_report counts the same
+# way for docs/demo-model.md).
+DORMANT_PROMPTS = ("code-fibonacci", "docs-with-statement")
+
+
+def test_short_prompts_leave_different_experts_dormant(engine):
+    from moeviz.demo_model.dormant_report import dormant_sets, uniform_dormant_share
+    from moeviz.prompts import load_prompts
+    from moeviz.record import record
+
+    library = load_prompts()
+    E, k = engine.info.n_expert, engine.info.n_expert_used
+    assert (E, k) == (config().n_expert, config().n_expert_used) and E >= 64
+    sets = {}
+    for name in DORMANT_PROMPTS:
+        p = library[name]
+        assert "demo" in p.models
+        trace = record(engine, p.prompt, SamplingSettings(max_tokens=64, temperature=0.0, seed=0))
+        ids = np.asarray(trace.expert_ids)
+        assert ids.shape[1:] == (config().n_layer, k) and trace.n_tokens <= 64 + 64
+        sets[name] = dormant_sets(ids, E)
+        share = sum(map(len, sets[name])) / (len(sets[name]) * E)
+        # some layer has experts no token used, far more than uniform routing would leave
+        assert max(map(len, sets[name])) > 0, f"{name}: every expert of every layer fired"
+        assert share > 5 * uniform_dormant_share(trace.n_tokens, k, E), f"{name}: dormant share {share:.3f}"
+    a, b = (sets[n] for n in DORMANT_PROMPTS)
+    assert a != b
+    # ... and not one fixed set of unused experts: each prompt leaves dormant experts the other used
+    assert sum(len(x - y) for x, y in zip(a, b)) > 0 and sum(len(y - x) for x, y in zip(a, b)) > 0
