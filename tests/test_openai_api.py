@@ -357,7 +357,8 @@ def test_logprobs_are_the_models_log_softmax(client, server):
 def test_a_run_the_model_ends_has_a_row_for_its_last_token(client, server):
     """Ended by the end-of-generation token: seqlen counts that token, so every
     generated token has its row (SGLang's [0, seqlen - 1))."""
-    got = client.completions.create(model=M, prompt="The lighthouse keeper", max_tokens=1000, temperature=0,
+    # the end of a script: the demo model ends the document there (greedy: a newline, then end-of-text)
+    got = client.completions.create(model=M, prompt='if __name__ == "__main__":\n    main()', max_tokens=1000, temperature=0,
                                     extra_body={"return_routed_experts": True})
     assert got.choices[0].finish_reason == "stop" and got.usage.completion_tokens < 1000
     ids, _, trace = _check_routing(server, got.choices[0], "prompt", got.usage)
