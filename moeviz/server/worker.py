@@ -72,7 +72,8 @@ class GenerationWorker:
     def _ahead(self) -> int:
         """Runs between a newly queued job and a free slot (call with the lock held)."""
         busy = sum(not j.done.is_set() for j in self.running)   # one that sent `done` holds no slot
-        return len(self._queue) - 1 + max(0, busy - self.parallel + 1)
+        # the newest job is number len(queue) in line; the first (parallel - busy) take free slots
+        return max(0, len(self._queue) + busy - self.parallel)
 
     def submit(self, job: Job) -> int:
         """Queue a job; returns how many runs are ahead of it."""
