@@ -177,7 +177,7 @@ function renderEmpty() {
       : "loading the recorded run…";
 }
 
-// the model's shape in the intro ("picks 2 of its 16 experts")
+// the model's shape in the intro ("picks 4 of its 64 experts" for the demo model), from /api/model
 let introModel = null;
 function renderIntro() {
   const m = state.model;
