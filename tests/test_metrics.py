@@ -142,3 +142,25 @@ def test_registries_are_per_app_and_per_expert_is_opt_in():
     fams_b = {f.name: f for f in text_string_to_metric_families(b.exposition().decode())}
     assert len(fams_b["moeviz:expert_selections_by_expert"].samples) == 2 * 4
     assert all(s.value == 0 for s in fams_b["moeviz:expert_selections_by_expert"].samples)   # b saw none of a's run
+
+
+def test_a_run_cancelled_while_queued_is_counted(fixture_models, tmp_path):
+    """It ends with `done` (reason cancelled) like any run, so moeviz:runs counts it."""
+    with ServerProcess("--model", fixture_models["deepseek2"], "--n-ctx", "1024", "--data-dir", tmp_path) as server:
+        with connect(server.ws_url) as busy, connect(server.ws_url) as waiting:
+            busy.recv()
+            waiting.recv()
+            busy.send(json.dumps({"type": "generate", "text": "Once upon a time", "max_tokens": 400}))
+            while json.loads(busy.recv(timeout=60))["type"] != "token":
+                pass
+            waiting.send(json.dumps({"type": "generate", "text": "hello", "max_tokens": 4}))
+            assert json.loads(waiting.recv(timeout=60))["type"] == "queued"
+            waiting.send(json.dumps({"type": "cancel"}))
+            done = json.loads(waiting.recv(timeout=60))
+            assert done["type"] == "done" and done["finish"]["reason"] == "cancelled"
+            busy.send(json.dumps({"type": "cancel"}))
+            while json.loads(busy.recv(timeout=60))["type"] != "done":
+                pass
+        got, _ = scrape(server.url)
+    cancelled = {k: v for k, v in got.items() if k[0] == "moeviz:runs_total" and ("reason", "cancelled") in k[1]}
+    assert sum(cancelled.values()) == 2, cancelled   # the queued one and the one cancelled mid-run

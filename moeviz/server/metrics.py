@@ -71,8 +71,12 @@ class ServerMetrics:
                 self.run_dormant += dormant(counts)["count"]
 
     def run_failed(self, source: str) -> None:
+        self.run_ended(source, "error")
+
+    def run_ended(self, source: str, reason: str) -> None:
+        """A run that ended with nothing decoded (failed, or cancelled while queued)."""
         with self._lock:
-            self.runs[(source, "error")] = self.runs.get((source, "error"), 0) + 1
+            self.runs[(source, reason)] = self.runs.get((source, reason), 0) + 1
 
     # A scrape ------------------------------------------------------------------------------
     def exposition(self) -> bytes:

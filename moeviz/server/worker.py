@@ -95,6 +95,8 @@ class GenerationWorker:
                 job.done.set()
                 # a run cancelled before it started still ends, with `done` (reason cancelled)
                 job.send(dumps(self._cancelled_message(job)), 0.0)
+                if self.metrics is not None:   # it ended with `done` too: it counts
+                    self.metrics.run_ended(job.source, "cancelled")
                 self._announce_positions()
                 if self.live is not None:
                     self.live.closed(job, "cancelled", None)
