@@ -91,6 +91,21 @@ def test_slider_mask_candidates_and_the_diff_of_a_masked_rerun(server, browser):
             return [[1, 4], [2, 0], [3, 6]].map(([l, e]) => { const p = moeviz.cellCenter('heatmap', l, e);
                 return Array.from(o.getImageData(p.x, p.y, 1, 1).data); }); })()""")
         assert red[0][0] > 200 and red[0][3] > 0 and red[1][0] > 200 and red[2][3] == 0
+        # the overlay reads the heatmap's position only after a resize (not every frame): it
+        # still lies exactly over the heatmap at another window size
+        pg.page.set_viewport_size({"width": 900, "height": 900})
+        pg.settle()
+        over = pg.js("""(() => { const o = document.querySelector('.mask-overlay'), g = document.getElementById('heatmap-canvas');
+            return [o.style.left, o.style.top, o.style.width, o.style.height, o.width, o.height].join(' ') + ' | ' +
+              [g.offsetLeft + 'px', g.offsetTop + 'px', g.clientWidth + 'px', g.clientHeight + 'px', g.width, g.height]
+              .join(' '); })()""")
+        mine, grid = over.split(" | ")
+        assert mine == grid, over
+        red = pg.js("""(() => { const o = document.querySelector('.mask-overlay').getContext('2d');
+            const p = moeviz.cellCenter('heatmap', 1, 4); return Array.from(o.getImageData(p.x, p.y, 1, 1).data); })()""")
+        assert red[0] > 200 and red[3] > 0
+        pg.page.set_viewport_size({"width": 1400, "height": 1000})
+        pg.settle()
         pg.page.check("#wi-candidates")
         masked, done = pg.generate(text=PROMPT, max_tokens=8, mode="all")
         sent = [m for m in pg.sent if m.get("type") == "generate"][-1]

@@ -164,6 +164,16 @@ export class MaskOverlay {
     this.canvas.setAttribute("aria-hidden", "true");
     wrap.appendChild(this.canvas);
     this.shown = "";
+    // Where the heatmap's canvas sits in its wrapper, read only after a resize: reading
+    // offsetLeft every frame, after the other views changed the page, forced a layout
+    // per frame (the largest script cost while a long prompt plays in).
+    this.geometry = null;
+    if (typeof ResizeObserver !== "undefined") {
+      const observer = new ResizeObserver(() => { this.geometry = null; });
+      observer.observe(wrap);
+      observer.observe(this.grid.canvas);
+      this.observed = true;
+    }
     wrap.addEventListener("click", (ev) => {
       if (!controls.maskMode || ev.target !== this.grid.canvas) return;
       const hit = this.grid.hitTest(ev.clientX, ev.clientY);
@@ -176,14 +186,19 @@ export class MaskOverlay {
     const s = this.state, g = this.grid, c = this.canvas;
     if (!s.model || !g.layout) return;
     const runMask = maskOf(s.run && s.run.settings);
-    const key = `${g.canvas.width}x${g.canvas.height}|${g.canvas.offsetLeft},${g.canvas.offsetTop}|${[...this.controls.mask]}|` +
+    if (!this.geometry || !this.observed || this.geometryGen !== s.gen) {   // and once per run
+      this.geometryGen = s.gen;
+      const gc = g.canvas;
+      this.geometry = [gc.offsetLeft, gc.offsetTop, gc.clientWidth, gc.clientHeight];
+    }
+    const [left, top, width, height] = this.geometry;
+    const key = `${g.canvas.width}x${g.canvas.height}|${left},${top},${width},${height}|${[...this.controls.mask]}|` +
       `${JSON.stringify(runMask)}|${s.gen}`;
     if (key === this.shown) return;
     this.shown = key;
     c.width = g.canvas.width;
     c.height = g.canvas.height;
-    Object.assign(c.style, { left: `${g.canvas.offsetLeft}px`, top: `${g.canvas.offsetTop}px`,
-      width: `${g.canvas.clientWidth}px`, height: `${g.canvas.clientHeight}px` });
+    Object.assign(c.style, { left: `${left}px`, top: `${top}px`, width: `${width}px`, height: `${height}px` });
     const ctx = c.getContext("2d"), dpr = g.layout.dpr;
     ctx.clearRect(0, 0, c.width, c.height);
     const cross = (layer, expert, color) => {
