@@ -3,7 +3,7 @@
 Two kinds of checks:
 - small GGUFs written here with gguf-py (metadata plus a router tensor per MoE layer,
   which is all read_model_info looks at) give the gating, normalization, scale,
-  selection bias, groups and MoE layers of `gguf_info.ARCHS`, including the cases where
+  selection bias, groups and MoE layers of `gguf_archs.ARCHS`, including the cases where
   the answer depends on the metadata (defaults, required keys, leading dense blocks,
   interleave steps, MTP layers, per-layer FFN widths);
 - the table itself is checked against the vendored llama.cpp source in the cached
@@ -22,7 +22,8 @@ import gguf
 import numpy as np
 import pytest
 
-from moeviz.gguf_info import ARCHS, NO_DEFAULT, REQUIRED, FromKey, ModelFileError, describe, read_model_info
+from moeviz.gguf_archs import ARCHS, NO_DEFAULT, REQUIRED, FromKey
+from moeviz.gguf_info import ModelFileError, describe, read_model_info
 
 N_EMBD, N_EXPERT = 8, 4
 
