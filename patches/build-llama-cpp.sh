@@ -44,18 +44,26 @@ key=$( {
 } | sha256sum | cut -c1-16)
 WHEELDIR=$CACHE/wheels/$key
 
+# apply_patches SRC LABEL PATCH...: apply each patch file to the tree SRC (-p1); LABEL
+# prefixes their names in messages
+apply_patches() {
+  local src=$1 label=$2 p
+  shift 2
+  for p in "$@"; do
+    [ -f "$p" ] || continue
+    if ! patch -p1 --forward --batch --silent -d "$src" < "$p"; then
+      echo "moeviz: patch $label$(basename "$p") does not apply to llama-cpp-python $VERSION" >&2
+      return 1
+    fi
+    echo "moeviz: applied $label$(basename "$p")" >&2
+  done
+}
+
 # unpack the sdist into $1 and apply the patches: prints the source directory
 unpack_patched() {
   tar xzf "$SDIST" -C "$1"
-  local src=$1/llama_cpp_python-$VERSION p
-  for p in "$HERE"/*.patch; do
-    [ -f "$p" ] || continue
-    if ! patch -p1 --forward --batch --silent -d "$src" < "$p"; then
-      echo "moeviz: patch $(basename "$p") does not apply to llama-cpp-python $VERSION" >&2
-      return 1
-    fi
-    echo "moeviz: applied $(basename "$p")" >&2
-  done
+  local src=$1/llama_cpp_python-$VERSION
+  apply_patches "$src" "" "$HERE"/*.patch || return 1
   echo "$src"
 }
 
@@ -96,14 +104,7 @@ if [ ! -x "$RPCDIR/rpc-server" ]; then
   echo "moeviz: building llama.cpp rpc-server"
   mkdir -p "$work/rpc" "$work/rpcsrc" "$work/rpcout/lib"
   rsrc=$(unpack_patched "$work/rpcsrc")
-  for p in "${RPC_PATCHES[@]}"; do
-    [ -f "$p" ] || continue
-    if ! patch -p1 --forward --batch --silent -d "$rsrc" < "$p"; then
-      echo "moeviz: patch rpc-server/$(basename "$p") does not apply to llama-cpp-python $VERSION" >&2
-      exit 1
-    fi
-    echo "moeviz: applied rpc-server/$(basename "$p")" >&2
-  done
+  apply_patches "$rsrc" "rpc-server/" "${RPC_PATCHES[@]}" || exit 1
   "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
     "$(ls "$WHEELDIR"/llama_cpp_python-$VERSION-*.whl | head -1)" "$work/rpc"
   cp -P "$work"/rpc/llama_cpp/lib/libggml*.so* "$work/rpcout/lib/"
