@@ -31,16 +31,13 @@ import dataclasses
 import threading
 import time
 
-import numpy as np
-
-from ..llama.lib import llama_cpp
 from ..llama.sampler import SamplerChain
 from ..capture.routing import BatchRouting
-from .candidates import check_candidates, top_candidates
+from .candidates import check_candidates
 from .core import BusyError, concat_routing
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
 from .sampling import SamplingSettings
-from .text import Detokenizer
+from .text import Detokenizer, StopStrings
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,7 +57,7 @@ class _Slot:
     n_generated: int = 0
     pending: int | None = None             # the sampled token the next step feeds
     detok: Detokenizer = dataclasses.field(default_factory=Detokenizer)
-    generated: str = ""
+    stops: StopStrings | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -155,13 +152,11 @@ class BatchedGeneration:
         slot.spans.pop(0)
         if slot.spans:
             return
-        detok = Detokenizer()
-        infos = [TokenInfo(t, detok.push(engine.lm.piece(t)), True) for t in slot.tokens]
-        infos[-1].text += detok.flush()
         routing = engine._postprocess(concat_routing(slot.parts))
         slot.parts = []
-        out.append((slot.key, PromptRouted(infos, routing, slot.prefill_s)))
+        out.append((slot.key, PromptRouted(engine.prompt_infos(slot.tokens), routing, slot.prefill_s)))
         slot.sampler = slot.settings.sampler()
+        slot.stops = StopStrings(slot.settings.stop)
         self._next(slot, -1, out)
 
     def _decode_step(self, ready: list[_Slot], out: list) -> None:
@@ -174,28 +169,20 @@ class BatchedGeneration:
             for slot in ready:
                 self._fail(slot, exc, out)
             return
-        logits = None
-        if any(s.candidates for s in ready):
-            lc = llama_cpp()
-            logits = np.ctypeslib.as_array(lc.llama_get_logits(engine.lm.ctx), shape=(len(ready), engine.lm.n_vocab))
+        logits = engine.logits(len(ready)) if any(s.candidates for s in ready) else None
         dt = time.perf_counter() - t0
         for row, slot in enumerate(ready):
             tok, pos = slot.pending, slot.n_past
             mine = BatchRouting(r.expert_ids[row:row + 1], r.weights[row:row + 1],
                                 r.probs[row:row + 1] if slot.probs and r.probs is not None else None)
             if slot.candidates:
-                mine.candidate_ids, mine.candidate_probs = top_candidates(logits[row:row + 1], slot.candidates)
-                mine.candidate_texts = {int(t): engine.token_piece(int(t)) for t in np.unique(mine.candidate_ids)}
+                engine.add_candidates(mine, logits[row:row + 1], slot.candidates)
             slot.pending = None
             slot.decode_s += dt
             slot.n_generated += 1
             text = slot.detok.push(engine.lm.piece(tok))
             out.append((slot.key, TokenRouted(pos, TokenInfo(tok, text, False), engine._postprocess(mine), dt)))
-            slot.generated += text
-            stop = slot.settings.stop
-            longest = max(map(len, stop), default=0)
-            tail = slot.generated[-(len(text) + longest - 1):] if text else ""
-            if stop and any(s in tail for s in stop):
+            if slot.stops.hit(text):
                 self._end(slot, "stop", out)
             else:
                 self._next(slot, row, out)   # sampled from this step's logits, fed in the next step
@@ -217,11 +204,8 @@ class BatchedGeneration:
                 slot.pending = tok
 
     def _end(self, slot: _Slot, reason: str, out: list) -> None:
-        n_prompt = len(slot.tokens)
-        if slot.prefilling:   # cancelled before its prompt was in: as Engine.generate ends it
-            finish = Finished(reason, n_prompt, 0, slot.prefill_s, 0.0)
-        else:
-            finish = Finished(reason, n_prompt, slot.n_generated, slot.prefill_s, slot.decode_s)
+        # (cancelled while prefilling: nothing generated, as Engine.generate ends it)
+        finish = Finished(reason, len(slot.tokens), slot.n_generated, slot.prefill_s, slot.decode_s)
         self._remove(slot)
         out.append((slot.key, finish))
 

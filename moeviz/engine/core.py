@@ -28,7 +28,7 @@ from .masks import parse_mask
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
 from ..llama.model import LoadedModel, ModelLoadError
 from .sampling import SamplingSettings, SettingsError
-from .text import Detokenizer, PromptError, render_chat, validate_messages
+from .text import Detokenizer, PromptError, StopStrings, render_chat, validate_messages
 
 
 class NotMoEError(UserError, ValueError):
@@ -205,8 +205,7 @@ class Engine:
                               f"(batches of 1-{self.lm.n_batch}, context {self.lm.n_ctx_seq})")
         return self._decode_batch(self._batch.fill(tokens, pos0, all_outputs, seq), n, pos0, probs, candidates)
 
-    def _decode_rows(self, tokens: list[int], positions: list[int], seqs: list[int], probs: bool,
-                     candidates: int = 0) -> BatchRouting:
+    def _decode_rows(self, tokens: list[int], positions: list[int], seqs: list[int], probs: bool) -> BatchRouting:
         """One token for each of several sequences (ascending, distinct), every row an
         output: a parallel decode step. Rows come back in batch order: llama.cpp's
         per-sequence split keeps one-token sequences in seq_id order."""
@@ -216,7 +215,7 @@ class Engine:
             raise DecodeError(f"refused to decode a step of {n} sequences (batches of 1-{self.lm.n_batch}, "
                               f"context {self.lm.n_ctx_seq}, {self.lm.n_seq_max} sequences)")
         b = self._batch.fill_rows(tokens, positions, seqs, [True] * n)
-        return self._decode_batch(b, n, positions[0], probs, candidates)
+        return self._decode_batch(b, n, positions[0], probs, 0)   # candidates per run: BatchedGeneration
 
     def _decode_batch(self, b, n: int, pos0: int, probs: bool, candidates: int) -> BatchRouting:
         if self.rpc_servers:
@@ -233,10 +232,24 @@ class Engine:
             raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
         r = self.capture.finish(n)
         if candidates:   # every row is an output then (_prefill, the decode loop)
-            logits = np.ctypeslib.as_array(llama_cpp().llama_get_logits(self.lm.ctx), shape=(n, self.lm.n_vocab))
-            r.candidate_ids, r.candidate_probs = top_candidates(logits, candidates)
-            r.candidate_texts = {int(t): self.token_piece(int(t)) for t in np.unique(r.candidate_ids)}
+            self.add_candidates(r, self.logits(n), candidates)
         return r
+
+    def logits(self, n: int) -> np.ndarray:
+        """The latest decode's logits, [n output rows, n_vocab] (a view, valid until the next decode)."""
+        return np.ctypeslib.as_array(llama_cpp().llama_get_logits(self.lm.ctx), shape=(n, self.lm.n_vocab))
+
+    def add_candidates(self, r: BatchRouting, logits: np.ndarray, n: int) -> None:
+        """Each row's top-n next tokens (and their texts) onto r."""
+        r.candidate_ids, r.candidate_probs = top_candidates(logits, n)
+        r.candidate_texts = {int(t): self.token_piece(int(t)) for t in np.unique(r.candidate_ids)}
+
+    def prompt_infos(self, tokens: list[int]) -> list[TokenInfo]:
+        """A prompt's tokens with their text (the detokenizer flushed after the last)."""
+        detok = Detokenizer()
+        infos = [TokenInfo(t, detok.push(self.lm.piece(t)), True) for t in tokens]
+        infos[-1].text += detok.flush()
+        return infos
 
     def token_piece(self, token: int) -> str:
         """A token's own text (its piece, invalid UTF-8 replaced): what candidates show."""
@@ -365,15 +378,12 @@ class Engine:
         if routing is None:
             yield Finished("cancelled", len(tokens), 0, prefill_s, 0.0)
             return
-        detok = Detokenizer()
-        infos = [TokenInfo(t, detok.push(lm.piece(t)), True) for t in tokens]
-        infos[-1].text += detok.flush()
-        yield PromptRouted(infos, self._postprocess(routing), prefill_s)
+        yield PromptRouted(self.prompt_infos(tokens), self._postprocess(routing), prefill_s)
 
         sampler = settings.sampler()
         detok = Detokenizer()
-        generated, decode_s, n_past, reason = "", 0.0, len(tokens), "length"
-        longest_stop = max(map(len, settings.stop), default=0)
+        stops = StopStrings(settings.stop)
+        decode_s, n_past, reason = 0.0, len(tokens), "length"
         try:
             for i in range(settings.max_tokens):
                 if cancel is not None and cancel.is_set():
@@ -393,10 +403,7 @@ class Engine:
                 text = detok.push(lm.piece(tok))
                 yield TokenRouted(n_past, TokenInfo(tok, text, False), self._postprocess(r), dt)
                 n_past += 1
-                generated += text
-                # a new match ends in this token's text: only the tail can hold it
-                tail = generated[-(len(text) + longest_stop - 1):] if text else ""
-                if settings.stop and any(s in tail for s in settings.stop):
+                if stops.hit(text):
                     reason = "stop"
                     break
         finally:

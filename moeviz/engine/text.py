@@ -74,3 +74,21 @@ class Detokenizer:
 
     def flush(self) -> str:
         return self._dec.decode(b"", final=True)
+
+
+class StopStrings:
+    """A run's stop strings over its generated text, fed one token's text at a time."""
+
+    def __init__(self, stop: list[str]):
+        self.stop = list(stop)
+        self.longest = max(map(len, self.stop), default=0)
+        self.generated = ""
+
+    def hit(self, text: str) -> bool:
+        """Whether the text so far, with `text` appended, now contains a stop string."""
+        self.generated += text
+        if not self.stop or not text:
+            return False
+        # a new match ends in this token's text: only the tail can hold it
+        tail = self.generated[-(len(text) + self.longest - 1):]
+        return any(s in tail for s in self.stop)
