@@ -69,11 +69,14 @@ class GenerationWorker:
         self._thread.start()
 
     # Called from the event loop ---------------------------------------------------------
+    def _busy(self) -> int:
+        """Slots held: a run that has sent its `done` holds none."""
+        return sum(not j.done.is_set() for j in list(self.running))
+
     def _ahead(self) -> int:
         """Runs between a newly queued job and a free slot (call with the lock held)."""
-        busy = sum(not j.done.is_set() for j in self.running)   # one that sent `done` holds no slot
         # the newest job is number len(queue) in line; the first (parallel - busy) take free slots
-        return max(0, len(self._queue) + busy - self.parallel)
+        return max(0, len(self._queue) + self._busy() - self.parallel)
 
     def submit(self, job: Job) -> int:
         """Queue a job; returns how many runs are ahead of it."""
@@ -100,11 +103,10 @@ class GenerationWorker:
                 self._announce_positions()
                 if self.live is not None:
                     self.live.closed(job, "cancelled", None)
-            self._cv.notify()   # a parallel batch checks cancels between steps
 
     def load(self) -> tuple[int, int]:
         """(runs generating now, runs waiting in the queue): /metrics' request gauges."""
-        return sum(not j.done.is_set() for j in list(self.running)), len(self._queue)
+        return self._busy(), len(self._queue)
 
     @property
     def queue_length(self) -> int:
@@ -138,10 +140,8 @@ class GenerationWorker:
                 self._announce_positions()
             session = RunSession(self, job)
             try:
-                rec = session.start()
-                if rec is not None:
-                    for ev in rec.events(job.cancel):
-                        session.event(ev)
+                for ev in session.start().events(job.cancel):
+                    session.event(ev)
             except Exception as e:  # a bad run must never take the worker down
                 session.fail(e)
             finally:
@@ -153,15 +153,14 @@ class GenerationWorker:
                 release_memory()
 
     def _parallel_loop(self) -> None:
-        batch = BatchedGeneration(self.engine)
-        sessions: dict[int, RunSession] = {}   # id(job) -> its session
+        batch = BatchedGeneration(self.engine)   # its runs are keyed by their sessions
         while True:
             with self._cv:
                 while not self._queue and not batch.active() and not self._stopping:
                     self._cv.wait()
                 if self._stopping:
-                    for job_id, ev in batch.cancel_all():
-                        sessions.pop(job_id).close()
+                    for session, _ in batch.cancel_all():
+                        session.close()
                     return
                 admit = []
                 # the routers' state this batch runs with: the running jobs', or the first admitted's
@@ -184,18 +183,14 @@ class GenerationWorker:
                 session = RunSession(self, job)
                 try:
                     rec = session.start()
-                    if rec is not None:
-                        batch.add(id(job), rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
-                                  candidates=rec.candidates)
-                        sessions[id(job)] = session
-                        continue
+                    batch.add(session, rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
+                              candidates=rec.candidates)
                 except Exception as e:  # noqa: BLE001
                     session.fail(e)
-                self._retire(job, session)
+                    self._retire(session)
             if not batch.active():
                 continue
-            for job_id, ev in batch.step():
-                session = sessions[job_id]
+            for session, ev in batch.step():
                 try:
                     if isinstance(ev, BaseException):
                         raise ev
@@ -205,15 +200,14 @@ class GenerationWorker:
                     session.fail(e)
                     ev = None
                 if ev is None or isinstance(ev, Finished):
-                    del sessions[job_id]
-                    self._retire(session.job, session)
+                    self._retire(session)
             if not batch.active() and not self._queue:
                 release_memory()
 
-    def _retire(self, job: Job, session: "RunSession") -> None:
+    def _retire(self, session: "RunSession") -> None:
         with self._cv:
-            if job in self.running:
-                self.running.remove(job)
+            if session.job in self.running:
+                self.running.remove(session.job)
         session.close()
 
     def _cancelled_message(self, job: Job) -> dict:
@@ -254,7 +248,7 @@ class RunSession:
         if self.worker.live is not None:
             self.worker.live.message(self.job, text)
 
-    def start(self) -> Recording | None:
+    def start(self) -> Recording:
         job, req, worker = self.job, self.job.request, self.worker
         named = Named(req.prompt_name, req.prompt_title, req.prompt_domain) if req.prompt_name is not None else None
         rec = Recording(worker.engine, req.prompt, req.settings, probs=req.probs, named=named,
