@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from _harness import model_or_fixture
 
 from moeviz.demo import default_model_path
 from moeviz.engine import Engine, Finished, SamplingSettings, TokenRouted
 from moeviz.engine.batched import BatchedGeneration
-from moeviz.fixtures import FixtureSpec, write_fixture
 
 PROMPTS = ["def fibonacci(n):", "import os\nimport sys\n\ndef main():", "The with statement", "class Queue:\n",
            "for i in range(10):", "# Copyright", "def read_config(path):\n", "async def fetch(url):",
@@ -96,10 +94,9 @@ def main():
         bench(args.model, args)
     else:
         bench(default_model_path(), args)
-        with tempfile.TemporaryDirectory() as d:
-            spec = FixtureSpec(arch="qwen2moe", n_layer=8, n_embd=512, n_head=8, n_head_kv=4, n_ff=256,
-                               n_expert=32, n_expert_used=4, seed=3)
-            bench(str(write_fixture(Path(d) / "bench.gguf", spec)), args)
+        fixture, tmp = model_or_fixture(None)   # expert matrices dominate its steps
+        bench(fixture, args)
+        tmp.cleanup()
     print(f"\n({args.requests} requests sent at once, {args.tokens} tokens each, greedy; median of {args.rounds} "
           "interleaved rounds)")
 
