@@ -1,51 +1,40 @@
-"""Sampling settings, validated, and the llama.cpp sampler chain they make."""
+"""Sampling settings, validated, and the llama.cpp sampler chain they make.
+
+`SamplingSettings` has one field per sampling entry of moeviz/settings.py (name and
+default from there); `validate` checks each against its entry. The chain is built in
+llama/sampler.py.
+"""
 from __future__ import annotations
 
 import dataclasses
 
-from ..errors import UserError
 from ..llama.sampler import SamplerChain
+from ..settings import SAMPLING, SettingsError, default_of
+
+__all__ = ["SamplingSettings", "SettingsError"]
 
 
-class SettingsError(UserError, ValueError):
-    """A generation setting is out of range."""
+def _field(s):
+    if isinstance(s.default, list):
+        return dataclasses.field(default_factory=lambda s=s: default_of(s))
+    return dataclasses.field(default=s.default)
 
 
-@dataclasses.dataclass
-class SamplingSettings:
-    max_tokens: int = 64
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    seed: int = 0
-    stop: list[str] = dataclasses.field(default_factory=list)
+def _validate(self) -> "SamplingSettings":
+    for s in SAMPLING:
+        object.__setattr__(self, s.name, s.check(getattr(self, s.name)))
+    return self
 
-    def validate(self) -> "SamplingSettings":
-        for name in ("temperature", "top_p"):   # a JSON integer of 400 digits is no float
-            try:
-                float(getattr(self, name))
-            except (OverflowError, TypeError, ValueError):
-                raise SettingsError(f"{name} must be a number, got {str(getattr(self, name))[:40]}") from None
-        if not isinstance(self.top_k, int) or not 0 <= self.top_k < 2**31:
-            raise SettingsError(f"top_k must be an integer from 0 (off) to 2^31 - 1, got {str(self.top_k)[:40]}")
-        if not isinstance(self.max_tokens, int) or self.max_tokens < 0:
-            raise SettingsError(f"max_tokens must be a non-negative integer, got {self.max_tokens!r}")
-        if not 0.0 <= float(self.temperature) <= 10.0:
-            raise SettingsError(f"temperature must be between 0 and 10, got {self.temperature!r}")
-        if not 0.0 < float(self.top_p) <= 1.0:
-            raise SettingsError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
-            raise SettingsError(f"top_k must be a non-negative integer (0 = off), got {self.top_k!r}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise SettingsError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
-        if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
-            raise SettingsError("stop must be a list of non-empty strings")
-        for s in self.stop:
-            try:
-                s.encode("utf-8")
-            except UnicodeEncodeError:
-                raise SettingsError(f"stop string {s[:40]!r} is not valid Unicode text (a lone surrogate)") from None
-        return self
 
-    def sampler(self) -> SamplerChain:
-        return SamplerChain(temperature=float(self.temperature), top_k=self.top_k, top_p=float(self.top_p), seed=self.seed)
+def _sampler(self, prompt_tokens=()) -> SamplerChain:
+    """The llama.cpp chain for these settings (built on its first sample, from the
+    context's model). `prompt_tokens`: the run's prompt, which the penalties look back
+    over (as llama-server feeds its slot's prompt to the sampler)."""
+    return SamplerChain(self, prompt_tokens)
+
+
+SamplingSettings = dataclasses.make_dataclass(
+    "SamplingSettings", [(s.name, object, _field(s)) for s in SAMPLING],
+    namespace={"validate": _validate, "sampler": _sampler,
+               "__doc__": "One run's sampling settings: a field per sampling entry of moeviz/settings.py."})
+SamplingSettings.__module__ = __name__

@@ -1,0 +1,116 @@
+"""Grammars for constrained sampling: GBNF text checked before llama.cpp parses it, and
+JSON schemas converted to GBNF by llama-cpp-python's own converter
+(llama_cpp.llama_grammar: json_schema_to_gbnf, JSON_GBNF), never by hand.
+
+llama.cpp's grammar parser catches its own syntax errors (the sampler comes back NULL),
+but it recurses once per nested group, so a deeply nested grammar could overflow the
+thread's stack: `check_gbnf` refuses that, NUL characters (C strings end there) and
+oversized text first. What llama.cpp then refuses is reported with its reason when it
+logs one.
+
+`grammar_for(gbnf=..., json_schema=...)` is the one entry for callers that need a
+grammar (structured output, forced tool calls): GBNF text back, or GrammarError.
+"""
+from __future__ import annotations
+
+import json
+
+from ..errors import UserError
+from ..settings import MAX_GRAMMAR_CHARS
+
+MAX_NESTING = 100            # parenthesised groups inside one another
+MAX_SCHEMA_DEPTH = 64        # JSON schema nesting handed to the converter (it recurses too)
+GBNF_HELP = "see llama.cpp's grammars/README.md"
+
+
+class GrammarError(UserError, ValueError):
+    """A grammar or JSON schema that cannot constrain a run; `param` names the field."""
+
+    def __init__(self, message: str, param: str | None = "grammar"):
+        super().__init__(message)
+        self.param = param
+
+
+def check_gbnf(text: str, param: str = "grammar") -> str:
+    """`text` if llama.cpp can be given it safely; else GrammarError."""
+    if not isinstance(text, str) or not text.strip():
+        raise GrammarError(f"'{param}' must be non-empty GBNF text", param)
+    if len(text) > MAX_GRAMMAR_CHARS:
+        raise GrammarError(f"'{param}' is {len(text)} characters; the limit is {MAX_GRAMMAR_CHARS}", param)
+    if "\x00" in text:
+        raise GrammarError(f"'{param}' holds a NUL character", param)
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"[":                       # a literal or a character class: skip it, escapes included
+            close = '"' if c == '"' else "]"
+            i += 1
+            while i < n and text[i] != close:
+                i += 2 if text[i] == "\\" else 1
+        elif c == "#":                       # a comment, to the end of the line
+            while i < n and text[i] not in "\r\n":
+                i += 1
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth = max(0, depth - 1)
+        i += 1
+    if deepest > MAX_NESTING:
+        raise GrammarError(f"'{param}' nests groups {deepest} deep; the limit is {MAX_NESTING}", param)
+    return text
+
+
+def last_grammar_error(mark) -> str:
+    """llama.cpp's logged reason for refusing a grammar (left recursion, no root rule),
+    else a pointer to the syntax (its parser prints syntax errors to stderr only)."""
+    if mark is not None:
+        log, since = mark
+        for _level, line in log.since(since):
+            low = line.lower()
+            if "grammar" in low and ("left recursion" in low or "does not contain" in low or "undefined" in low
+                                     or "references" in low):
+                return line.split(": ", 1)[-1].strip() if "llama_grammar" in line else line.strip()
+    return f"llama.cpp's grammar parser refused it ({GBNF_HELP})"
+
+
+def _depth(v, limit: int, d: int = 0) -> int:
+    if d > limit:
+        return d
+    if isinstance(v, dict):
+        return max([_depth(x, limit, d + 1) for x in v.values()], default=d)
+    if isinstance(v, list):
+        return max([_depth(x, limit, d + 1) for x in v], default=d)
+    return d
+
+
+def json_schema_grammar(schema, param: str = "response_format") -> str:
+    """GBNF for JSON that satisfies `schema` (a JSON schema object), by
+    llama_cpp.llama_grammar.json_schema_to_gbnf; None: any JSON object (JSON_GBNF)."""
+    from llama_cpp import llama_grammar   # noqa: PLC0415 - loads the library: only when a schema is asked for
+
+    if schema is None:
+        return llama_grammar.JSON_GBNF
+    if not isinstance(schema, dict):
+        raise GrammarError(f"'{param}': the JSON schema must be an object", param)
+    if _depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise GrammarError(f"'{param}': the JSON schema is nested more than {MAX_SCHEMA_DEPTH} deep", param)
+    try:
+        text = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except RecursionError:
+        raise GrammarError(f"'{param}': the JSON schema refers to itself too deeply to convert", param) from None
+    except Exception as e:   # noqa: BLE001 - the converter raises ValueError, KeyError, AssertionError, re.error...
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise GrammarError(f"'{param}': the JSON schema cannot be turned into a grammar: {why}", param) from None
+    return check_gbnf(text, param)
+
+
+def grammar_for(*, gbnf: str | None = None, json_schema=None, any_json: bool = False) -> str:
+    """GBNF text for a run: the given grammar (checked), or one generated from a JSON
+    schema, or (any_json) any JSON object."""
+    if gbnf is not None:
+        return check_gbnf(gbnf)
+    if json_schema is not None or any_json:
+        return json_schema_grammar(json_schema)
+    raise GrammarError("no grammar, JSON schema or JSON object asked for")
