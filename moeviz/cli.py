@@ -320,6 +320,7 @@ def cmd_serve(args) -> int:
     except ValueError as e:
         raise UserError(str(e)) from None
     check_data_dir(settings.data_dir or default_data_dir())
+    _check_port_free(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/"
     shown = LoadProgress(sys.stderr, _model_size(args))
@@ -356,6 +357,26 @@ def cmd_serve(args) -> int:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     server.run()
     return 1 if failed else 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port already taken is one line naming it, before anything claims the page shows
+    progress (uvicorn would print a raw [Errno 98] and exit)."""
+    import errno  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} is already in use on {host}: stop what uses it, "
+                                f"or pass --port with another") from None
+            if e.errno == errno.EACCES:
+                raise UserError(f"port {port} needs privileges on {host}: pass --port 1024 or above") from None
+            raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 def cmd_export(args) -> int:
