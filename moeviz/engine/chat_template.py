@@ -69,7 +69,7 @@ def compile_template(source: str) -> jinja2.Template:
 
 
 def template_variables(messages, *, add_generation_prompt=True, bos_token="", eos_token="", tools=None,
-                       enable_thinking=True, reasoning_effort=None) -> dict:
+                       enable_thinking=True, reasoning_effort=None, **extra) -> dict:
     """What llama.cpp gives a template to read (``common_chat_template_direct_apply``).
 
     ``tools`` and ``reasoning_effort`` stay undefined unless given, as in llama.cpp:
@@ -80,6 +80,8 @@ def template_variables(messages, *, add_generation_prompt=True, bos_token="", eo
     ``date_string``/``datetime`` are llama.cpp's extra context (Llama 3.x writes the
     date into its system header). ``functions`` is the tools' JSON that
     FireFunction v2 concatenates into its system prompt, as llama.cpp gave it.
+    ``extra``: a request's other ``chat_template_kwargs``, given as they are (llama.cpp
+    merges them into the context the same way).
     """
     now = datetime.datetime.now()
     out = {"messages": messages, "add_generation_prompt": add_generation_prompt, "bos_token": bos_token,
@@ -90,4 +92,6 @@ def template_variables(messages, *, add_generation_prompt=True, bos_token="", eo
         out["tools"] = tools
     if reasoning_effort is not None:
         out["reasoning_effort"] = reasoning_effort
+    for k, v in extra.items():
+        out.setdefault(k, v)
     return out

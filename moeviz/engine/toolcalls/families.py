@@ -1,0 +1,436 @@
+"""Tool-call syntaxes of the model families llama.cpp parses (common/chat.cpp and
+common/parsers/*), each told apart by its chat template's source as llama.cpp tells them.
+
+A family parses an assistant turn's text after any reasoning (scan.split_reasoning):
+content, then its calls. `write` spells one call the family's way (the polyfilled
+prompt's example, the grammar's shape, the tests' model output).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from .scan import Call, dumps, held, json_call, json_value, param_schema, settled, typed_value
+
+_FIRST_KEY = re.compile(r'\s*\{\s*"((?:[^"\\]|\\.)*)"\s*:')
+
+
+def raw_args(text: str, partial: bool) -> tuple[str, bool]:
+    """Arguments written as raw JSON: (the text so far, whole)."""
+    t = text.lstrip()
+    got = json_value(t)
+    if got is not None and isinstance(got[0], dict):
+        return t[:got[1]], True
+    if not partial:
+        return t.strip() or "{}", False
+    return (t.rstrip() if t.startswith("{") else ""), False
+
+
+class Family:
+    name = "generic"
+    think = ("<think>", "</think>")     # reasoning tags when the template has them
+    call_open = ""                      # what opens a call (or the calls' section)
+    call_close: str | None = None
+    section_open: str | None = None
+    section_close: str | None = None
+
+    @classmethod
+    def detect(cls, src: str) -> bool:
+        return False
+
+    def markers(self) -> list[str]:
+        return [m for m in (self.section_open, self.call_open) if m]
+
+    # Parsing ---------------------------------------------------------------------------
+    def parse(self, body: str, partial: bool, tools) -> tuple[str, list[Call], str, bool]:
+        """(content, calls, text after the calls, pending): `pending` while the body may
+        still turn out to be a call."""
+        starts = [i for i in (body.find(m) for m in self.markers()) if i >= 0]
+        if not starts:
+            return settled(body, self.markers(), partial), [], "", False
+        first = min(starts)
+        content, pos, calls = body[:first].rstrip(), first, []
+        if self.section_open and body.startswith(self.section_open, pos):
+            pos += len(self.section_open)
+        while True:
+            rest = body[pos:]
+            ws = len(rest) - len(rest.lstrip())
+            pos, rest = pos + ws, rest.lstrip()
+            if self.section_close and rest.startswith(self.section_close):
+                pos += len(self.section_close)
+                break
+            if not rest.startswith(self.call_open):
+                if partial and held(rest, [self.call_open, self.section_close or self.call_open]) == len(rest):
+                    rest = ""
+                return content, calls, rest if not partial else "", False
+            k = pos + len(self.call_open)
+            e = self._close_at(body, k)
+            seg = body[k:e] if e >= 0 else body[k:]
+            if e < 0 and partial:
+                seg = seg[: len(seg) - held(seg, [self.call_close or self.call_open])]
+            call = self.call(seg, partial and e < 0, tools)
+            if call is None:
+                break
+            calls.append(call)
+            if e < 0:
+                pos = len(body)
+                break
+            call.done = True
+            pos = e + (len(self.call_close) if self.call_close else 0)
+        post = body[pos:].strip() if not partial else ""
+        return content, calls, post, False
+
+    def _close_at(self, body: str, k: int) -> int:
+        if self.call_close:
+            return body.find(self.call_close, k)
+        return body.find(self.call_open, k)
+
+    def call(self, seg: str, partial: bool, tools) -> Call | None:
+        raise NotImplementedError
+
+    # Writing ---------------------------------------------------------------------------
+    def write(self, name: str, args: dict, index: int = 0, call_id: str = "") -> str:
+        raise NotImplementedError
+
+    def join(self, calls: list[str]) -> str:
+        text = "".join(calls)
+        return (self.section_open or "") + text + (self.section_close or "")
+
+
+class Hermes(Family):
+    """Hermes 2 Pro / Qwen 2.5 / Qwen3: <tool_call>{"name": ..., "arguments": {...}}</tool_call>."""
+    name = "hermes"
+    call_open, call_close = "<tool_call>", "</tool_call>"
+
+    @classmethod
+    def detect(cls, src):
+        return "<tool_call>" in src
+
+    def call(self, seg, partial, tools):
+        return json_call(seg, partial)[0]
+
+    def write(self, name, args, index=0, call_id=""):
+        return f'<tool_call>\n{{"name": {dumps(name)}, "arguments": {dumps(args)}}}\n</tool_call>'
+
+    def join(self, calls):
+        return "\n".join(calls)
+
+
+class Qwen3Coder(Hermes):
+    """Qwen3-Coder / Qwen3.5 / Nemotron Nano 3: <tool_call><function=NAME><parameter=K>V</parameter>..."""
+    name = "qwen3-coder"
+
+    @classmethod
+    def detect(cls, src):
+        return "<tool_call>" in src and "<function=" in src and "<parameter=" in src
+
+    def call(self, seg, partial, tools):
+        s = seg.lstrip()
+        if not s.startswith("<function="):
+            return None
+        gt = s.find(">")
+        if gt < 0:
+            return None
+        name = s[len("<function="):gt]
+        pairs, pos = [], gt + 1
+        while True:
+            o = s.find("<parameter=", pos)
+            if o < 0:
+                break
+            g = s.find(">", o)
+            c = s.find("</parameter>", g) if g >= 0 else -1
+            if c < 0:
+                break
+            key = s[o + len("<parameter="):g]
+            value = s[g + 1:c]
+            value = value[1:] if value.startswith("\n") else value
+            value = value[:-1] if value.endswith("\n") else value
+            pairs.append((key, typed_value(value, param_schema(tools, name, key))))
+            pos = c + len("</parameter>")
+        done = "</function>" in s[pos:] or not partial
+        return Call(name, _object_text(pairs, done), done=done)
+
+    def write(self, name, args, index=0, call_id=""):
+        params = "".join(f"<parameter={k}>\n{v if isinstance(v, str) else dumps(v)}\n</parameter>\n"
+                         for k, v in args.items())
+        return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
+
+
+def _object_text(pairs, done: bool) -> str:
+    """Arguments built one parameter at a time: each partial text begins the next."""
+    text = "{" + ", ".join(f"{dumps(k)}: {dumps(v)}" for k, v in pairs)
+    return text + "}" if done else text
+
+
+class Glm45(Hermes):
+    """GLM-4.5 / 4.6 / 4.7: <tool_call>NAME<arg_key>K</arg_key><arg_value>V</arg_value>...</tool_call>."""
+    name = "glm-4.5"
+
+    @classmethod
+    def detect(cls, src):
+        return "<tool_call>" in src and "<arg_key>" in src
+
+    def call(self, seg, partial, tools):
+        k = seg.find("<arg_key>")
+        head = (seg if k < 0 else seg[:k]).lstrip()
+        if k < 0 and partial and "\n" not in head:
+            return None                      # the name may go on
+        name = head.split("\n", 1)[0].strip()
+        if not name:
+            return None
+        pairs, pos = [], k if k >= 0 else len(seg)
+        while k >= 0:
+            ke = seg.find("</arg_key>", pos)
+            vo = seg.find("<arg_value>", ke) if ke >= 0 else -1
+            ve = seg.find("</arg_value>", vo) if vo >= 0 else -1
+            if ve < 0:
+                break
+            key = seg[pos + len("<arg_key>"):ke].strip()
+            raw = seg[vo + len("<arg_value>"):ve]
+            pairs.append((key, typed_value(raw, param_schema(tools, name, key))))
+            pos = seg.find("<arg_key>", ve)
+            if pos < 0:
+                break
+        return Call(name, _object_text(pairs, not partial))
+
+    def write(self, name, args, index=0, call_id=""):
+        kv = "".join(f"<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else dumps(v)}</arg_value>\n"
+                     for k, v in args.items())
+        return f"<tool_call>{name}\n{kv}</tool_call>"
+
+
+class KimiK2(Family):
+    """Kimi K2: <|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{...}
+    <|tool_call_end|>...<|tool_calls_section_end|>; the id is functions.NAME:IDX."""
+    name = "kimi-k2"
+    section_open, section_close = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
+    call_open, call_close = "<|tool_call_begin|>", "<|tool_call_end|>"
+
+    @classmethod
+    def detect(cls, src):
+        return "<|tool_calls_section_begin|>" in src and "<|tool_call_begin|>" in src
+
+    def call(self, seg, partial, tools):
+        sep = seg.find("<|tool_call_argument_begin|>")
+        if sep < 0:
+            return None
+        head = seg[:sep].strip()
+        name = head[len("functions."):] if head.startswith("functions.") else head
+        name = name.rsplit(":", 1)[0] if ":" in name else name
+        args, _ = raw_args(seg[sep + len("<|tool_call_argument_begin|>"):], partial)
+        return Call(name, args, id=head)
+
+    def write(self, name, args, index=0, call_id=""):
+        return f"<|tool_call_begin|>functions.{name}:{index}<|tool_call_argument_begin|>{dumps(args)}<|tool_call_end|>"
+
+
+class DeepSeek(Family):
+    """DeepSeek V3 / R1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME
+    ```json ... ```<｜tool▁call▁end｜>...; V3.1: <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{...}<｜tool▁call▁end｜>."""
+    name = "deepseek"
+    section_open, section_close = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+    call_open, call_close = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>"
+    SEP = "<｜tool▁sep｜>"
+
+    def __init__(self, fenced: bool = True):
+        self.fenced = fenced            # R1 / V3: the arguments in a ```json fence after the name
+
+    @classmethod
+    def detect(cls, src):
+        return "<｜tool▁calls▁begin｜>" in src
+
+    def call(self, seg, partial, tools):
+        i = seg.find(self.SEP)
+        if i < 0:
+            return None
+        head, tail = seg[:i].strip(), seg[i + len(self.SEP):]
+        if head == "function" or (self.fenced and head in ("", "function")):
+            nl = tail.find("\n")
+            if nl < 0:
+                return None if partial else Call(tail.strip(), "{}")
+            name, tail = tail[:nl].strip(), tail[nl + 1:]
+            t = tail.lstrip()
+            if t.startswith("```"):
+                t = t[3:]
+                t = t[4:] if t.startswith("json") else t
+            elif partial and "```json".startswith(t):
+                return Call(name, "")
+            args, _ = raw_args(t, partial)
+            return Call(name, args)
+        args, _ = raw_args(tail, partial)
+        return Call(head, args)
+
+    def write(self, name, args, index=0, call_id=""):
+        if self.fenced:
+            return f"<｜tool▁call▁begin｜>function<｜tool▁sep｜>{name}\n```json\n{dumps(args)}\n```<｜tool▁call▁end｜>"
+        return f"<｜tool▁call▁begin｜>{name}<｜tool▁sep｜>{dumps(args)}<｜tool▁call▁end｜>"
+
+
+class Mistral(Family):
+    """Mistral Nemo: [TOOL_CALLS][{"name", "arguments", "id"}, ...]; Mistral Small 3.2 /
+    Devstral / Ministral: [TOOL_CALLS]NAME[CALL_ID]ID[ARGS]{...} (the id optional), repeated."""
+    name = "mistral"
+    call_open = "[TOOL_CALLS]"
+
+    def __init__(self, args_style: bool = False):
+        self.args_style = args_style
+
+    @classmethod
+    def detect(cls, src):
+        return "[TOOL_CALLS]" in src
+
+    def parse(self, body, partial, tools):
+        if self.args_style:
+            return super().parse(body, partial, tools)
+        i = body.find(self.call_open)
+        if i < 0:
+            return settled(body, self.markers(), partial), [], "", False
+        content, s = body[:i].rstrip(), body[i + len(self.call_open):].lstrip()
+        calls, pos = [], 1
+        if not s.startswith("["):
+            return content, [], "" if partial else s, False
+        while True:
+            while pos < len(s) and s[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(s) or s[pos] == "]":
+                break
+            call, end = json_call(s[pos:], partial)
+            if call is None:
+                break
+            calls.append(call)
+            if end < 0:
+                break
+            call.done = True
+            pos += end
+        return content, calls, "", False
+
+    def call(self, seg, partial, tools):
+        a = seg.find("[ARGS]")
+        if a < 0:
+            return None
+        head = seg[:a]
+        name, _, call_id = head.partition("[CALL_ID]")
+        args, _ = raw_args(seg[a + len("[ARGS]"):], partial)
+        return Call(name.strip(), args, id=call_id.strip())
+
+    def write(self, name, args, index=0, call_id=""):
+        if self.args_style:
+            return f"[TOOL_CALLS]{name}[ARGS]{dumps(args)}"
+        return dumps({"name": name, "arguments": args, "id": call_id or "abcDEF123"})
+
+    def join(self, calls):
+        return "".join(calls) if self.args_style else "[TOOL_CALLS][" + ", ".join(calls) + "]"
+
+
+class JsonFamily(Family):
+    """Calls written as bare JSON: the output is one (when it begins with `{` and names a
+    known tool), else it is content."""
+    keys: tuple[str, ...] = ()
+
+    def parse(self, body, partial, tools):
+        s = body.lstrip()
+        for tag in ("<|python_tag|>",):
+            s = s[len(tag):].lstrip() if s.startswith(tag) else s
+        if not s.startswith("{"):
+            if partial and s and "<|python_tag|>".startswith(s):
+                return "", [], "", True
+            return settled(body, [], partial) if partial else body, [], "", False
+        got = json_value(s)
+        if got is None:
+            m = _FIRST_KEY.match(s)
+            if partial and (m is None or m.group(1) in self.keys):
+                return "", [], "", True
+            return (settled(body, [], partial) if partial else body), [], "", False
+        calls = self.calls(got[0], tools)
+        if calls is None:
+            return body if not partial else settled(body, [], partial), [], "", False
+        if isinstance(calls, str):
+            return calls, [], "", False
+        rest = s[got[1]:].strip()
+        return "", calls, rest if not partial else "", False
+
+    def calls(self, value, tools):
+        raise NotImplementedError
+
+
+def _known(name, tools) -> bool:
+    return any(t["function"]["name"] == name for t in tools or ())
+
+
+class Llama3(JsonFamily):
+    """Llama 3.1 / 3.2 / 3.3: {"name": ..., "parameters": {...}} (optionally "type": "function")."""
+    name = "llama3"
+    keys = ("name", "type")
+
+    @classmethod
+    def detect(cls, src):
+        return "<|start_header_id|>" in src and "ipython" in src
+
+    def calls(self, value, tools):
+        if not isinstance(value, dict) or not _known(value.get("name"), tools):
+            return None
+        args = value.get("parameters", value.get("arguments", {}))
+        return [Call(value["name"], args if isinstance(args, str) else dumps(args), done=True)]
+
+    def write(self, name, args, index=0, call_id=""):
+        return dumps({"name": name, "parameters": args})
+
+    def join(self, calls):
+        return calls[0] if len(calls) == 1 else "; ".join(calls)
+
+
+class Generic(JsonFamily):
+    """llama.cpp's form for templates that know no tools: one JSON object,
+    {"tool_calls": [{"name", "arguments", "id"}]}, {"tool_call": {...}} or {"response": "..."}."""
+    name = "generic"
+    keys = ("tool_calls", "tool_call", "response")
+
+    def calls(self, value, tools):
+        if not isinstance(value, dict):
+            return None
+        if isinstance(value.get("response"), str) and len(value) == 1:
+            return value["response"]
+        items = value.get("tool_calls")
+        if items is None and isinstance(value.get("tool_call"), dict):
+            items = [value["tool_call"]]
+        if not isinstance(items, list) or not items:
+            return None
+        out = []
+        for it in items:
+            if not isinstance(it, dict) or not _known(it.get("name"), tools):
+                return None
+            args = it.get("arguments", {})
+            out.append(Call(it["name"], args if isinstance(args, str) else dumps(args),
+                            it.get("id") if isinstance(it.get("id"), str) else "", True))
+        return out
+
+    def write(self, name, args, index=0, call_id=""):
+        return dumps({"name": name, "arguments": args})
+
+    def join(self, calls):
+        return '{"tool_calls": [' + ", ".join(calls) + "]}"
+
+
+def detect(src: str) -> Family:
+    """The family of a chat template, tested in llama.cpp's order (most specific first)."""
+    from .harmony import Harmony  # noqa: PLC0415 - harmony imports this module
+    if Mistral.detect(src):
+        return Mistral(args_style="[ARGS]" in src)
+    if Harmony.detect(src):
+        return Harmony()
+    for cls in (KimiK2,):
+        if cls.detect(src):
+            return cls()
+    if DeepSeek.detect(src):
+        return DeepSeek(fenced="```json" in src)
+    for cls in (Glm45, Qwen3Coder, Hermes, Llama3):
+        if cls.detect(src):
+            return cls()
+    return Generic()
+
+
+def loads_or_none(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
