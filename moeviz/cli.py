@@ -387,7 +387,8 @@ def cmd_export(args) -> int:
     if args.model or args.prompts or not runs:
         runs += _record_prompts(args)
     site = export_site(args.out, runs)
-    print(f"moeviz: wrote a static site with {len(runs)} runs to {site} (serve it with any static file host)",
+    print(f"moeviz: wrote a static site with {len(runs)} run{'' if len(runs) == 1 else 's'} to {site} "
+          "(serve it with any static file host)",
           file=sys.stderr)
     return 0
 
@@ -405,7 +406,16 @@ def _record_prompts(args) -> list:
     settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).validate()
     engine = Engine(args.model or default_model_path(), n_gpu_layers=args.n_gpu_layers, rpc=args.rpc,
                     tensor_split=args.tensor_split, parallel=getattr(args, "parallel", 1))
-    prompts = suited(library, model_kind(model_description(engine.info)["name"]))
+    kind = model_kind(model_description(engine.info)["name"])
+    prompts = suited(library, kind)
+    # every prompt left out, and why: written for other models than this one
+    for p in library:
+        if p not in prompts:
+            print(f"moeviz: skipped prompt {p.name}: written for {' and '.join(p.models)} models, "
+                  f"not the {kind} model", file=sys.stderr)
+    if len(prompts) < len(library):
+        print(f"moeviz: recording {len(prompts)} of {len(library)} prompts ({len(library) - len(prompts)} skipped)",
+              file=sys.stderr)
     runs = []
     try:
         for i, p in enumerate(prompts):

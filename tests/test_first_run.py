@@ -19,3 +19,25 @@ def test_serve_on_a_busy_port_is_one_line_naming_it():
     assert r.stderr.strip() == f"moeviz serve: error: port {port} is already in use on 127.0.0.1: " \
                                "stop what uses it, or pass --port with another"
     assert "Errno" not in r.stderr and "shows the progress" not in r.stdout + r.stderr
+
+
+def test_export_lists_every_skipped_prompt_and_counts_runs(tmp_path):
+    from moeviz.prompts import DEFAULT_DIR, load_prompts, suits
+
+    library = list(load_prompts(DEFAULT_DIR).values())
+    skipped = [p for p in library if not suits(p, "demo")]
+    assert skipped and len(skipped) < len(library)        # the bundled library has both kinds
+    r = subprocess.run([sys.executable, "-m", "moeviz", "export", "--out", str(tmp_path / "site"), "--max-tokens", "2"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    for p in skipped:
+        assert f"moeviz: skipped prompt {p.name}: written for {' and '.join(p.models)} models, not the demo model" \
+            in lines, p.name
+    n = len(library) - len(skipped)
+    assert f"moeviz: recording {n} of {len(library)} prompts ({len(skipped)} skipped)" in lines
+    assert f"with {n} runs to" in r.stderr
+    one = subprocess.run([sys.executable, "-m", "moeviz", "export", "--out", str(tmp_path / "one"),
+                          str(next((tmp_path / "site" / "runs").glob("*.moetrace")))],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert one.returncode == 0 and "with 1 run to" in one.stderr, one.stderr
