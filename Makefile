@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.moeviz-setup
 
-.PHONY: setup serve test bench clean chromium axe demo-site demo-model
+.PHONY: setup serve test bench clean chromium axe node demo-site demo-model
 
 setup: $(STAMP)
 
@@ -37,8 +37,15 @@ axe:
 		echo "moeviz: installing axe-core $(AXE_VERSION) for the accessibility check"; \
 		npm install --prefix $(AXE_DIR) --no-audit --no-fund --silent axe-core@$(AXE_VERSION); }
 
-test: setup chromium axe
+# The page's figures and trace checks against Python's golden files (tests/js/, node's
+# own test runner: no npm packages).
+node:
+	@command -v node >/dev/null 2>&1 || { echo "moeviz: installing Debian's nodejs for the page's unit tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; }
+
+test: setup chromium axe node
 	$(PY) -m pytest $(ARGS)
+	node --test tests/js/*.test.js
 
 bench: setup
 	$(PY) bench/capture_overhead.py

@@ -2,29 +2,30 @@
 cumulative routing heatmap (the Open Graph image size), for permalink pages and
 exported sites.
 
-The image is the page's heatmap in the page's colours (web/js/heatmap.js HEAT_PALETTE:
-never-selected experts dark, then violet to pale yellow on a log scale; dense layers
-striped), so a link previews as what it opens to. Written with numpy and zlib: no
-imaging library is needed at run time.
+The image is the page's heatmap in the page's colours (web/js/colors.json, which the
+page's heatmap.js and grid.js read too: never-selected experts dark, then violet to pale
+yellow on a log scale; dense layers striped), so a link previews as what it opens to.
+Written with numpy and zlib: no imaging library is needed at run time.
 """
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
 import numpy as np
 
+from .resources import web_dir
 from .trace import Trace
 from .trace.summary import dormant
 
 WIDTH, HEIGHT = 1200, 630
 BG = (11, 14, 20)
-DORMANT = (22, 27, 38)
-DENSE = ((30, 36, 48), (38, 45, 60))
 ACCENT = (240, 162, 59)
-# [position 0..1, rgb]: web/js/heatmap.js HEAT_PALETTE
-HEAT_STOPS = [(0.0, (22, 27, 38)), (1 / 255, (46, 30, 92)), (0.3, (112, 38, 130)), (0.55, (206, 64, 96)),
-              (0.78, (246, 140, 54)), (1.0, (255, 244, 180))]
+_COLORS = json.loads((web_dir() / "js" / "colors.json").read_text(encoding="utf-8"))
+HEAT_STOPS = [(float(p), tuple(rgb)) for p, rgb in _COLORS["heat_stops"]]     # [position 0..1, rgb]
+DENSE = tuple(tuple(rgb) for rgb in _COLORS["dense_stripes"])
+DORMANT = HEAT_STOPS[0][1]
 
 
 def _palette() -> np.ndarray:
@@ -32,6 +33,14 @@ def _palette() -> np.ndarray:
     pos = np.array([p for p, _ in HEAT_STOPS])
     rgb = np.array([c for _, c in HEAT_STOPS], dtype=float)
     return np.stack([np.interp(x, pos, rgb[:, i]) for i in range(3)], axis=1).round().astype(np.uint8)
+
+
+def heat_levels(counts: np.ndarray, scale: int) -> np.ndarray:
+    """Palette index per count on the page's log scale up to `scale` (web/js/heatmap.js
+    heatLevel: the same operations, so the same index): 0 for none, else
+    1 + floor(254 log(1 + c) / log(1 + scale)), at most 255."""
+    level = 1 + np.minimum(254, np.floor(254 * np.log1p(counts) * (1 / np.log1p(scale))))
+    return np.where(counts > 0, level, 0).astype(int)
 
 
 def selection_counts(trace: Trace) -> np.ndarray:
@@ -52,7 +61,7 @@ def render_png(trace: Trace, width: int = WIDTH, height: int = HEIGHT) -> bytes:
     counts = selection_counts(trace)
     top = max(1, int(counts.max()))
     scale = 2 ** int(np.ceil(np.log2(top)))          # as the page: a power of two over the maximum
-    levels = np.where(counts > 0, 1 + np.minimum(254, np.floor(254 * np.log1p(counts) / np.log1p(scale))), 0).astype(int)
+    levels = heat_levels(counts, scale)
     pal = _palette()
     img = np.empty((height, width, 3), np.uint8)
     img[:] = BG

@@ -9,6 +9,7 @@
 //   paintCells – only a list of cells (per-token incremental updates)
 // Geometry is in device pixels with integer cell edges, so cells stay crisp at any
 // devicePixelRatio and incremental fills never leave seams.
+import COLORS from "./colors.json" with { type: "json" };
 
 const BG = "#0e1219";
 
@@ -32,7 +33,7 @@ export function makePalette(stops, n = 256) {
 // platform browsers run on, so the packed value reads ABGR.
 export function packRGB([r, g, b]) { return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0; }
 
-const DENSE_A = packRGB([30, 36, 48]), DENSE_B = packRGB([38, 45, 60]);
+const DENSE_A = packRGB(COLORS.dense_stripes[0]), DENSE_B = packRGB(COLORS.dense_stripes[1]);   // colors.json
 const SHARED_A = packRGB([24, 92, 100]), SHARED_B = packRGB([30, 112, 122]);
 const BG_U32 = packRGB([14, 18, 25]);
 

@@ -9,12 +9,18 @@
 import { LayerExpertGrid, makePalette } from "./grid.js";
 import { showTooltip, hideTooltip } from "./tooltip.js";
 import { tokensWord } from "./figures.js";
+import COLORS from "./colors.json" with { type: "json" };
 
-// index 0: never selected (dormant); 1..255: dim violet to pale yellow
-export const HEAT_PALETTE = makePalette([
-  [0, [22, 27, 38]], [1 / 255, [46, 30, 92]], [0.3, [112, 38, 130]], [0.55, [206, 64, 96]],
-  [0.78, [246, 140, 54]], [1, [255, 244, 180]],
-]);
+// index 0: never selected (dormant); 1..255: dim violet to pale yellow. The stops are
+// colors.json's, which moeviz/preview.py's share image reads too.
+export const HEAT_PALETTE = makePalette(COLORS.heat_stops);
+
+// A value's palette index on the log scale up to `scale` (moeviz/preview.py heat_levels):
+// 0 for none, else 1 + floor(254 log(1 + v) / log(1 + scale)), at most 255.
+export function heatLevel(scale) {
+  const inv = 1 / Math.log1p(scale);
+  return (v) => (v > 0 ? 1 + Math.min(254, Math.floor(254 * Math.log1p(v) * inv)) : 0);
+}
 
 export class HeatmapView {
   constructor(canvas, state, { legend } = {}) {
@@ -80,8 +86,7 @@ export class HeatmapView {
   }
 
   fillLevels(cells, n, scale) {
-    const vals = this.values(), lv = this.levels, inv = 1 / Math.log1p(scale);
-    const level = (v) => (v > 0 ? 1 + Math.min(254, Math.floor(254 * Math.log1p(v) * inv)) : 0);
+    const vals = this.values(), lv = this.levels, level = heatLevel(scale);
     // counts are integers up to `scale`: a lookup table replaces a log per cell
     const lut = this.mode === "counts" ? this.countLevels(scale, level) : null;
     if (cells) for (let i = 0; i < n; i++) lv[cells[i]] = lut ? lut[vals[cells[i]]] : level(vals[cells[i]]);

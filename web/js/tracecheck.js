@@ -39,6 +39,12 @@ export function validateHeader(h) {
   if (m.n_expert < 1 || m.n_expert_used < 1 || m.n_expert_used > m.n_expert) {
     throw new TraceError("model.n_expert_used must be between 1 and model.n_expert");
   }
+  if (m.n_expert > MAX_EXPERTS) {
+    throw new TraceError(`model.n_expert is ${m.n_expert}; traces have at most ${MAX_EXPERTS} experts (llama.cpp's limit)`);
+  }
+  if (m.n_layer > MAX_LAYERS) {
+    throw new TraceError(`model.n_layer is ${m.n_layer}; traces have at most ${MAX_LAYERS} layers (llama.cpp's limit)`);
+  }
   const ml = m.moe_layers;
   if (!Array.isArray(ml) || !ml.every((i) => Number.isInteger(i) && i >= 0 && i < m.n_layer)) {
     throw new TraceError("model.moe_layers must list layer indices below model.n_layer");
@@ -57,6 +63,69 @@ export function validateHeader(h) {
     if (t.prompt && seenGenerated) throw new TraceError(`tokens[${i}] is a prompt token after a generated one`);
     seenGenerated = seenGenerated || !t.prompt;
   });
+  validateFields(h, m, h.tokens);
+}
+
+// Shapes a trace may claim, and the rest of a header field by field, as schema.py's
+// _validate_fields / _validate_settings / _validate_finish check them.
+const MAX_LAYERS = 512, MAX_EXPERTS = 1024, MAX_VOCAB = 2 ** 31 - 1, MAX_TOKENS = 1 << 24;
+const FINISH_REASONS = ["length", "eos", "stop", "context", "cancelled"];
+const SETTING_TYPES = { max_tokens: "integer", top_k: "integer", seed: "integer", temperature: "number", top_p: "number",
+  probs: "bool", capture: "text", prompt_name: "text", prompt_title: "text", prompt_domain: "text" };
+const isKind = { integer: Number.isInteger, number: (v) => typeof v === "number", bool: (v) => typeof v === "boolean",
+  text: (v) => typeof v === "string" };
+const given = (v) => v !== undefined && v !== null;
+
+function validateFields(h, m, tokens) {
+  for (const f of ["name", "architecture", "gating"]) {
+    if (given(m[f]) && typeof m[f] !== "string") throw new TraceError(`model.${f} must be a string`);
+  }
+  const dense = m.dense_layers;
+  if (given(dense) && !(Array.isArray(dense) && dense.every((i) => Number.isInteger(i) && i >= 0 && i < m.n_layer))) {
+    throw new TraceError("model.dense_layers must list layer indices below model.n_layer");
+  }
+  for (const f of ["n_vocab", "n_embd", "n_shared_experts", "n_expert_groups", "n_group_used"]) {
+    if (given(m[f]) && !(Number.isInteger(m[f]) && m[f] >= 0 && m[f] <= MAX_VOCAB)) {
+      throw new TraceError(`model.${f} must be a non-negative integer`);
+    }
+  }
+  if (tokens.length > MAX_TOKENS) throw new TraceError(`trace has ${tokens.length} tokens; at most ${MAX_TOKENS} are read`);
+  const vocab = m.n_vocab || MAX_VOCAB;
+  tokens.forEach((t, i) => {
+    if (t.id < 0 || t.id >= vocab) throw new TraceError(`tokens[${i}].id ${t.id} is not a token id (0-${vocab - 1})`);
+  });
+  if (given(h.prompt) && typeof h.prompt !== "string" && !Array.isArray(h.prompt)) {
+    throw new TraceError("prompt must be text or a list of chat messages");
+  }
+  if (h.meta !== undefined && !isObject(h.meta)) throw new TraceError("meta must be an object");
+  const s = h.settings || {};
+  for (const [f, kind] of Object.entries(SETTING_TYPES)) {
+    if (given(s[f]) && !isKind[kind](s[f])) throw new TraceError(`settings.${f} must be ${kind === "integer" ? "an" : "a"} ${kind}`);
+  }
+  if (given(s.stop) && !(Array.isArray(s.stop) && s.stop.every((x) => typeof x === "string"))) {
+    throw new TraceError("settings.stop must be a list of strings");
+  }
+  if (given(h.finish)) validateFinish(h.finish, tokens);
+}
+
+function validateFinish(f, tokens) {
+  if (!isObject(f)) throw new TraceError("finish must be an object");
+  if (!FINISH_REASONS.includes(f.reason)) throw new TraceError(`finish.reason must be one of ${FINISH_REASONS.join(", ")}`);
+  for (const k of ["n_prompt", "n_generated"]) {
+    if (k in f && !isCount(f[k])) throw new TraceError(`finish.${k} must be a non-negative integer`);
+  }
+  for (const k of ["prefill_seconds", "decode_seconds"]) {
+    if (given(f[k]) && !(typeof f[k] === "number" && f[k] >= 0 && f[k] < Infinity)) {
+      throw new TraceError(`finish.${k} must be a non-negative number of seconds`);
+    }
+  }
+  const nPrompt = tokens.filter((t) => t.prompt).length;
+  if ("n_generated" in f && f.n_generated !== tokens.length - nPrompt) {
+    throw new TraceError(`finish.n_generated is ${f.n_generated} but the trace has ${tokens.length - nPrompt} generated tokens`);
+  }
+  if ("n_prompt" in f && tokens.length && f.n_prompt !== nPrompt) {
+    throw new TraceError(`finish.n_prompt is ${f.n_prompt} but the trace has ${nPrompt} prompt tokens`);
+  }
 }
 
 // settings.experts_per_token / mask / candidates, as moeviz/trace/schema.py checks them

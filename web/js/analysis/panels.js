@@ -202,7 +202,7 @@ function autoMinCount(sel) {
 }
 
 // Raw figures -> JSON: matrices nested like numpy's ([L][E], [E][E], [n][L]), NaN -> null.
-function figuresJSON(fig, E) {
+export function figuresJSON(fig, E) {
   const f = { ...fig }, L = fig.layers.length;
   if (f.utilization) {
     f.utilization = { counts: nest(f.utilization.counts, L, E),
