@@ -210,7 +210,7 @@ LAYOUT = """() => {
   const top = (id) => Math.round(document.getElementById(id).getBoundingClientRect().top + scrollY);
   return { scrollWidth: document.documentElement.scrollWidth, innerWidth, clipped,
            panel: top('panel-canvas'), heatmap: top('heatmap-canvas'), tokens: top('tokens'),
-           order: ['stream', 'panel', 'controls'].map(top) };
+           order: ['controls', 'stream', 'panel'].map(top) };
 }"""
 
 
@@ -234,7 +234,7 @@ def test_layout_fits_stays_put_and_passes_axe(server, browser, axe_source, width
         assert pg.page.is_disabled("#pb-play") and pg.page.inner_text("#pb-play") == "▶"
         assert pg.page.is_visible("#analysis .an-empty") and pg.page.is_hidden("#analysis .an-body")
         assert axe_violations(pg, axe_source) == []
-        if width < 700:                  # a phone: the visualization comes before the controls
+        if width < 700:                  # a phone: Generate first, then the visualization
             assert before["order"] == sorted(before["order"])
 
         # while a run plays, nothing above the analysis moves

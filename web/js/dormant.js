@@ -16,6 +16,7 @@ export class DormantView {
     this.ofEl = root.querySelector("#dormant-of");
     this.pctEl = root.querySelector("#dormant-pct");
     this.tokensEl = root.querySelector("#dormant-tokens");
+    this.maskedEl = root.querySelector("#dormant-masked");
     this.list = root.querySelector("#dormant-layers");
     this.buttons = [...document.querySelectorAll("[data-tokens]")];     // this card's and the heatmap's
     for (const b of this.buttons) b.addEventListener("click", () => this.setTokens(b.dataset.tokens));
@@ -72,7 +73,7 @@ export class DormantView {
     if (key === this.key) return;
     this.key = key;
     const d = s.dormant(this.tokens);
-    const all = s.L * s.E;
+    const all = s.L * s.E - d.masked;     // masked experts could not be chosen: not dormant
     // no run yet: the figures would claim every expert dormant "over 0 tokens"
     if (s.nTokens === 0) this.root.dataset.empty = "true"; else delete this.root.dataset.empty;
     this.countEl.textContent = String(d.total);
@@ -80,13 +81,16 @@ export class DormantView {
     this.pctEl.textContent = `${(100 * d.fraction).toFixed(1)}%`;
     this.tokensEl.textContent = d.tokens ? `over ${d.tokens} ${tokensWord(this.tokens, d.tokens !== 1)}`
       : `— no ${tokensWord(this.tokens)} counted yet`;
+    this.maskedEl.hidden = d.masked === 0;
+    this.maskedEl.textContent = d.masked ? `· ${d.masked} masked by the run (not counted)` : "";
     for (let l = 0; l < this.rows.length; l++) {
-      const r = this.rows[l], v = d.perLayer[l];
-      if (r.last === v) continue;
-      r.last = v;
-      r.val.textContent = `${v} · ${((100 * v) / s.E).toFixed(0)}%`;
-      r.fill.style.width = `${(100 * v) / s.E}%`;
+      const r = this.rows[l], v = d.perLayer[l], m = d.maskedPerLayer[l], open = s.E - m;
+      if (r.last === `${v}/${m}`) continue;
+      r.last = `${v}/${m}`;
+      r.val.textContent = `${v} · ${open ? ((100 * v) / open).toFixed(0) : 0}%${m ? ` + ${m} masked` : ""}`;
+      r.fill.style.width = `${open ? (100 * v) / open : 0}%`;
       r.row.dataset.dormant = String(v);
+      r.row.dataset.masked = String(m);
     }
   }
 }

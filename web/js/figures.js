@@ -27,22 +27,28 @@ export function tokensWord(selection, plural = true) {
 // computation behind the dormant card, the analysis panels and the comparison.
 //   counts  [L * E] selection counts, MoE row-major (any array of numbers)
 //   experts true: also list each layer's dormant expert ids
-// -> {perLayer: [L] dormant count per layer, total, fraction (of L * E),
-//     experts?: [L][ids]}
-export function dormantOf(counts, L, E, { experts = false } = {}) {
-  const perLayer = new Array(L), ids = experts ? new Array(L) : null;
-  let total = 0;
+//   masked  optional Set of cells (row * E + expert) the run forbade (--mask): never
+//           selected because they could not be, so counted apart, not as dormant
+// -> {perLayer: [L] dormant count per layer, total, fraction (of the L * E - masked
+//     cells that could be chosen), experts?: [L][ids], masked, maskedPerLayer: [L]}
+export function dormantOf(counts, L, E, { experts = false, masked = null } = {}) {
+  const perLayer = new Array(L), ids = experts ? new Array(L) : null, maskedPerLayer = new Array(L);
+  let total = 0, nMasked = 0;
   for (let l = 0; l < L; l++) {
-    let d = 0;
+    let d = 0, m = 0;
     const list = experts ? [] : null;
     for (let e = 0, c = l * E; e < E; e++, c++) {
+      if (masked && masked.has(c)) { m++; continue; }
       if (counts[c] === 0) { d++; if (list) list.push(e); }
     }
     perLayer[l] = d;
+    maskedPerLayer[l] = m;
     if (ids) ids[l] = list;
     total += d;
+    nMasked += m;
   }
-  const out = { perLayer, total, fraction: L * E ? total / (L * E) : 0 };
+  const open = L * E - nMasked;
+  const out = { perLayer, total, fraction: open ? total / open : 0, masked: nMasked, maskedPerLayer };
   if (ids) out.experts = ids;
   return out;
 }

@@ -45,7 +45,8 @@ export class Flow {
   // target: what the panel should show now (null: nothing); how: {mode, still, reduced}.
   // still: a hovered or pinned token, shown whole, without animation or trail.
   // Returns true when the frame differs from the last one (a new target or motion).
-  advance(target, now, { mode, still = false, reduced = false }) {
+  // speed: the playback speed (playback.js), which a sweep's duration follows.
+  advance(target, now, { mode, still = false, reduced = false, speed = 1 }) {
     const s = this.state;
     this.reduced = reduced;
     if (this.mode === undefined) this.mode = mode;
@@ -60,7 +61,7 @@ export class Flow {
       const forward = gap >= 0 && gap <= 8 && mode === this.mode;
       if (!forward) this.trail.length = 0;
       const sweeps = !still && !reduced && forward && (mode === "single" || (mode === "all" && target && target.kind === "batch"));
-      this.cur = target ? { ...target, still, start: now, sweep: sweeps ? sweepMs(s.L) : 0, x: this.weightsOf(target) } : null;
+      this.cur = target ? { ...target, still, start: now, sweep: sweeps ? sweepMs(s.L) / speed : 0, x: this.weightsOf(target) } : null;
       if (!sweeps && mode !== "sequence") this.trail.length = 0;     // single/all steps replace, they do not fade
       if (reduced) this.trail.length = 0;
     }

@@ -1,7 +1,8 @@
 import { quoteToken } from "./special.js";
 
-// Header figures: TOTAL_P and ACTIVE_P from the model, the current TOKEN, and
-// EXPERTS_HIT (distinct layer-expert pairs selected so far).
+// Header figures: parameters (TOTAL_P) and active per token (ACTIVE_P) from the model,
+// the current token, experts used (EXPERTS_HIT: distinct layer-expert pairs selected
+// so far) and dormant (the dormant card's figure, in view without scrolling).
 
 export function formatParams(n) {
   if (n === null || n === undefined || !Number.isFinite(n)) return "–";
@@ -14,10 +15,12 @@ export function formatParams(n) {
 // TOKEN is the token the panel shows when one is pinned (the pin is a reader's
 // choice), else the playback cursor.
 export class HeaderView {
-  constructor(els, state, { pinned } = {}) {
-    this.els = els;            // {name, arch, total, active, token, tokenText, hit, sharedNote}
+  // dormantTokens(): the token selection the dormant card counts
+  constructor(els, state, { pinned, dormantTokens } = {}) {
+    this.els = els;            // {name, arch, total, active, token, tokenText, hit, dormant, sharedNote}
     this.state = state;
     this.pinnedOf = pinned || (() => null);
+    this.dormantTokensOf = dormantTokens || (() => "all");
     this.last = {};
   }
 
@@ -52,6 +55,12 @@ export class HeaderView {
       this.last.pinnedFlag = pinned;
     }
     this.set("hit", `${s.hit.all} / ${s.L * s.E}`);
+    const sel = this.dormantTokensOf(), key = `${s.gen}:${sel}:${s.hit[sel]}:${s.appliedOf[sel]}`;
+    if (this.last.dormantKey !== key) {
+      this.last.dormantKey = key;
+      const d = s.dormant(sel), open = s.L * s.E - d.masked;
+      this.set("dormant", s.nTokens === 0 ? "–" : `${d.total} / ${open} · ${(100 * d.fraction).toFixed(1)}%`);
+    }
     this.set("sharedNote", m.n_shared_experts
       ? `· S strip: ${m.n_shared_experts} shared expert${m.n_shared_experts === 1 ? "" : "s"} per MoE layer, always on` : "");
     if (this.els.total) this.els.total.title = `${m.total_params} parameters`;

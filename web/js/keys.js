@@ -1,4 +1,5 @@
-// Page-wide keys: space plays / pauses, ← / → step, Home / End jump, ? shows the keys.
+// Page-wide keys: space plays / pauses, ← / → step, Home / End jump, [ / ] slower /
+// faster, L jumps to live, ? shows the keys.
 // Typing in a field, and widgets with keys of their own (selects, the scrubber, the
 // token stream, the heatmap) keep theirs; a focused button or link keeps space (it
 // presses it) but not the arrows, so → still steps after clicking "single token".
@@ -21,6 +22,9 @@ export function wireKeys({ playback, dialog }) {
       case "ArrowLeft": playback.step(-1); break;
       case "Home": playback.seek(0); break;
       case "End": playback.seek(playback.state.nTokens); break;
+      case "[": playback.faster(-1); break;
+      case "]": playback.faster(1); break;
+      case "l": case "L": playback.toLive(); break;
       default: return;
     }
     ev.preventDefault();

@@ -34,7 +34,7 @@ const state = new RunState(hasShape(config.model) ? config.model : null);
 const motionQuery = window.matchMedia ? window.matchMedia("(prefers-reduced-motion: reduce)") : null;
 const playback = new Playback(state, $("playback"));
 const panel = new PanelView($("panel-canvas"), state, { title: $("panel-title"), pinned: () => tokens.pinned,
-  mode: () => playback.mode, reducedMotion: () => !!(motionQuery && motionQuery.matches) });
+  mode: () => playback.mode, reducedMotion: () => !!(motionQuery && motionQuery.matches), speed: () => playback.speed });
 const heatmap = new HeatmapView($("heatmap-canvas"), state, { legend: $("heatmap-legend") });
 const tokens = new TokenStream($("tokens"), state, {
   onHover: (i) => { panel.hovered = i; },
@@ -42,8 +42,9 @@ const tokens = new TokenStream($("tokens"), state, {
 const dormant = new DormantView($("dormant"), state, { onTokens: (sel) => heatmap.setTokens(sel) });
 const header = new HeaderView({
   name: $("model-name"), arch: $("model-arch"), total: $("stat-total"), active: $("stat-active"),
-  token: $("stat-token"), tokenText: $("stat-token-text"), hit: $("stat-hit"), sharedNote: $("shared-note"),
-}, state, { pinned: () => tokens.pinned });
+  token: $("stat-token"), tokenText: $("stat-token-text"), hit: $("stat-hit"), dormant: $("stat-dormant"),
+  sharedNote: $("shared-note"),
+}, state, { pinned: () => tokens.pinned, dormantTokens: () => dormant.tokens });
 // Analysis panels (web/js/analysis/): figures of moeviz.analysis over the tokens
 // applied so far; a view like the others.
 const analysis = mountAnalysis({ root: $("analysis"), state, heatmap });
@@ -106,7 +107,9 @@ function handleLive(msg) {
   }
   if (msg.type === "start") {
     if (liveModel) state.ingest({ type: "model", model: liveModel });
-    shown = { kind: "live", name: runTitle(msg.prompt, msg.settings), meta: null, entry: null };
+    shown = { kind: "live", name: runTitle(msg.prompt, msg.settings, { model: liveModel }), meta: null, entry: null,
+      settings: msg.settings };
+    document.body.dataset.shown = "live";
     whatIf.showRunK(msg.settings && msg.settings.experts_per_token);
     notice = null;
     library.setShown(null);
@@ -115,7 +118,8 @@ function handleLive(msg) {
   if (msg.type === "done" && shown && shown.kind === "live" && state.nTokens > 0) {
     // named by its prompt's title (or opening words); the id stays in the permalink
     const id = state.permalink ? ` · run ${state.permalink.slice(3)}` : "";
-    const entry = library.add({ name: shown.name, kind: "live", label: promptLabel(state.run && state.run.prompt) + id });
+    const entry = library.add({ name: shown.name, kind: "live", label: promptLabel(state.run && state.run.prompt) + id,
+      settings: shown.settings });
     shown.name = entry.name;
     library.setFigures(entry, figuresFromState(state, entry.name));
     library.setShown(entry);
@@ -129,12 +133,14 @@ function promptLabel(prompt) {
 }
 
 // Replays show what was asked: the run's title, its prompt and settings.
-function showRunInfo(trace) {
+function showRunInfo(trace, fileName = null) {
   const prompt = trace.prompt;
-  $("replay-note").textContent = runTitle(prompt, trace.settings);
+  const other = liveModel && trace.model && trace.model.name !== liveModel.name ? trace.model.name : null;
+  $("replay-note").textContent = runTitle(prompt, trace.settings, { model: trace.model, otherModel: other }) +
+    (fileName ? ` · from ${fileName}` : "");
   $("replay-prompt").textContent = typeof prompt === "string" ? prompt
     : (prompt || []).map((m) => `${m.role}: ${m.content}`).join("\n");
-  $("replay-settings").textContent = settingsLine(trace.settings);
+  $("replay-settings").textContent = settingsLine(trace.settings, trace.model);
 }
 
 // ---- status line ------------------------------------------------------------
@@ -269,7 +275,7 @@ async function startReplay() {
     let entry = null;
     const trace = await playStored(url, `${url}?head=${HEAD_TOKENS}`, (first) => {
       showRunInfo(first);
-      entry = library.add({ name: runTitle(first.prompt, first.settings), kind: "permalink",
+      entry = library.add({ name: runTitle(first.prompt, first.settings, { model: first.model }), kind: "permalink",
         label: `${promptLabel(first.prompt)} · run ${config.run_id}` });
       return { kind: "permalink", name: entry.name, runId: config.run_id, entry };
     });
@@ -328,6 +334,9 @@ async function playStored(url, headUrl, sourceOf) {
 // source: {kind, name, runId?, entry}
 function play(trace, source) {
   shown = { kind: source.kind, name: source.name, meta: trace.meta || null, entry: source.entry };
+  // an opened file gets the REPLAY card a permalink has: its title, prompt and settings
+  document.body.dataset.shown = source.kind;
+  if (source.kind === "file") showRunInfo(trace, source.name);
   library.setShown(source.entry);
   playback.follow();
   panel.hovered = null;
@@ -427,7 +436,8 @@ function selectFromHash() {
 
 const dormantOf = (sel) => {
   const d = state.dormant(sel);
-  return { total: d.total, fraction: d.fraction, perLayer: d.perLayer, tokens: d.tokens };
+  return { total: d.total, fraction: d.fraction, perLayer: d.perLayer, tokens: d.tokens, masked: d.masked,
+           maskedPerLayer: d.maskedPerLayer };
 };
 const api = {
   get mode() { return config.mode; },
@@ -447,6 +457,7 @@ const api = {
   get finish() { return state.finish ? { ...state.finish } : null; },
   get playing() { return playback.playing; },
   get playbackMode() { return playback.mode; },
+  get speed() { return playback.speed; },
   get heatmapMode() { return heatmap.mode; },
   get dormantTokens() { return dormant.tokens; },
   get panelToken() { return panel.drawn.t; },

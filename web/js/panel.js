@@ -19,7 +19,8 @@ export const PANEL_PALETTE = makePalette([
 
 export class PanelView {
   // mode(): the playback mode; reducedMotion(): prefers-reduced-motion is set
-  constructor(canvas, state, { title, pinned, mode, reducedMotion } = {}) {
+  // speed(): the playback speed, which the single-token sweep follows
+  constructor(canvas, state, { title, pinned, mode, reducedMotion, speed } = {}) {
     this.state = state;
     this.grid = new LayerExpertGrid(canvas, { palette: PANEL_PALETTE, maxGridCss: 360, maxRowCss: 34 });
     this.title = title || null;
@@ -27,6 +28,7 @@ export class PanelView {
     this.pinnedOf = pinned || (() => null);   // token index pinned in the token stream
     this.modeOf = mode || (() => "sequence");
     this.reducedOf = reducedMotion || (() => false);
+    this.speedOf = speed || (() => 1);
     this.flow = new Flow(state);
     this.drawn = { gen: -1, t: -1, flow: null };
     this.out = null;            // scratch for Flow.write: {next, touched, n}
@@ -61,7 +63,7 @@ export class PanelView {
     const d = this.drawn, fresh = resized || d.gen !== s.gen;
     if (d.gen !== s.gen) this.flow.reset();
     const { target, still } = this.target();
-    const moved = this.flow.advance(target, now, { mode: this.modeOf(), still, reduced: this.reducedOf() });
+    const moved = this.flow.advance(target, now, { mode: this.modeOf(), still, reduced: this.reducedOf(), speed: this.speedOf() });
     this.updateTitle();              // also when only hovered/pinned changed for the same token
     if (!fresh && !moved) return;
     const n = s.L * s.E;

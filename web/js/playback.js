@@ -6,9 +6,14 @@
 //              a multi-token batch is held while the panel lights it
 // While a run streams, playing means following it. After a run (or a replay) the
 // same controls play / pause / step / scrub over all tokens.
+// The speed (¼× to 8×, the speed select or [ / ]) scales every mode's pace: a single
+// token's step and sweep, an "all at once" batch's hold, the tokens a frame in
+// sequence. Live (the button or L) jumps to the newest token and keeps following:
+// a slow mode otherwise plays a finished run long after the server is done.
 import { singleStepMs, sweepMs, HOLD_MS } from "./flow.js";
 
 const SEQUENCE_FRAMES_PER_BATCH = 30;
+export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8];
 
 export class Playback {
   constructor(state, root) {
@@ -21,7 +26,10 @@ export class Playback {
       start: root.querySelector("#pb-start"), end: root.querySelector("#pb-end"),
       scrub: root.querySelector("#pb-scrub"), pos: root.querySelector("#pb-pos"),
       modes: [...root.querySelectorAll("[data-mode]")],
+      speed: root.querySelector("#pb-speed"), live: root.querySelector("#pb-live"),
     };
+    this.speed = 1;
+    this.carry = 0;              // sequence: a fraction of a token owed to the next frame
     const e = this.els;
     e.play.addEventListener("click", () => (this.playing ? this.pause() : this.play()));
     e.back.addEventListener("click", () => this.step(-1));
@@ -30,6 +38,8 @@ export class Playback {
     e.end.addEventListener("click", () => this.seek(this.state.nTokens));
     e.scrub.addEventListener("input", () => this.seek(Number(e.scrub.value)));
     for (const b of e.modes) b.addEventListener("click", () => this.setMode(b.dataset.mode));
+    if (e.speed) e.speed.addEventListener("change", () => this.setSpeed(Number(e.speed.value)));
+    if (e.live) e.live.addEventListener("click", () => this.toLive());
     this.setMode(this.mode);
     this.shown = "";
   }
@@ -37,6 +47,30 @@ export class Playback {
   setMode(mode) {
     this.mode = mode;
     for (const b of this.els.modes) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+  }
+
+  setSpeed(speed) {
+    if (!SPEEDS.includes(speed)) return;
+    this.speed = speed;
+    if (this.els.speed) this.els.speed.value = String(speed);
+  }
+
+  // one step up or down the speeds (keys [ and ])
+  faster(dir) {
+    const i = SPEEDS.indexOf(this.speed) + (dir > 0 ? 1 : -1);
+    this.setSpeed(SPEEDS[Math.max(0, Math.min(SPEEDS.length - 1, i))]);
+  }
+
+  // behind the tokens received (a slow mode, or paused): show the newest and keep following
+  get behind() { return this.state.applied < this.state.nTokens; }
+
+  toLive() {
+    const s = this.state;
+    if (s.nTokens === 0) return;
+    s.applyTo(s.nTokens);
+    this.playing = !s.done;       // a finished run has nothing left to follow
+    this.lastStep = 0;
+    this.holdUntil = 0;
   }
 
   // A new run: follow it from its first token.
@@ -80,11 +114,14 @@ export class Playback {
       if (now < (this.holdUntil || 0)) return;
       next = batchEnd;
       // the panel sweeps a batch of several tokens: let it finish before moving on
-      if (batchEnd - s.applied > 1) this.holdUntil = now + sweepMs(s.L) + HOLD_MS;
+      if (batchEnd - s.applied > 1) this.holdUntil = now + (sweepMs(s.L) + HOLD_MS) / this.speed;
     } else if (this.mode === "sequence") {
       const batch = batchEnd - s.batchStartBefore(batchEnd);
-      next = Math.min(batchEnd, s.applied + Math.max(1, Math.ceil(batch / SEQUENCE_FRAMES_PER_BATCH)));
-    } else if (now - this.lastStep >= singleStepMs(s.L)) {
+      this.carry += Math.max(1, Math.ceil(batch / SEQUENCE_FRAMES_PER_BATCH)) * this.speed;
+      const n = Math.floor(this.carry);
+      this.carry -= n;
+      next = Math.min(batchEnd, s.applied + n);
+    } else if (now - this.lastStep >= singleStepMs(s.L) / this.speed) {
       next = s.applied + 1;
       this.lastStep = now;
     }
@@ -94,7 +131,7 @@ export class Playback {
   // The controls reflect the cursor (after tick and after seeks).
   render() {
     const s = this.state, e = this.els;
-    const key = `${s.applied}/${s.nTokens}/${this.playing}/${s.done}/${this.mode}`;
+    const key = `${s.applied}/${s.nTokens}/${this.playing}/${s.done}/${this.mode}/${this.speed}`;
     if (key === this.shown) return;
     this.shown = key;
     e.scrub.max = String(s.nTokens);
@@ -110,5 +147,9 @@ export class Playback {
     for (const b of [e.back, e.start]) b.disabled = none || s.applied === 0;
     for (const b of [e.fwd, e.end]) b.disabled = none || s.applied >= s.nTokens;
     e.scrub.disabled = none;
+    if (e.live) {
+      // following the newest token already, or nothing more to come: nothing to jump to
+      e.live.disabled = none || !this.behind;
+    }
   }
 }

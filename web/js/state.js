@@ -293,7 +293,20 @@ export class RunState {
 
   // Dormant (figures.js) among the applied tokens of a selection ("all", "prompt", "generated").
   dormant(sel) {
-    return { ...dormantOf(this.counts[sel], this.L, this.E), tokens: this.appliedOf[sel] };
+    return { ...dormantOf(this.counts[sel], this.L, this.E, { masked: this.maskedCells() }), tokens: this.appliedOf[sel] };
+  }
+
+  // The cells (row * E + expert) the shown run masked (settings.mask: [[layer, expert], ...]).
+  maskedCells() {
+    if (this.maskedFor === this.run) return this.masked;
+    this.maskedFor = this.run;
+    const pairs = this.run && this.run.settings && Array.isArray(this.run.settings.mask) ? this.run.settings.mask : [];
+    this.masked = new Set();
+    for (const p of pairs) {
+      const row = Array.isArray(p) && Number.isInteger(p[0]) ? this.moeRowOfLayer[p[0]] : -1;
+      if (row >= 0 && Number.isInteger(p[1]) && p[1] >= 0 && p[1] < this.E) this.masked.add(row * this.E + p[1]);
+    }
+    return this.masked;
   }
 
   // The K (expert, weight) pairs of token t at MoE row l, in selection order.

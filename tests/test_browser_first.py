@@ -1,0 +1,133 @@
+"""The first ten minutes (issue 24), in real Chromium against a real `moeviz serve`, at
+390 x 844, 1440 x 900 and 2560 x 1440: Generate and the prompt picker in the first
+screen, the dormant figure in the header without scrolling, plain labels, tap text on
+touch screens, a playback speed (select and keys) that really changes the pace, "live"
+that jumps to the newest token, masked experts counted as masked, not dormant, and
+axe-core clean.
+"""
+import pytest
+from browser import Page, browser, pytestmark, server  # noqa: F401
+from conftest import run_cli
+from test_browser_page import axe_source, axe_violations  # noqa: F401
+
+SIZES = [(390, 844), (1440, 900), (2560, 1440)]
+
+BOX = """(id) => { const r = document.getElementById(id).getBoundingClientRect();
+  return { top: r.top, bottom: r.bottom, left: r.left, right: r.right, visible: r.width > 0 && r.height > 0 }; }"""
+
+
+def in_first_screen(pg, id, w, h):
+    b = pg.page.evaluate(BOX, id)
+    return b["visible"] and b["top"] >= 0 and b["bottom"] <= h and b["left"] >= 0 and b["right"] <= w
+
+
+def generate(pg, max_tokens=12, mode="single"):
+    p = pg.page
+    p.wait_for_function("document.querySelectorAll('#prompt-select option').length > 1")
+    p.click(f"[data-mode={mode}]")
+    p.select_option("#prompt-select", index=1)
+    p.fill("#max-tokens", str(max_tokens))
+    p.fill("#temperature", "0")
+    p.click("#generate")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_first_screen_speed_live_and_axe(server, browser, axe_source, size):
+    w, h = size
+    pg = Page(browser, server.url + "/", viewport={"width": w, "height": h})
+    try:
+        p = pg.page
+        # what a newcomer needs is on the first screen: the picker and Generate, the dormant figure
+        for id in ("prompt-select", "generate", "stat-dormant"):
+            assert in_first_screen(pg, id, w, h), id
+        assert [t.strip() for t in p.locator(".stats dt").all_inner_texts()] == \
+            ["parameters", "active per token", "token", "experts used", "dormant"]
+        assert p.is_visible(".hover-only") and p.is_hidden(".touch-only")
+        assert axe_violations(pg, axe_source) == []
+
+        # a slow run in single-token mode: the page falls behind the server; live catches up
+        generate(pg, max_tokens=24, mode="single")
+        p.wait_for_function("moeviz.done && moeviz.tokens > 0", timeout=60_000)
+        assert pg.js("moeviz.applied") < pg.js("moeviz.tokens")       # still playing, behind
+        assert p.is_enabled("#pb-live")
+        if w < 700:
+            p.evaluate("window.scrollTo(0, 0)")
+        p.keyboard.press("l")
+        pg.settle()
+        assert pg.js("moeviz.applied") == pg.js("moeviz.tokens") and p.is_disabled("#pb-live")
+
+        # the speed: 1x vs 4x in single-token mode, from the first token, tokens per second
+        def rate(speed):
+            p.select_option("#pb-speed", str(speed))
+            p.click("#pb-start")
+            p.click("#pb-play")
+            t0 = pg.js("[performance.now(), moeviz.applied]")
+            p.wait_for_timeout(2000)
+            t1 = pg.js("[performance.now(), moeviz.applied]")
+            p.click("#pb-play")
+            return (t1[1] - t0[1]) / (t1[0] - t0[0]) * 1000
+        slow, fast = rate(1), rate(4)
+        assert pg.js("moeviz.speed") == 4
+        assert 0.5 < slow < 3 and fast > 2.5 * slow, (slow, fast)
+        # the keys: ] faster, [ slower, within 1/4x .. 8x
+        p.mouse.click(2, 2)
+        for _ in range(5):
+            p.keyboard.press("]")
+        assert pg.js("moeviz.speed") == 8
+        for _ in range(9):
+            p.keyboard.press("[")
+        assert pg.js("moeviz.speed") == 0.25 and p.input_value("#pb-speed") == "0.25"
+        p.keyboard.press("?")
+        assert "slower / faster" in p.inner_text("#keys") and "live" in p.inner_text("#keys")
+        p.keyboard.press("Escape")
+        # the header's dormant figure is the dormant card's
+        d = pg.js("moeviz.dormant.all")
+        assert p.inner_text("#stat-dormant").startswith(f"{d['total']} / ")
+        assert in_first_screen(pg, "stat-dormant", w, h) or w < 700
+        assert axe_violations(pg, axe_source) == []
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_touch_screens_get_tap_text(server, browser):
+    pg = Page(browser, server.url + "/", viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        assert pg.page.is_visible(".touch-only") and pg.page.is_hidden(".hover-only")
+        assert "tap a token" in pg.page.inner_text("#stream h2")
+    finally:
+        pg.close()
+
+
+def test_masked_experts_are_counted_as_masked_not_dormant(server, browser, fixture_models, tmp_path):
+    # a run of the page's model (deepseek2 fixture: MoE layers 1-3, 16 experts) with 3 experts masked
+    out = tmp_path / "masked.json"
+    run_cli("record", "--model", fixture_models["deepseek2"], "--prompt", "Hello there", "--max-tokens", "6",
+            "--temperature", "0", "--mask", "1:0,2:5,3:7", "--out", out, check=True)
+    pg = Page(browser, server.url + "/", viewport={"width": 1440, "height": 900})
+    try:
+        pg.page.set_input_files("#open-file", str(out))
+        pg.page.wait_for_function("moeviz.source && moeviz.source.kind === 'file' && moeviz.done")
+        pg.page.click("#pb-end")
+        pg.settle()
+        d = pg.js("moeviz.dormant.all")
+        counts = pg.js("moeviz.counts('all')")
+        E = 16
+        masked_cells = {0 * E + 0, 1 * E + 5, 2 * E + 7}
+        assert d["masked"] == 3 and d["maskedPerLayer"] == [1, 1, 1]
+        assert d["total"] == sum(1 for i, c in enumerate(counts) if c == 0 and i not in masked_cells)
+        assert abs(d["fraction"] - d["total"] / (3 * E - 3)) < 1e-12
+        assert "3 masked" in pg.page.inner_text("#dormant-masked")
+        assert pg.page.inner_text("#stat-dormant").startswith(f"{d['total']} / 45 ")
+        # an opened file shows the REPLAY card a permalink has, on top of the Generate card,
+        # its title saying what differs from the model as it is, sampler and routing apart
+        assert pg.page.is_visible("#replay-note") and pg.page.is_visible("#generate")
+        assert pg.page.evaluate(BOX, "replay-note")["top"] < pg.page.evaluate(BOX, "prompt-select")["top"]
+        note = pg.page.inner_text("#replay-note")
+        assert "3 experts masked" in note and "masked.json" in note, note
+        assert pg.page.inner_text("#replay-prompt") == "Hello there"
+        line = pg.page.inner_text("#replay-settings")
+        assert line.startswith("sampling: up to 6 new tokens, temperature 0") and "routing: 4 experts per token, 3 masked" in line
+        assert pg.errors == []
+    finally:
+        pg.close()
