@@ -131,3 +131,48 @@ def test_masked_experts_are_counted_as_masked_not_dormant(server, browser, fixtu
         assert pg.errors == []
     finally:
         pg.close()
+
+
+@pytest.fixture(scope="module")
+def site(fixture_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("site") / "site"
+    run_cli("export", "--out", out, "--model", fixture_models["deepseek2"], "--max-tokens", 2, check=True)
+    return out
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_an_exported_site_has_one_link_per_run(site, browser, axe_source, size):
+    import json
+
+    from serverproc import static_server
+
+    runs = json.loads((site / "manifest.json").read_text())["runs"]
+    assert len(runs) >= 3
+    w, h = size
+    with static_server(site) as url:
+        pg = Page(browser, url + "/", viewport={"width": w, "height": h})
+        try:
+            p = pg.page
+            p.wait_for_function("moeviz.done && moeviz.source", timeout=30_000)
+            assert in_first_screen(pg, "run-select", w, h) and in_first_screen(pg, "replay-note", w, h)
+            p.select_option("#run-select", runs[1]["file"])
+            p.wait_for_function(f"moeviz.source.name === {json.dumps(runs[1]['title'])} && moeviz.done")
+            assert pg.js("location.hash") == f"#run={runs[1]['name']}"
+            assert axe_violations(pg, axe_source) == []
+        finally:
+            pg.close()
+        # the link opens that run; back goes to the one before
+        pg = Page(browser, f"{url}/#run={runs[2]['name']}", viewport={"width": w, "height": h})
+        try:
+            p = pg.page
+            p.wait_for_function(f"moeviz.source && moeviz.source.name === {json.dumps(runs[2]['title'])} && moeviz.done",
+                                timeout=30_000)
+            assert p.input_value("#run-select") == runs[2]["file"]
+            p.select_option("#run-select", runs[0]["file"])
+            p.wait_for_function(f"moeviz.source.name === {json.dumps(runs[0]['title'])}")
+            p.go_back()
+            p.wait_for_function(f"moeviz.source.name === {json.dumps(runs[2]['title'])} && moeviz.done")
+            assert p.input_value("#run-select") == runs[2]["file"]
+            assert pg.errors == []
+        finally:
+            pg.close()

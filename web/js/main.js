@@ -305,8 +305,24 @@ async function startReplay() {
     if (trace && !entry.figures) library.setFigures(entry, figuresFromTrace(trace, entry.name));
     return trace;
   };
-  select.addEventListener("change", () => load().catch((e) => { state.status = "error"; state.message = e.message; }));
+  // one link per run: #run=<its name> opens it (a shared link, back and forward)
+  const fileOf = (name) => (manifest.runs.find((r) => r.name === name) || {}).file;
+  const nameOf = (file) => (manifest.runs.find((r) => r.file === file) || {}).name;
+  const fail = (e) => { state.status = "error"; state.message = e.message; };
+  select.addEventListener("change", () => {
+    const params = new URLSearchParams(location.hash.slice(1));
+    params.set("run", nameOf(select.value));
+    params.delete("t");
+    history.pushState(null, "", `#${params}`);
+    load().catch(fail);
+  });
+  window.addEventListener("hashchange", () => {
+    const file = fileOf(new URLSearchParams(location.hash.slice(1)).get("run"));
+    if (file && file !== select.value) { select.value = file; load().then((t) => t && selectFromHash()).catch(fail); }
+  });
   $("replay-note").textContent = `${manifest.runs.length} recorded run${manifest.runs.length === 1 ? "" : "s"}`;
+  const linked = fileOf(new URLSearchParams(location.hash.slice(1)).get("run"));
+  if (linked) select.value = linked;
   if (manifest.runs.length && await load()) selectFromHash();
 }
 
