@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .analysis.diff_cli import add_diff_parser  # noqa: PLC0415
 
     add_diff_parser(sub)
+    from .analysis.cache_plan_cli import add_cache_plan_parser  # noqa: PLC0415
+
+    add_cache_plan_parser(sub)
 
     p = sub.add_parser("export", help="write a static demo site (replays traces; any static host serves it)")
     p.add_argument("traces", nargs="*", help="trace files to include")
@@ -440,8 +443,14 @@ def cmd_diff(args) -> int:
     return run(args)
 
 
+def cmd_cache_plan(args) -> int:
+    from .analysis.cache_plan_cli import cmd_cache_plan as run  # noqa: PLC0415
+
+    return run(args)
+
+
 COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export, "stats": cmd_stats,
-            "diff": cmd_diff, "rpc-server": cmd_rpc_server}
+            "diff": cmd_diff, "rpc-server": cmd_rpc_server, "cache-plan": cmd_cache_plan}
 
 
 def main(argv: list[str] | None = None) -> int:
