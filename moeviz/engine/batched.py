@@ -104,8 +104,7 @@ class BatchedGeneration:
             self._locked = True
         seq = min(set(range(self.n_slots)) - set(self._slots))
         try:
-            if engine.rpc_servers:
-                engine.check_rpc()   # clearing the cache already talks to the servers
+            engine.liveness.check()   # clearing the cache already talks to the servers
             engine.lm.clear_sequence(seq)
         except BaseException:
             self._release_if_idle()

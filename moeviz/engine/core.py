@@ -13,30 +13,21 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import Busy, RunFailed, UserError
+from ..errors import Busy, RunFailed
 from ..llama.batch import Batch
 from ..llama.interventions import set_experts_per_token, set_mask
 from ..llama.lib import llama_cpp
-from ..llama.offload import TensorOverrides, expert_patterns
-from ..llama import rpc as rpc_backend
-from ..llama.log import llama_log
+from ..llama.model import LoadedModel
 from ..capture.routing import BatchRouting
-from ..gguf_info import ModelFileError, ModelInfo
-from ..capture.factory import make_capture
+from ..gguf_info import ModelInfo
+from .builder import NotCausalError, NotMoEError, build_model  # noqa: F401 - their home was here
 from .candidates import check_candidates, top_candidates
 from .masks import parse_mask
 from .events import Finished, PromptRouted, TokenInfo, TokenRouted
-from ..llama.model import LoadedModel, ModelLoadError
+from .options import DEFAULT_OUTPUT_BUDGET, FLASH_ATTN, KV_TYPES, EngineOptions  # noqa: F401 - as above
 from .sampling import SamplingSettings, SettingsError
 from .text import Detokenizer, PromptError, StopStrings, render_chat, validate_messages
-
-
-class NotMoEError(UserError, ValueError):
-    """The model has no routed experts: nothing to record."""
-
-
-class NotCausalError(UserError, ValueError):
-    """The model is not decoded left to right (a diffusion model): moeviz records generation."""
+from .toolcalls import ChatPrompt, render_prompt
 
 
 class DecodeError(RunFailed, RuntimeError):
@@ -47,119 +38,41 @@ class BusyError(Busy, RuntimeError):
     """A generation is already running on this engine."""
 
 
-# Host memory allowed for the logits of one prefill chunk when every prompt row must
-# be an output (callback capture: llama.cpp runs the last layer only for output rows).
-# With a 150k vocabulary that is ~100 rows per chunk instead of a 1 GB buffer.
-DEFAULT_OUTPUT_BUDGET = 64 << 20
-KV_TYPES = {"f16": 1, "f32": 0}  # ggml types for the KV cache (f16 is llama.cpp's default)
-# Flash attention on the CPU rounds Q to f16: with it off and an f32 KV cache, routing
-# matches a float64 reference to ~1e-7 instead of ~1e-3 (tests use that for exactness).
-FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
-
-
 class Engine:
-    def __init__(self, model_path, *, n_ctx: int = 4096, n_batch: int = 512, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, capture: str = "auto", output_budget: int = DEFAULT_OUTPUT_BUDGET,
-                 kv_type: str = "f16", flash_attn: str = "auto", cpu_moe: bool = False, n_cpu_moe: int = 0,
-                 n_ubatch: int | None = None, progress=None, experts_per_token: int | None = None, mask=None,
-                 rpc=None, tensor_split=None, parallel: int = 1):
-        # progress: called with the loaded fraction of the model (0.0 .. 1.0), see LoadedModel
-        # experts_per_token / mask: this engine's routing unless a run asks otherwise
-        # (set_interventions; `mask` in any form masks.parse_mask reads: "3:5,*:0", pairs)
-        # rpc: llama.cpp rpc-servers ("host:port,..." or a list) that take the layers
-        # --n-gpu-layers offloads, split by tensor_split (proportions per server; default:
-        # by their free memory), as llama.cpp's --rpc (moeviz/llama/rpc.py)
-        # parallel: sequences decoded together (engine/batched.py, serve --parallel); as in
-        # llama.cpp's server each gets n_ctx / parallel cells of the context
-        from ..gguf_info import read_model_info  # noqa: PLC0415
+    """A loaded MoE model that decodes: prompts to tokens, prefill and decode steps with
+    their routing, the routers' interventions. What builds the model (file checks,
+    devices, offload, RPC, the context) is builder.build_model.
 
-        info = read_model_info(model_path)
-        if not info.is_moe:
-            raise NotMoEError(f"{model_path} is a dense model ({info.architecture}, no routed experts): nothing to record")
-        # refused before llama.cpp sees the file: it would abort the process on these
-        if info.load_error:
-            raise ModelFileError(f"{model_path}: {info.load_error}")
-        if info.n_expert_used_per_layer:
-            raise NotMoEError(f"{model_path} uses a different top-k per layer ({sorted(set(info.n_expert_used_per_layer))}): "
-                              "moeviz traces have one top-k for all MoE layers")
-        if not info.causal:
-            raise NotCausalError(f"{info.architecture} is a {info.decoding} model, not decoded left to right: moeviz "
-                                 "records token-by-token generation")
-        self.capture = make_capture(capture, info)
-        if kv_type not in KV_TYPES:
-            raise SettingsError(f"unknown KV cache type {kv_type!r}; choose one of {', '.join(KV_TYPES)}")
-        if flash_attn not in FLASH_ATTN:
-            raise SettingsError(f"unknown flash attention setting {flash_attn!r}; choose one of {', '.join(FLASH_ATTN)}")
+        Engine(path, EngineOptions(n_ctx=2048), progress=...)
+        Engine(path, n_ctx=2048)           # the same: fields of EngineOptions by name
+    """
 
-        def configure_context(cp):
-            cp.type_k = cp.type_v = KV_TYPES[kv_type]
-            cp.flash_attn_type = FLASH_ATTN[flash_attn]
-            self.capture.configure_context(cp)
-
-        # Expert tensors in host memory (--cpu-moe / --n-cpu-moe), as llama.cpp does it.
-        if n_cpu_moe < 0:
-            raise SettingsError(f"--n-cpu-moe must be zero or more, got {n_cpu_moe}")
-        self.offload = TensorOverrides(expert_patterns(cpu_moe, n_cpu_moe))
-        self.rpc_servers: list[str] = rpc_backend.parse_servers(rpc) if rpc else []
-        split = rpc_backend.parse_tensor_split(tensor_split)
-        self._rpc_lost = None
-        devices = None
-        if self.rpc_servers:
-            # probed, then registered with ggml (it aborts on an unreachable server)
-            devices = rpc_backend.DeviceList(rpc_backend.add_servers(self.rpc_servers), split)
-        elif split or rpc_backend.registered():
-            # another engine in this process registered RPC servers: llama.cpp's default
-            # device list would take them too; this one keeps to the local GPUs
-            devices = rpc_backend.DeviceList(rpc_backend.local_gpu_devices(), split)
-
-        def configure_model(mp):
-            self.offload.apply(mp)
-            if devices is not None:
-                devices.apply(mp)
-
-        # what each server offers (moeviz rpc-server --mem), to name it if a buffer does not fit
-        offered = rpc_backend.offered_memory(devices.devices) if self.rpc_servers else {}
-        mark = llama_log().mark()
-        try:
-            self.lm = LoadedModel(model_path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
-                                  n_gpu_layers=n_gpu_layers, configure_model=configure_model,
-                                  configure_context=configure_context, info=info, n_ubatch=n_ubatch,
-                                  progress=progress, n_seq_max=parallel)
-        except ModelLoadError as e:
-            line = rpc_backend.allocation_failure([t for _, t in llama_log().since(mark)], offered) \
-                if self.rpc_servers else None
-            if line is None:
-                raise
-            raise ModelLoadError(line) from e
-        # which layers went where (llama.cpp's load log); layer n_layer is the output head
-        names = {}
-        if devices is not None:
-            names = {rpc_backend.device_name(d): rpc_backend.device_description(d) for d in devices.devices}
-        placed = rpc_backend.placement_from_log([line for _, line in llama_log().since(mark)])
-        self.placement: list[dict] = rpc_backend.summarize(placed, info.n_layer, names)
-        if lc_diffusion(self.lm.model):
-            self.lm.close()
-            raise NotCausalError(f"{info.architecture} is a diffusion model, not decoded left to right: moeviz records "
-                                 "token-by-token generation (llama.cpp runs it with llama-diffusion-cli)")
-        if parallel > self.lm.n_batch:
-            self.lm.close()
-            raise SettingsError(f"--parallel {parallel} needs batches of {parallel} tokens; this context's are "
-                                f"{self.lm.n_batch} (raise --n-ctx)")
-        self.parallel = parallel
-        self.capture.attach(self.lm.ctx)
-        self.info: ModelInfo = self.lm.info
-        self.output_budget = output_budget
+    def __init__(self, model_path, options: EngineOptions | None = None, *, progress=None, **fields):
+        options = options or EngineOptions()
+        if fields:
+            options = options.replace(**fields)
+        self.options = options
+        self.model = build_model(model_path, options, progress)
+        self.lm: LoadedModel = self.model.lm
+        self.info: ModelInfo = self.model.info
+        self.capture = self.model.capture
+        self.liveness = self.model.liveness
+        self.rpc_servers: list[str] = self.model.rpc_servers
+        self.placement: list[dict] = self.model.placement
+        self.parallel = options.parallel
+        self.output_budget = options.output_budget
         self._lock = threading.Lock()
-        self.experts_per_token: int = info.n_expert_used   # what the routers use now (set_interventions)
+        self.experts_per_token: int = self.info.n_expert_used   # what the routers use now (set_interventions)
         self.mask: list[tuple[int, int]] = []
         self._batch = Batch(self.lm.n_batch)
-        pairs = parse_mask(mask, info.moe_layers, info.n_expert)
-        if (experts_per_token is not None and experts_per_token != info.n_expert_used) or pairs:
-            try:
-                self.set_interventions(experts_per_token, pairs)
-            except BaseException:
-                self.close()
-                raise
+        try:
+            pairs = parse_mask(options.mask, self.info.moe_layers, self.info.n_expert)
+            k = options.experts_per_token
+            if (k is not None and k != self.info.n_expert_used) or pairs:
+                self.set_interventions(k, pairs)
+        except BaseException:
+            self.close()
+            raise
         # what record.apply_interventions restores for a run that asks for nothing
         self.default_interventions: tuple[int, list[tuple[int, int]]] = (self.experts_per_token, list(self.mask))
 
@@ -171,11 +84,13 @@ class Engine:
             check_text("the prompt", prompt)
             tokens = lm.tokenize(prompt, add_special=lm.add_bos, parse_special=False)
         else:
-            messages = validate_messages(prompt)
             if not self.info.chat_template:
                 raise PromptError("this model has no chat template; give a plain-text prompt")
             bos, eos = lm.bos_eos_text()
-            text = render_chat(self.info.chat_template, messages, bos, eos)
+            if isinstance(prompt, ChatPrompt):     # an API request: tools, tool calls and results too
+                text = render_prompt(self.info.chat_template, prompt, bos, eos)
+            else:
+                text = render_chat(self.info.chat_template, validate_messages(prompt), bos, eos)
             add_bos = lm.add_bos and not (bos and text.startswith(bos))
             check_text("the chat messages", text)
             tokens = lm.tokenize(text, add_special=add_bos, parse_special=True)
@@ -218,15 +133,14 @@ class Engine:
         return self._decode_batch(b, n, positions[0], probs, 0)   # candidates per run: BatchedGeneration
 
     def _decode_batch(self, b, n: int, pos0: int, probs: bool, candidates: int) -> BatchRouting:
-        if self.rpc_servers:
-            self.check_rpc()
+        self.liveness.check()
         self.capture.begin(probs)
         rc = llama_cpp().llama_decode(self.lm.ctx, b)
-        if self.rpc_servers and rpc_backend.lost_servers(self.rpc_servers):
-            # a server went away inside this decode: ggml-rpc (patched) failed the graph
-            # (rc -3) or read zeros from it; either way these results are not the model's
+        try:
+            self.liveness.after_decode()
+        except BaseException:
             self.capture.abort()
-            self.check_rpc()   # raises RpcServerLost naming the server
+            raise
         if rc != 0:
             self.capture.abort()
             raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
@@ -343,8 +257,7 @@ class Engine:
         if not self._lock.acquire(blocking=False):
             raise BusyError("a generation is already running on this model")
         try:
-            if self.rpc_servers:
-                self.check_rpc()   # clearing the KV cache already talks to the servers
+            self.liveness.check()   # clearing the KV cache already talks to the servers
             self.lm.clear_memory()
             parts = [self._prefill(list(tokens[:n_prompt]), probs, None, candidates)]
             for pos in range(n_prompt, len(tokens)):
@@ -369,8 +282,7 @@ class Engine:
     def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel, candidates: int = 0):
         lm = self.lm
         tokens = self._check_tokens(list(prompt)) if _is_token_list(prompt) else self.prompt_tokens(prompt)
-        if self.rpc_servers:
-            self.check_rpc()   # clearing the KV cache already talks to the servers
+        self.liveness.check()   # clearing the KV cache already talks to the servers
         lm.clear_memory()
         t0 = time.perf_counter()
         routing = self._prefill(tokens, probs, cancel, candidates)
@@ -421,50 +333,24 @@ class Engine:
         return r
 
     def check_rpc(self) -> None:
-        """RpcServerLost (one line) once an rpc-server holding layers has gone: ggml-rpc
-        would abort the whole process on the next command sent to it."""
-        if self._rpc_lost is None:
-            try:
-                rpc_backend.check_alive(self.rpc_servers)
-            except rpc_backend.RpcServerLost as e:
-                self._rpc_lost = e
-                raise
-        if self._rpc_lost is not None:
-            ep = self._rpc_lost.endpoint   # lost inside a run: later runs say so
-            raise rpc_backend.RpcServerLost(rpc_backend.lost_line(ep, earlier=True) if ep else str(self._rpc_lost),
-                                            endpoint=ep)
+        """RpcServerLost (one line) once an rpc-server holding layers has gone."""
+        self.liveness.check()
 
     def unusable(self) -> str | None:
         """Why this model cannot run any more, in one line (an rpc-server holding its
         layers went away); None while it can."""
-        if not self.rpc_servers:
-            return None
-        try:
-            self.check_rpc()
-        except rpc_backend.RpcServerLost as e:
-            return e.one_line()
-        return None
+        return self.liveness.unusable()
 
     def placement_text(self) -> str:
         """Which layers run where: "layers 0-3 on 127.0.0.1:50052; ..." ("" when unknown)."""
-        return rpc_backend.describe_placement(self.placement, self.info.n_layer)
+        return self.model.placement_text()
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:
             self._batch.close()
             self._batch = None
-        if getattr(self, "lm", None) is not None:
-            if getattr(self, "rpc_servers", None):
-                try:
-                    self.check_rpc()
-                except rpc_backend.RpcServerLost:
-                    if not rpc_backend.soft_failure():
-                        # freeing the model sends RPC commands to the dead server: stock
-                        # ggml-rpc would abort the process; the memory is left to the exit
-                        self.lm.model = self.lm.ctx = None
-                        return
-                    # patched ggml-rpc skips commands to a lost server: free as usual
-            self.lm.close()
+        if getattr(self, "model", None) is not None:
+            self.model.close()
 
 
 def check_text(what: str, text: str) -> None:
@@ -475,11 +361,6 @@ def check_text(what: str, text: str) -> None:
     except UnicodeEncodeError as e:
         raise PromptError(f"{what} is not valid Unicode text (a lone surrogate or undecodable byte "
                           f"at character {e.start})") from None
-
-
-def lc_diffusion(model) -> bool:
-    fn = getattr(llama_cpp(), "llama_model_is_diffusion", None)
-    return bool(fn(model)) if fn is not None else False
 
 
 def _is_token_list(p) -> bool:
