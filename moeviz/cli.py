@@ -12,6 +12,10 @@ from . import __version__
 from .errors import MoevizError, UserError, one_line
 
 
+PUBLIC_MAX_TOKENS = 1024          # serve --public: per-request caps unless given
+PUBLIC_MAX_PROMPT_TOKENS = 2048
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + message
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -38,6 +42,47 @@ def _add_model_args(p, required=False):
     p.add_argument("--mask", default=None, metavar="L:E[,L:E...]",
                    help="never select these experts (model layer index:expert id; L:* = every expert of layer L, "
                         "*:E = expert E in every MoE layer); the router picks the best unmasked ones")
+
+
+def add_run_flags(p, command: str) -> None:
+    """The run settings' flags of `command` (record, export), from moeviz/settings.py:
+    each with its help, default and range check."""
+    from .settings import SETTINGS  # noqa: PLC0415
+
+    for s in SETTINGS:
+        if command not in s.commands:
+            continue
+        help_text = f"{s.help} (default: {s.default if s.default not in ('', []) else 'none'})"
+        if s.kind == "bool":
+            p.add_argument(s.flag, action="store_true", help=s.help)
+        elif s.kind == "strings":
+            p.add_argument(s.flag, action="append", default=[], metavar=s.metavar, help=s.help)
+        else:
+            p.add_argument(s.flag, type=_setting_type(s), default=s.default,
+                          metavar=s.metavar or ("X" if s.kind == "float" else None), help=help_text)
+
+
+def _setting_type(s):
+    """argparse type for a setting: its own check, its own message."""
+    def convert(text: str):
+        try:
+            value = int(text) if s.kind == "int" else float(text) if s.kind == "float" else text
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {s.range_text()}, got {text[:40]!r}") from None
+        try:
+            return s.check(value)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(e.one_line()) from None
+    convert.__name__ = s.name
+    return convert
+
+
+def settings_from_args(args):
+    """The SamplingSettings a command's run flags give (add_run_flags; the others default)."""
+    from .engine import SamplingSettings  # noqa: PLC0415
+    from .settings import SAMPLING  # noqa: PLC0415
+
+    return SamplingSettings(**{s.name: getattr(args, s.name) for s in SAMPLING if hasattr(args, s.name)}).validate()
 
 
 def _add_rpc_args(p):
@@ -83,16 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the prompt, then one token per decode; only that reproduces the same model bit for bit)")
     p.add_argument("--chat", action="store_true", help="wrap --prompt as one user message in the model's chat template")
     p.add_argument("--out", "-o", required=True, help="trace file to write (.json, or .moetrace for the binary form)")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--probs", action="store_true", help="also record full router probabilities over all experts")
-    p.add_argument("--candidates", type=int, default=0, metavar="N",
-                   help="also record each position's top-N next tokens and their probabilities (costs the output "
-                        "head on every prompt row)")
+    add_run_flags(p, "record")
     p = sub.add_parser("serve", help="serve the live visualizer")
     _add_model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -102,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "server slots); each gets --n-ctx / N tokens of context (default 1)")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
     p.add_argument("--prompts", default=None, help="prompt folder (default: the bundled prompts/)")
-    p.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask for")
-    p.add_argument("--max-prompt-tokens", type=int, default=2048, help="longest prompt a client may send, in tokens")
+    p.add_argument("--max-tokens-limit", type=int, default=None, metavar="N",
+                   help="largest max_tokens a client may ask for (default: none, a run ends where its context is "
+                        f"full, as llama-server; --public: {PUBLIC_MAX_TOKENS})")
+    p.add_argument("--max-prompt-tokens", type=int, default=None, metavar="N",
+                   help="longest prompt a client may send, in tokens (default: what fits the context; --public: "
+                        f"{PUBLIC_MAX_PROMPT_TOKENS})")
     p.add_argument("--data-dir", default=None, help="where runs behind permalinks are kept (default ~/.local/share/moeviz/runs)")
     p.add_argument("--public", action="store_true",
                    help="shared hosted server: read-only permalinks, capped requests, per-client rate limit")
@@ -134,10 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="site folder to write")
     p.add_argument("--model", "-m", help="record every prompt of --prompts with this model first")
     p.add_argument("--prompts", help="prompt folder to record (default: the bundled prompts/)")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--probs", action="store_true", help="record router probabilities too")
+    add_run_flags(p, "export")
     p.add_argument("--n-gpu-layers", type=int, default=0, help="with --model: layers to offload (-1 = all)")
     _add_rpc_args(p)
     return parser
@@ -188,7 +225,6 @@ def cmd_rpc_server(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from .engine import SamplingSettings  # noqa: PLC0415
     from .record import record, replay_trace  # noqa: PLC0415
     from .trace import load, save  # noqa: PLC0415
 
@@ -196,8 +232,7 @@ def cmd_record(args) -> int:
         raise UserError("--fast only applies to --tokens-from")
     source = load(args.tokens_from) if args.tokens_from else None
     prompt = None if source else _prompt_from_args(args)
-    settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
-                                top_k=args.top_k, seed=args.seed, stop=list(args.stop)).validate()
+    settings = settings_from_args(args)
     shown = LoadProgress(sys.stderr, _model_size(args))
     try:
         engine = _engine_from_args(args, progress=shown)
@@ -306,8 +341,10 @@ def cmd_serve(args) -> int:
     from .trace.store import check_data_dir  # noqa: PLC0415
     from .server.openai_api import ApiSettings  # noqa: PLC0415
 
+    public_cap = (lambda v, cap: cap if v is None else v) if args.public else (lambda v, cap: v)
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
-                              max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens_limit,
+                              max_prompt_tokens=public_cap(args.max_prompt_tokens, PUBLIC_MAX_PROMPT_TOKENS),
+                              max_tokens=public_cap(args.max_tokens_limit, PUBLIC_MAX_TOKENS),
                               data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public,
                               api=ApiSettings(enabled=not args.no_api, api_key=args.api_key,
                                               store=not args.no_store_api, show_api_runs=args.show_api_runs),
@@ -318,10 +355,7 @@ def cmd_serve(args) -> int:
     # before listening, and before llama.cpp sees anything: a port, the proxies, the data folder
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
-    try:
-        server_options = uvicorn_options(settings, args.forwarded_allow_ips)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    server_options = uvicorn_options(settings, args.forwarded_allow_ips)   # a bad entry: its one-line UserError
     check_data_dir(settings.data_dir or default_data_dir())
     _check_port_free(args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -400,13 +434,13 @@ def _record_prompts(args) -> list:
     """Record the library's prompts that suit the model (moeviz.prompts.suited) with one
     engine, showing progress."""
     from .demo import default_model_path  # noqa: PLC0415
-    from .engine import Engine, SamplingSettings  # noqa: PLC0415
+    from .engine import Engine  # noqa: PLC0415
     from .prompts import DEFAULT_DIR, load_prompts, model_kind, suited  # noqa: PLC0415
     from .record import record  # noqa: PLC0415
     from .trace.schema import model_description  # noqa: PLC0415
 
     library = list(load_prompts(args.prompts or DEFAULT_DIR).values())
-    settings = SamplingSettings(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed).validate()
+    settings = settings_from_args(args)
     engine = Engine(args.model or default_model_path(), n_gpu_layers=args.n_gpu_layers, rpc=args.rpc,
                     tensor_split=args.tensor_split, parallel=getattr(args, "parallel", 1))
     kind = model_kind(model_description(engine.info)["name"])

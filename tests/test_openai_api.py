@@ -177,10 +177,13 @@ def test_routed_experts_when_streaming(client, server):
 
 
 @pytest.mark.parametrize("kwargs, param", [
-    ({"n": 2}, "n"),
-    ({"temperature": 7}, "temperature"),
-    ({"max_tokens": 100_000}, "max_tokens"),
-    ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ({"n": 0}, "n"),
+    ({"temperature": 11}, "temperature"),
+    ({"max_tokens": -1}, "max_tokens"),
+    ({"frequency_penalty": 3}, "frequency_penalty"),
+    ({"extra_body": {"grammar": "root ::= ("}}, "grammar"),
+    ({"extra_body": {"min_p": 1.5}}, "min_p"),
+    ({"logit_bias": {"x": 300}}, "logit_bias"),
     ({"logprobs": 50}, "logprobs"),
     ({"extra_body": {"routed_experts_start_len": 999}}, "routed_experts_start_len"),
 ])

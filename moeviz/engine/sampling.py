@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..llama.grammar import check_gbnf
 from ..llama.sampler import SamplerChain
 from ..settings import SAMPLING, SettingsError, default_of
 
@@ -23,6 +24,8 @@ def _field(s):
 def _validate(self) -> "SamplingSettings":
     for s in SAMPLING:
         object.__setattr__(self, s.name, s.check(getattr(self, s.name)))
+    if self.grammar:
+        check_gbnf(self.grammar)   # what could hurt llama.cpp's parser; the parser itself judges the rest
     return self
 
 

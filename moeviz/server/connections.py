@@ -25,6 +25,8 @@ import ipaddress
 import json
 import threading
 
+from ..errors import UserError
+
 # Websocket close codes: policy violation (too many from one address), and a normal
 # close (idle for too long); both carry a reason the page shows.
 CLOSE_TOO_MANY = 1008
@@ -40,6 +42,10 @@ class ConnectionLimits:
     websocket_idle_s: float = 300.0       # a websocket with no run that sends nothing
 
 
+class ForwardedIpsError(UserError, ValueError):
+    """A bad `--forwarded-allow-ips` entry."""
+
+
 def trusted_networks(spec: str | None) -> list:
     """`--forwarded-allow-ips`: comma-separated addresses or networks ("*": any)."""
     out = []
@@ -52,7 +58,7 @@ def trusted_networks(spec: str | None) -> list:
         try:
             out.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            raise ValueError(f"--forwarded-allow-ips: {part[:60]!r} is not an IP address or network") from None
+            raise ForwardedIpsError(f"--forwarded-allow-ips: {part[:60]!r} is not an IP address or network") from None
     return out
 
 

@@ -14,10 +14,12 @@ import uuid
 
 import numpy as np
 
-from ..engine import Finished, PromptRouted, SamplingSettings, SettingsError, TokenRouted
+from ..engine import Finished, PromptRouted, SamplingSettings, TokenRouted
 from ..errors import MoevizError, UserError
+from .openai_tools import ChatOutput, chat_prompt_from_body
+from ..llama.grammar import check_gbnf, json_schema_grammar
+from ..settings import INT32_MAX, SAMPLING, from_message
 
-MAX_STOP = 4                 # OpenAI's limit on stop sequences
 MAX_LOGPROBS = 20            # OpenAI's top_logprobs limit
 MAX_CANDIDATES = 1000        # engine.candidates.MAX_CANDIDATES: the most tokens a row's candidates hold
 
@@ -60,6 +62,10 @@ class ApiRequest:
     return_routed_experts: bool = False
     routed_experts_start_len: int = 0
     logprobs: int | None = None            # None: none; else how many top tokens per generated token
+    chat_plan: object = None               # openai_tools: the chat's template plan (tools, reasoning), set when queued
+    n: int = 1                             # choices: one run each (seeds seed, seed + 1, ...)
+    echo: bool = False                     # completions: the prompt leads the text
+    max_tokens_given: bool = False         # False: to the end of the context (llama-server's n_predict -1)
 
     @property
     def candidates(self) -> int:
@@ -69,14 +75,18 @@ class ApiRequest:
             return 0
         return max(self.logprobs, 1 if self.settings.temperature == 0 else self.settings.top_k)
 
+    def choice_settings(self, index: int) -> SamplingSettings:
+        """The settings of choice `index` of n: its own seed, so that sampled choices differ
+        (and each is reproducible from its trace)."""
+        return dataclasses.replace(self.settings, seed=(self.settings.seed + index) % 2**32)
 
-def _number(body: dict, name: str, default, lo: float, hi: float):
-    v = body.get(name)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        raise ApiRequestError(f"'{name}' must be a number from {lo:g} to {hi:g}, got {str(v)[:40]}", name)
-    return v
+
+def clamp_to_context(req: ApiRequest, n_prompt: int, n_ctx_seq: int) -> None:
+    """llama-server's limit: max_tokens absent, or beyond what the (per-slot) context has
+    left after the prompt, becomes what is left; the run then ends with "length"."""
+    left = max(0, n_ctx_seq - n_prompt)
+    if not req.max_tokens_given or req.settings.max_tokens > left:
+        req.settings.max_tokens = left
 
 
 def _integer(body: dict, name: str, default, lo: int, hi: int | None = None):
@@ -98,11 +108,11 @@ def _bool(body: dict, name: str, default: bool = False) -> bool:
     return v
 
 
-# Fields llama-cpp-python accepts that moeviz's sampler (top-k, top-p, temperature,
-# seeded draw) has no counterpart for: refused unless they hold their neutral value.
-_NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "repeat_penalty": 1, "min_p": 0,
-            "mirostat_mode": 0, "min_tokens": 0, "best_of": 1, "echo": False, "suffix": None}
-_UNSUPPORTED = ("logit_bias", "grammar", "tools", "functions", "tool_choice", "function_call")
+# Fields llama-cpp-python accepts that moeviz's sampler has no counterpart for: refused
+# unless they hold their neutral value. Every sampler setting moeviz has is in moeviz/settings.py.
+_NEUTRAL = {"mirostat_mode": 0, "mirostat": 0, "min_tokens": 0, "best_of": 1, "suffix": None}
+_UNSUPPORTED = ("functions", "function_call")
+MAX_N = 16
 
 
 def _message_content(m: dict, i: int) -> str:
@@ -124,19 +134,64 @@ def _message_content(m: dict, i: int) -> str:
     raise ApiRequestError(f"messages[{i}].content must be a string or a list of text parts", "messages")
 
 
-def parse_request(body, *, chat: bool, max_tokens_cap: int) -> ApiRequest:
-    """Validate a /v1/completions (chat=False) or /v1/chat/completions body."""
+def response_format_grammar(fmt) -> str | None:
+    """GBNF for OpenAI's `response_format`: None for text; any JSON object for
+    json_object (llama-cpp-python: a `schema` inside it constrains it further);
+    the schema's own grammar for json_schema (strict or not: a grammar always holds)."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise ApiRequestError("'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                              "{\"type\": \"json_schema\", \"json_schema\": {\"name\", \"schema\"}}", "response_format")
+    if fmt["type"] == "text":
+        return None
+    if fmt["type"] == "json_object":
+        return json_schema_grammar(fmt.get("schema"))
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+        raise ApiRequestError("'response_format.json_schema' must be an object with a 'schema' object",
+                              "response_format")
+    return json_schema_grammar(spec.get("schema") or {"type": "object"})
+
+
+def _settings(body: dict, chat: bool, max_tokens_cap: int | None) -> tuple[SamplingSettings, bool]:
+    """The run's sampling settings from the request's fields (moeviz/settings.py: names
+    and aliases, types, ranges, messages)."""
+    if chat and body.get("max_tokens") is None and body.get("max_completion_tokens") is not None:
+        body = {**body, "max_tokens": body["max_completion_tokens"]}    # the newer name, same setting
+    body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+    if isinstance(body.get("stop"), list):
+        body["stop"] = [x for x in body["stop"] if x != ""]            # "" stops nothing: dropped, as llama-cpp-python
+    elif body.get("stop") == "":
+        body["stop"] = None
+    if body.get("seed") in (None, -1):                                  # llama.cpp's -1: a random seed; the trace
+        body["seed"] = secrets.randbits(32)                             # keeps it: the permalink's run reproduces
+    given = from_message(body, [s.name for s in SAMPLING])
+    fmt_grammar = response_format_grammar(body.get("response_format"))
+    if fmt_grammar is not None:
+        if given.get("grammar"):
+            raise ApiRequestError("give 'grammar' or a JSON 'response_format', not both", "response_format")
+        given["grammar"] = fmt_grammar
+    if given.get("grammar"):
+        check_gbnf(given["grammar"])
+    max_given = "max_tokens" in given
+    if max_tokens_cap is not None:
+        given.setdefault("max_tokens", max_tokens_cap)
+        if given["max_tokens"] > max_tokens_cap:
+            raise ApiRequestError(f"max_tokens {given['max_tokens']} is over this server's limit of {max_tokens_cap}",
+                                  "max_tokens")
+    else:
+        given.setdefault("max_tokens", INT32_MAX)          # to the end of the context (clamp_to_context)
+    return SamplingSettings(**given).validate(), max_given
+
+
+def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None) -> ApiRequest:
+    """Validate a /v1/completions (chat=False) or /v1/chat/completions body.
+    `max_tokens_cap`: a public server's limit (None: none, as llama-server)."""
     if not isinstance(body, dict):
         raise ApiRequestError("the request body must be a JSON object")
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ApiRequestError("'messages' must be a non-empty list of {role, content} objects", "messages")
-        prompt = []
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise ApiRequestError(f"messages[{i}] must be an object with a string 'role'", "messages")
-            prompt.append({"role": m["role"], "content": _message_content(m, i)})
+    if chat:      # messages, tools, tool_choice (openai_tools.py): a ChatPrompt the template renders whole
+        prompt = chat_prompt_from_body(body)
     else:
         prompt = body.get("prompt", "")
         if isinstance(prompt, list):
@@ -150,54 +205,24 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int) -> ApiRequest:
     for name, neutral in _NEUTRAL.items():
         v = body.get(name)
         if v is not None and v != neutral:
-            raise ApiRequestError(f"'{name}' is not supported by this server (moeviz samples with top_k, top_p, "
-                                  "temperature and seed)", name)
+            raise ApiRequestError(f"'{name}' is not supported by this server", name)
     for name in _UNSUPPORTED:
         if body.get(name):
-            raise ApiRequestError(f"'{name}' is not supported by this server", name)
-    fmt = body.get("response_format")
-    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
-        raise ApiRequestError("'response_format' other than text is not supported by this server", "response_format")
-    if _integer(body, "n", 1, 1) != 1:
-        raise ApiRequestError("'n' must be 1: one completion per request", "n")
+            raise ApiRequestError(f"'{name}' is not supported by this server (use 'tools')", name)
+    n = _integer(body, "n", 1, 1, MAX_N)
+    echo = _bool(body, "echo")
+    if echo and chat:
+        raise ApiRequestError("'echo' applies to /v1/completions only", "echo")
     if chat:
         logprobs = _integer(body, "top_logprobs", 0, 0, MAX_LOGPROBS) if _bool(body, "logprobs") else None
         if logprobs is None and body.get("top_logprobs") is not None:
             raise ApiRequestError("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     else:
         logprobs = _integer(body, "logprobs", None, 0, MAX_LOGPROBS)
+    if echo and logprobs is not None:
+        raise ApiRequestError("'echo' with 'logprobs' (the prompt's logprobs) is not supported", "echo")
 
-    default_max = 16 if not chat else max_tokens_cap        # llama-cpp-python: 16; chat: "inf" (to the limit)
-    max_tokens = body.get("max_tokens")
-    if max_tokens is None and chat:
-        max_tokens = body.get("max_completion_tokens")
-        name = "max_completion_tokens"
-    else:
-        name = "max_tokens"
-    max_tokens = _integer({name: max_tokens}, name, default_max, 0)
-    if max_tokens > max_tokens_cap:
-        raise ApiRequestError(f"{name} {max_tokens} is over this server's limit of {max_tokens_cap}", name)
-
-    stop = body.get("stop")
-    if stop is None:
-        stop = []
-    elif isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > MAX_STOP:
-        raise ApiRequestError(f"'stop' must be a string or a list of up to {MAX_STOP} strings", "stop")
-    stop = [s for s in stop if s]
-
-    seed = body.get("seed")
-    if seed is None or seed == -1:                  # llama.cpp's -1: a random seed
-        seed = secrets.randbits(32)                 # the trace keeps it: the permalink's run is reproducible
-    seed = _integer({"seed": seed}, "seed", 0, 0, 2**32 - 1)
-    settings = SamplingSettings(max_tokens=max_tokens, temperature=_number(body, "temperature", 0.8, 0, 2),
-                                top_p=_number(body, "top_p", 0.95, 0, 1), top_k=_integer(body, "top_k", 40, 0),
-                                seed=seed, stop=stop)
-    try:
-        settings.validate()
-    except SettingsError as e:
-        raise ApiRequestError(str(e)) from None
+    settings, max_given = _settings(body, chat, max_tokens_cap)
     if logprobs is not None and settings.temperature > 0 and not 0 < settings.top_k <= MAX_CANDIDATES:
         raise ApiRequestError(f"logprobs with temperature above 0 need top_k from 1 to {MAX_CANDIDATES} (the "
                               "sampled token must be among the tokens whose logprobs are kept)", "top_k")
@@ -213,7 +238,8 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int) -> ApiRequest:
     return ApiRequest(chat=chat, prompt=prompt, settings=settings, model=model, stream=stream,
                       include_usage=include_usage,
                       return_routed_experts=_bool(body, "return_routed_experts"),
-                      routed_experts_start_len=_integer(body, "routed_experts_start_len", 0, 0), logprobs=logprobs)
+                      routed_experts_start_len=_integer(body, "routed_experts_start_len", 0, 0), logprobs=logprobs,
+                      n=n, echo=echo, max_tokens_given=max_given)
 
 
 # Stop strings ---------------------------------------------------------------------------
@@ -267,8 +293,11 @@ FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "context": 
 class RunAnswer:
     """Accumulates one run's engine events into what the API returns."""
 
-    def __init__(self, request: ApiRequest, run_id: str, model_id: str, moe_layers: list[int]):
+    def __init__(self, request: ApiRequest, run_id: str, model_id: str, moe_layers: list[int], index: int = 0):
         self.request = request
+        self.index = index                 # the choice's index (n > 1: one run per choice)
+        # a chat's output read for reasoning and tool calls (openai_tools.ChatOutput)
+        self.output = ChatOutput(request.chat_plan) if request.chat_plan is not None else None
         self.run_id = run_id
         self.model = request.model or model_id
         self.moe_layers = moe_layers
@@ -293,7 +322,15 @@ class RunAnswer:
             self._ids.append(ev.routing.expert_ids)
             self._weights.append(ev.routing.weights)
             self._predict(ev.routing)
-            return ""
+            return self.echoed
+        return self._add_later(ev, msg, pieces)
+
+    @property
+    def echoed(self) -> str:
+        """The text `echo` puts before the answer: the prompt (completions only)."""
+        return self.request.prompt if self.request.echo and isinstance(self.request.prompt, str) else ""
+
+    def _add_later(self, ev, msg: dict, pieces: dict | None) -> str:
         if isinstance(ev, TokenRouted):
             self._ids.append(ev.routing.expert_ids)
             self._weights.append(ev.routing.weights)
@@ -345,7 +382,8 @@ class RunAnswer:
 
     @property
     def finish_reason(self) -> str:
-        return FINISH_REASONS.get(self.finish.reason, "stop") if self.finish else "stop"
+        reason = FINISH_REASONS.get(self.finish.reason, "stop") if self.finish else "stop"
+        return self.output.finish_reason(reason) if self.output is not None else reason
 
     def usage(self) -> dict:
         f = self.finish
@@ -385,40 +423,69 @@ class RunAnswer:
     def response(self, base_url: str) -> dict:
         ext = self.extensions(base_url)
         if self.request.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": self.text.final},
+            message = self._message()
+            choice = {"index": self.index, "message": message,
                       "logprobs": self._logprobs(self.logprobs), "finish_reason": self.finish_reason, **ext}
             return {**self._head("chat.completion"), "choices": [choice], "usage": self.usage()}
-        choice = {"text": self.text.final, "index": 0, "logprobs": self._logprobs(self.logprobs),
+        choice = {"text": self.echoed + self.text.final, "index": self.index, "logprobs": self._logprobs(self.logprobs),
                   "finish_reason": self.finish_reason, **ext}
         return {**self._head("text_completion"), "choices": [choice], "usage": self.usage()}
 
     def role_chunk(self) -> dict:
         """A chat stream's first chunk: the assistant's role (llama-cpp-python sends it first)."""
         return {**self._head("chat.completion.chunk"),
-                "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None}]}
+                "choices": [{"index": self.index, "delta": {"role": "assistant"}, "logprobs": None,
+                             "finish_reason": None}]}
 
-    def text_chunk(self, text: str) -> dict:
-        """A chunk of new text, with the logprobs of the tokens that came since the last one."""
+    def _message(self) -> dict:
+        if self.output is None:
+            return {"role": "assistant", "content": self.text.final}
+        if not self.output.finished:            # not streamed: the whole text read at once
+            self.output.feed(self.text.final)
+        return self.output.message()
+
+    def text_chunk(self, text: str) -> dict | None:
+        """A chunk of new text, with the logprobs of the tokens that came since the last one
+        (None: the text is held back for now, e.g. a tool call's markup being read)."""
+        delta = {"content": text}
+        if self.output is not None:
+            delta = self.output.feed(text)
+            if delta is None and self.request.logprobs is None:
+                return None
         lp = self._new_logprobs()
         if self.request.chat:
             return {**self._head("chat.completion.chunk"),
-                    "choices": [{"index": 0, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}]}
+                    "choices": [{"index": self.index, "delta": delta or {}, "logprobs": lp, "finish_reason": None}]}
         return {**self._head("text_completion"),
-                "choices": [{"text": text, "index": 0, "logprobs": lp, "finish_reason": None}]}
+                "choices": [{"text": text, "index": self.index, "logprobs": lp, "finish_reason": None}]}
 
     def final_chunk(self, base_url: str) -> dict:
         ext, lp = self.extensions(base_url), self._new_logprobs()
         if lp is not None and not (lp.get("content") if self.request.chat else lp["tokens"]):
             lp = None
         if self.request.chat:
+            delta = (self.output.finish() if self.output is not None else None) or {}
             return {**self._head("chat.completion.chunk"),
-                    "choices": [{"index": 0, "delta": {}, "logprobs": lp, "finish_reason": self.finish_reason, **ext}]}
+                    "choices": [{"index": self.index, "delta": delta, "logprobs": lp, "finish_reason": self.finish_reason,
+                                 **ext}]}
         return {**self._head("text_completion"),
-                "choices": [{"text": "", "index": 0, "logprobs": lp, "finish_reason": self.finish_reason, **ext}]}
+                "choices": [{"text": "", "index": self.index, "logprobs": lp, "finish_reason": self.finish_reason,
+                                 **ext}]}
 
     def usage_chunk(self) -> dict:
         obj = "chat.completion.chunk" if self.request.chat else "text_completion"
         return {**self._head(obj), "choices": [], "usage": self.usage()}
+
+
+def combined_response(answers: list[RunAnswer], base_url: str) -> dict:
+    """One response for n > 1 choices (one finished RunAnswer per choice, in index
+    order): every choice, the prompt counted once in the usage (OpenAI's)."""
+    out = answers[0].response(base_url)
+    out["choices"] = [a.response(base_url)["choices"][0] for a in answers]
+    completion = sum(a.finish.n_generated for a in answers)
+    out["usage"] = {"prompt_tokens": answers[0].finish.n_prompt, "completion_tokens": completion,
+                    "total_tokens": answers[0].finish.n_prompt + completion}
+    return out
 
 
 def b64(a: np.ndarray, dtype: str) -> str:

@@ -5,8 +5,9 @@ import dataclasses
 import json
 
 from ..errors import UserError
-from ..engine import SamplingSettings, SettingsError
-from ..engine.text import PromptError, validate_messages
+from ..engine import SamplingSettings
+from ..engine.text import validate_messages
+from ..settings import ALIASES, SAMPLING, SETTINGS, from_message
 
 
 class RequestError(UserError, ValueError):
@@ -26,9 +27,8 @@ class GenerateRequest:
     candidates: int = 0                   # top-N next tokens per position (0: none)
 
 
-_SETTING_FIELDS = {"max_tokens": int, "temperature": (int, float), "top_p": (int, float), "top_k": int, "seed": int}
-_KNOWN = {"type", "prompt_name", "text", "messages", "probs", "stop", "experts_per_token", "mask", "candidates",
-          *_SETTING_FIELDS}
+# every run setting (moeviz/settings.py) by its name or alias, plus the prompt and the routers' what-ifs
+_KNOWN = {"type", "prompt_name", "text", "messages", "experts_per_token", "mask", *(s.name for s in SETTINGS), *ALIASES}
 MAX_MASK_PAIRS = 100_000
 
 
@@ -53,7 +53,9 @@ def parse_message(raw: str | bytes, max_bytes: int) -> dict:
     return msg
 
 
-def generate_request(msg: dict, prompts: dict, max_tokens_cap: int) -> GenerateRequest:
+def generate_request(msg: dict, prompts: dict, max_tokens_cap: int | None = None) -> GenerateRequest:
+    """A `generate` message, checked. `max_tokens_cap`: a public server's limit (None:
+    none; a run also ends where its context is full)."""
     unknown = sorted(set(msg) - _KNOWN)
     if unknown:
         raise RequestError(f"unknown field(s) in generate: {', '.join(unknown)}")
@@ -70,29 +72,12 @@ def generate_request(msg: dict, prompts: dict, max_tokens_cap: int) -> GenerateR
             raise RequestError("'text' must be a non-empty string")
         prompt = msg["text"]
     else:
-        try:
-            prompt = validate_messages(msg["messages"])
-        except PromptError as e:
-            raise RequestError(str(e)) from None
-    values = {}
-    for field, types in _SETTING_FIELDS.items():
-        if field in msg:
-            v = msg[field]
-            if isinstance(v, bool) or not isinstance(v, types):
-                raise RequestError(f"'{field}' must be a number" if types != int else f"'{field}' must be an integer")
-            values[field] = v
-    stop = msg.get("stop", [])
-    values["stop"] = stop
-    settings = SamplingSettings(**values)
-    try:
-        settings.validate()
-    except SettingsError as e:
-        raise RequestError(str(e)) from None
-    if settings.max_tokens > max_tokens_cap:
+        prompt = validate_messages(msg["messages"])   # its PromptError is the client's one line
+    given = from_message(msg)                        # SettingsError names the field
+    settings = SamplingSettings(**{s.name: given[s.name] for s in SAMPLING if s.name in given}).validate()
+    if max_tokens_cap is not None and settings.max_tokens > max_tokens_cap:
         raise RequestError(f"max_tokens {settings.max_tokens} is over this server's limit of {max_tokens_cap}")
-    probs = msg.get("probs", False)
-    if not isinstance(probs, bool):
-        raise RequestError("'probs' must be true or false")
+    probs = given.get("probs", False)
     lib = prompts[name] if name is not None else None
     k = msg.get("experts_per_token")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int)):
@@ -102,9 +87,7 @@ def generate_request(msg: dict, prompts: dict, max_tokens_cap: int) -> GenerateR
         raise RequestError("'mask' must be a list of [layer, expert] pairs or a string like \"3:5,*:0\"")
     if isinstance(mask, list) and len(mask) > MAX_MASK_PAIRS:
         raise RequestError(f"'mask' has {len(mask)} pairs; the limit is {MAX_MASK_PAIRS}")
-    candidates = msg.get("candidates", 0)
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
-        raise RequestError("'candidates' must be a non-negative integer")
+    candidates = given.get("candidates", 0)
     # ranges (k up to n_expert, the mask's layers and experts, N up to the vocabulary) are
     # the model's: checked when the run starts (Recording), sent back as an error message
     return GenerateRequest(prompt, name, settings, probs, lib.title if lib else None, lib.domain if lib else None,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..settings import check_recorded
 
 FORMAT = "moeviz-trace"
 VERSION = 1
@@ -276,23 +277,15 @@ def _validate_fields(h: dict, model: dict, tokens: list) -> None:
         _validate_finish(finish, tokens)
 
 
-_SETTING_TYPES = {"max_tokens": "integer", "top_k": "integer", "seed": "integer", "temperature": "number",
-                  "top_p": "number", "probs": "bool", "capture": "text", "prompt_name": "text",
-                  "prompt_title": "text", "prompt_domain": "text"}
+# What a run records beside its run settings (moeviz/settings.py checks those)
+_RECORDED_TEXT = ("capture", "prompt_name", "prompt_title", "prompt_domain")
 
 
 def _validate_settings(settings: dict) -> None:
-    for f, kind in _SETTING_TYPES.items():
-        v = settings.get(f)
-        if v is None:
-            continue
-        ok = {"integer": _whole(v), "number": _whole(v) or isinstance(v, float),
-              "bool": isinstance(v, bool), "text": isinstance(v, str)}[kind]
-        if not ok:
-            raise TraceFormatError(f"settings.{f} must be {'an' if kind == 'integer' else 'a'} {kind}")
-    stop = settings.get("stop")
-    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise TraceFormatError("settings.stop must be a list of strings")
+    check_recorded(settings, TraceFormatError)
+    for f in _RECORDED_TEXT:
+        if settings.get(f) is not None and not isinstance(settings[f], str):
+            raise TraceFormatError(f"settings.{f} must be a text")
 
 
 def _validate_finish(finish, tokens: list) -> None:
