@@ -21,14 +21,17 @@ import struct
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
+from .errors import UserError
+
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "?", 10: "<u8", 11: "<i8",
           12: "<f8"}
 DEFAULT_ALIGNMENT = 32
 
 
-class HeaderError(ValueError):
-    """The header holds something no GGUF reader accepts (gguf_info words it)."""
+class HeaderError(UserError, ValueError):
+    """The header holds something no GGUF reader accepts: a bad model file, the user's to
+    fix (gguf_info.read_model_info answers any failure to read a header as a damaged file)."""
 
 
 @dataclasses.dataclass

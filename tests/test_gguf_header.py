@@ -56,3 +56,14 @@ def test_unknown_tensor_type_is_one_line(tmp_path):
     with pytest.raises(ModelFileError) as e:
         read_model_info(path)
     assert "\n" not in str(e.value) and "damaged" in str(e.value)
+
+
+def test_header_errors_are_a_moeviz_error_kind(tmp_path):
+    """What the reader refuses is the user's file to fix: a UserError (errors.py), one line."""
+    from moeviz.errors import UserError
+
+    path = _retype_first_tensor(default_model_path(), tmp_path / "bad.gguf", 250)
+    with pytest.raises(UserError) as e:
+        gguf_header.Header(path)
+    assert isinstance(e.value, gguf_header.HeaderError) and e.value.one_line() == "tensor " + \
+        gguf_header.Header(default_model_path()).tensors[0].name + " has unknown type 250"
