@@ -23,6 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_args(p, required=False):
     p.add_argument("--model", "-m", required=required, help="GGUF model file (default: the built-in demo model)")
+    _add_hub_args(p)
     p.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens (default 4096)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1 = all)")
@@ -85,6 +86,15 @@ def settings_from_args(args):
     return SamplingSettings(**{s.name: getattr(args, s.name) for s in SAMPLING if hasattr(args, s.name)}).validate()
 
 
+def _add_hub_args(p):
+    p.add_argument("-hf", "--hf-repo", default=None, metavar="OWNER/REPO[:QUANT]",
+                   help="a GGUF model from the Hugging Face hub, as llama.cpp's -hf: QUANT picks the file "
+                        "(default Q4_K_M, then Q8_0, then the first); downloaded once into the hub cache (HF_HOME), "
+                        "HF_TOKEN for gated models, HF_ENDPOINT for a mirror")
+    p.add_argument("-hff", "--hf-file", default=None, metavar="FILE",
+                   help="with -hf: this file of the repository instead of choosing by QUANT")
+
+
 def _add_rpc_args(p):
     p.add_argument("--rpc", default=None, metavar="HOST:PORT[,...]",
                    help="llama.cpp rpc-servers (moeviz rpc-server) that take the layers --n-gpu-layers offloads")
@@ -101,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a GGUF model's MoE shape")
     p.add_argument("model", nargs="?", help="GGUF model file (default: the built-in demo model)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_hub_args(p)
     p.add_argument("--n-gpu-layers", type=int, default=0, help="with --rpc: layers offloaded (-1 = all)")
     _add_rpc_args(p)
 
@@ -173,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("traces", nargs="*", help="trace files to include")
     p.add_argument("--out", "-o", required=True, help="site folder to write")
     p.add_argument("--model", "-m", help="record every prompt of --prompts with this model first")
+    _add_hub_args(p)
     p.add_argument("--prompts", help="prompt folder to record (default: the bundled prompts/)")
     add_run_flags(p, "export")
     p.add_argument("--n-gpu-layers", type=int, default=0, help="with --model: layers to offload (-1 = all)")
@@ -490,6 +502,9 @@ COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export"
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .hub import resolve_args  # noqa: PLC0415
+
+        resolve_args(args)   # -hf REPO[:QUANT]: downloaded (or found in the hub cache) before anything loads
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("moeviz: interrupted", file=sys.stderr)
