@@ -316,7 +316,7 @@ class Mistral(Family):
     def write(self, name, args, index=0, call_id=""):
         if self.args_style:
             return f"[TOOL_CALLS]{name}[ARGS]{dumps(args)}"
-        return dumps({"name": name, "arguments": args, "id": call_id or "abcDEF123"})
+        return dumps({"name": name, "arguments": args, "id": call_id or f"call{index:05d}"})
 
     def join(self, calls):
         return "".join(calls) if self.args_style else "[TOOL_CALLS][" + ", ".join(calls) + "]"
