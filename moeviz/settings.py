@@ -69,11 +69,11 @@ class Setting:
 
     def range_text(self) -> str:
         what = "an integer" if self.kind == "int" else "a number"
+        lo, hi = _num(self.lo), _num(self.hi)
         if self.lo is not None and self.hi is not None:
-            return f"{what} above {self.lo:g} and up to {self.hi:g}" if self.lo_open else \
-                f"{what} from {self.lo:g} to {self.hi:g}"
+            return f"{what} above {lo} and up to {hi}" if self.lo_open else f"{what} from {lo} to {hi}"
         if self.lo is not None:
-            return f"{what} of at least {self.lo:g}"
+            return f"{what} of at least {lo}"
         return what
 
     def check(self, v, where: str | None = None):
@@ -96,7 +96,7 @@ class Setting:
             return v
         if self.kind == "text":
             if not isinstance(v, str) or len(v) > self.hi:
-                raise SettingsError(f"'{where}' must be text of at most {self.hi:g} characters", self.name)
+                raise SettingsError(f"'{where}' must be text of at most {_num(self.hi)} characters", self.name)
             _utf8(v, where, self.name)
             return v
         if self.kind == "strings":
@@ -117,6 +117,10 @@ class Setting:
             out["aliases"] = list(self.aliases)
         out["page"] = self.page
         return out
+
+
+def _num(v) -> str:
+    return str(int(v)) if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 2**53) else f"{v:g}"
 
 
 def _show(v) -> str:
@@ -164,7 +168,7 @@ def _logit_bias(v, where: str, param: str) -> list[list]:
             key = int(key)
         if isinstance(key, bool) or not isinstance(key, (int, str)) or (isinstance(key, int) and not 0 <= key <= INT32_MAX) \
                 or (isinstance(key, str) and not 0 < len(key) <= MAX_STOP_CHARS):
-            raise SettingsError(f"'{where}': {_show(key)!r} is neither a token id nor a non-empty text", param)
+            raise SettingsError(f"'{where}': {repr(key)[:40]} is neither a token id nor a non-empty text", param)
         if isinstance(key, str):
             _utf8(key, where, param)
         if bias is False:
@@ -172,7 +176,7 @@ def _logit_bias(v, where: str, param: str) -> list[list]:
             continue
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(float(bias)) \
                 or abs(float(bias)) > BIAS_LIMIT:
-            raise SettingsError(f"'{where}': the bias of {_show(key)!r} must be a number from -100 to 100 (or false: "
+            raise SettingsError(f"'{where}': the bias of {repr(key)[:40]} must be a number from -100 to 100 (or false: "
                                 f"never), got {_show(bias)}", param)
         out.append([key, float(bias)])
     return out
