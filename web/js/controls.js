@@ -25,8 +25,10 @@ export class Controls {
   }
 
   async load(base = "") {
-    const [prompts, limits] = await Promise.all([getJSON(`${base}api/prompts`), getJSON(`${base}api/limits`)]);
+    const [prompts, limits, settings] = await Promise.all([getJSON(`${base}api/prompts`), getJSON(`${base}api/limits`),
+      getJSON(`${base}api/settings`).catch(() => null)]);
     this.limits = limits;
+    this.applySettings(settings);
     const maxTokens = this.$("max-tokens");
     if (limits && limits.max_tokens) maxTokens.max = String(limits.max_tokens);
     this.select.replaceChildren(new Option("Custom prompt…", CUSTOM));
@@ -48,6 +50,18 @@ export class Controls {
     for (const p of all) this.prompts.set(p.name, p);
     if (fit.length || all.length) this.select.value = (fit[0] || all[0]).name;
     this.showPrompt();
+  }
+
+  // The inputs' defaults and ranges: the server's one table of run settings (moeviz/settings.py)
+  applySettings(table) {
+    for (const s of (table && table.settings) || []) {
+      const input = s.page && this.$(s.name.replace(/_/g, "-"));
+      if (!input) continue;
+      if (input.type === "checkbox") { input.checked = !!s.default; continue; }
+      input.value = String(s.default);
+      if (s.min !== undefined) input.min = String(s.min);
+      if (s.max !== undefined && s.max < 2 ** 31 - 1) input.max = String(s.max);   // not "no limit"
+    }
   }
 
   showPrompt() {
