@@ -250,6 +250,7 @@ def cmd_record(args) -> int:
         engine = _engine_from_args(args, progress=shown)
     finally:
         shown.end()
+    warned = _warn_past_context(engine, args.max_tokens, None) if source is None else False
     try:
         if source is not None:
             trace = replay_trace(engine, source, source_name=Path(args.tokens_from).name, fast=args.fast,
@@ -259,6 +260,8 @@ def cmd_record(args) -> int:
         save(trace, args.out)
     finally:
         engine.close()
+    if not warned and source is None:
+        _warn_past_context(engine, None, trace.n_tokens)
     f = trace.finish or {}
     what = f"replayed {args.tokens_from}:" if source is not None else "recorded"
     print(f"moeviz: {what} {trace.n_prompt} prompt + {trace.n_tokens - trace.n_prompt} generated tokens "
@@ -266,6 +269,19 @@ def cmd_record(args) -> int:
           + (f", {len(trace.mask)} experts masked" if trace.mask else "")
           + ("" if source is not None else f" (stopped: {f.get('reason')})") + f" -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _warn_past_context(engine, max_tokens, n_tokens) -> bool:
+    """One line when a run asks for (max_tokens) or ran (n_tokens) more tokens than the
+    model was trained on: llama.cpp generates on, but past that its output is unreliable."""
+    n_train = getattr(engine.info, "n_ctx_train", 0) or 0
+    over = max_tokens if max_tokens is not None else n_tokens
+    if not n_train or over is None or over <= n_train:
+        return False
+    what = f"--max-tokens {over} goes" if max_tokens is not None else f"the run went {over} tokens,"
+    print(f"moeviz record: warning: {what} past the {n_train} tokens {engine.info.name} was trained on; "
+          "what it generates past them is unreliable", file=sys.stderr)
+    return True
 
 
 def _model_path(args):

@@ -41,3 +41,17 @@ def test_export_lists_every_skipped_prompt_and_counts_runs(tmp_path):
                           str(next((tmp_path / "site" / "runs").glob("*.moetrace")))],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert one.returncode == 0 and "with 1 run to" in one.stderr, one.stderr
+
+
+def test_record_past_the_trained_context_warns_in_one_line(tmp_path):
+    # the demo model was trained on 512-token sequences (its GGUF's context length)
+    def record(n):
+        return subprocess.run([sys.executable, "-m", "moeviz", "record", "--prompt", "def f", "--max-tokens", str(n),
+                               "--temperature", "0", "--out", str(tmp_path / f"{n}.json")],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+    over, under = record(520), record(8)
+    assert over.returncode == 0 and under.returncode == 0, over.stderr + under.stderr
+    warnings = [line for line in over.stderr.splitlines() if "warning" in line]
+    assert warnings == ["moeviz record: warning: --max-tokens 520 goes past the 512 tokens moeviz-demo-moe was "
+                        "trained on; what it generates past them is unreliable"]
+    assert "warning" not in under.stderr
