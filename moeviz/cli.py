@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a static demo site (replays traces; any static host serves it)")
     p.add_argument("traces", nargs="*", help="trace files to include")
-    p.add_argument("--out", "-o", required=True, help="site folder to write")
+    p.add_argument("--out", "-o", help="site folder to write (this, --parquet or both)")
+    p.add_argument("--parquet", metavar="OUT", help="write the runs' routing as one Parquet table: run, token_index, "
+                   "token_id, token, prompt, layer, slot, expert, weight (docs: moeviz/trace/parquet.py)")
     p.add_argument("--model", "-m", help="record every prompt of --prompts with this model first")
     _add_hub_args(p)
     p.add_argument("--prompts", help="prompt folder to record (default: the bundled prompts/)")
@@ -448,9 +450,18 @@ def cmd_export(args) -> int:
     from .export import export_site  # noqa: PLC0415
     from .trace import load  # noqa: PLC0415
 
+    if not args.out and not args.parquet:
+        raise UserError("export needs --out (a static site) or --parquet (a routing table), or both")
     runs = [(Path(t).stem, load(t)) for t in args.traces]
     if args.model or args.prompts or not runs:
         runs += _record_prompts(args)
+    if args.parquet:
+        from .trace.parquet import write_parquet  # noqa: PLC0415
+
+        rows = write_parquet(runs, args.parquet)
+        print(f"moeviz: wrote {rows} routing rows of {len(runs)} runs to {args.parquet}", file=sys.stderr)
+        if not args.out:
+            return 0
     site = export_site(args.out, runs)
     print(f"moeviz: wrote a static site with {len(runs)} run{'' if len(runs) == 1 else 's'} to {site} "
           "(serve it with any static file host)",
