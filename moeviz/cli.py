@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .analysis.cache_plan_cli import add_cache_plan_parser  # noqa: PLC0415
 
     add_cache_plan_parser(sub)
+    from .prune_cli import add_prune_parser  # noqa: PLC0415
+
+    add_prune_parser(sub)
 
     p = sub.add_parser("export", help="write a static demo site (replays traces; any static host serves it)")
     p.add_argument("traces", nargs="*", help="trace files to include")
@@ -522,8 +525,15 @@ def cmd_cache_plan(args) -> int:
     return run(args)
 
 
+def cmd_prune(args) -> int:
+    from .prune_cli import cmd_prune as run  # noqa: PLC0415
+
+    return run(args)
+
+
 COMMANDS = {"info": cmd_info, "record": cmd_record, "serve": cmd_serve, "export": cmd_export, "stats": cmd_stats,
-            "diff": cmd_diff, "rpc-server": cmd_rpc_server, "cache-plan": cmd_cache_plan}
+            "diff": cmd_diff, "rpc-server": cmd_rpc_server, "cache-plan": cmd_cache_plan,
+            "prune": cmd_prune}
 
 
 def main(argv: list[str] | None = None) -> int:

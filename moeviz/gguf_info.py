@@ -66,6 +66,7 @@ class ModelInfo:
     # MoE layers whose experts come from the token id, not the router's top-k (DeepSeek-V4's
     # hash layers): a top-k override or an expert mask cannot apply there
     token_routed_layers: list[int] = dataclasses.field(default_factory=list)
+    kept_experts: list[list[int]] | None = None  # moeviz prune: the original ids each MoE layer kept, in order
 
     @property
     def is_moe(self) -> bool:
@@ -392,7 +393,16 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         n_expert_used_per_layer=k_by_layer if len(set(k_by_layer)) > 1 else None,
         known_architecture=spec is not None, load_error="; ".join(errors) or None, routing_notes=notes,
         token_routed_layers=[il for il in token_routed if il in set(moe)] if spec is not None else [],
+        kept_experts=_kept_experts(reader, len(moe), n_expert),
     )
+
+
+def _kept_experts(reader, n_layers: int, n_expert: int) -> list[list[int]] | None:
+    """moeviz prune's record (moeviz/prune.py): per MoE layer, the original ids of the experts kept."""
+    flat = _field(reader, "moeviz.prune.kept_experts")
+    if not flat or not n_layers or len(flat) != n_layers * n_expert:
+        return None
+    return [list(flat[i * n_expert:(i + 1) * n_expert]) for i in range(n_layers)]
 
 
 def human_count(n: int) -> str:
@@ -423,6 +433,9 @@ def describe(info: ModelInfo) -> str:
                      + (", selection bias" if info.selection_bias else ""))
         if info.n_expert_groups > 1:
             lines.append(f"  expert groups {info.n_expert_groups}, {info.n_group_used} used per token")
+        if info.kept_experts:
+            lines.append(f"  pruned        by moeviz prune: {info.n_expert} experts kept per MoE layer (kept_experts in --json: "
+                         "their original ids)")
         for note in info.routing_notes:
             lines.append(f"  note          {note}")
     if not info.causal:

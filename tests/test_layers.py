@@ -17,7 +17,7 @@ LAYERS = [
     {"engine"},                                           # loading, generation loop
     {"trace"},                                            # the schema, files, messages
     {"analysis"},                                         # pure numpy
-    {"prompts", "preview", "record", "demo", "demo_model", "fixtures", "page"},
+    {"prompts", "preview", "record", "demo", "demo_model", "fixtures", "page", "prune", "prune_cli"},
     {"export"},
     {"server"},
     {"cli", "__main__"},
