@@ -176,3 +176,55 @@ def test_an_exported_site_has_one_link_per_run(site, browser, axe_source, size):
             assert pg.errors == []
         finally:
             pg.close()
+
+
+HOVER = """([row, e]) => {
+  const c = document.getElementById('heatmap-canvas'), r = c.getBoundingClientRect(), p = moeviz.cellCenter('heatmap', row, e);
+  return [r.left + p.x * r.width / c.width, r.top + p.y * r.height / c.height]; }"""
+CLEAR = """() => { const t = document.getElementById('tooltip'), c = document.getElementById('cell-info');
+  if (t.hidden || c.hidden) return true;
+  const a = t.getBoundingClientRect(), b = c.getBoundingClientRect();
+  return !(a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom); }"""
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_the_tooltip_never_covers_the_expert_card(server, browser, size):
+    w, h = size
+    pg = Page(browser, server.url + "/", viewport={"width": w, "height": h})
+    try:
+        p = pg.page
+        generate(pg, max_tokens=6, mode="sequence")
+        p.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens && moeviz.tokens > 0", timeout=60_000)
+        p.locator("#heatmap-canvas").scroll_into_view_if_needed()
+        L, E = pg.js("moeviz.model.moe_layers.length"), pg.js("moeviz.model.n_expert")
+        x, y = p.evaluate(HOVER, [1, E // 2])
+        p.mouse.click(x, y)
+        pg.settle()
+        assert p.is_visible("#cell-info") and pg.js(CLEAR)
+        shown = 0
+        for row in range(L):
+            for e in range(E):
+                x, y = p.evaluate(HOVER, [row, e])
+                p.mouse.move(x, y)
+                assert pg.js(CLEAR), (row, e)
+                shown += pg.js("!document.getElementById('tooltip').hidden")
+        assert shown > L * E // 2          # still a tooltip wherever there is room for one
+        assert pg.errors == []
+    finally:
+        pg.close()
+
+
+def test_a_tap_opens_the_card_and_no_tooltip(server, browser):
+    pg = Page(browser, server.url + "/", viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        p = pg.page
+        generate(pg, max_tokens=4, mode="sequence")
+        p.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens && moeviz.tokens > 0", timeout=60_000)
+        p.locator("#heatmap-canvas").scroll_into_view_if_needed()
+        x, y = p.evaluate(HOVER, [0, 3])
+        p.touchscreen.tap(x, y)
+        pg.settle()
+        assert p.is_visible("#cell-info") and p.is_hidden("#tooltip")
+        assert pg.js("moeviz.chosenCell.expert") == 3
+    finally:
+        pg.close()

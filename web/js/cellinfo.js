@@ -9,6 +9,7 @@
 // (which tests read) are never drawn over.
 import { quoteToken } from "./special.js";
 import { tokensWord } from "./figures.js";
+import { keepClearOf } from "./tooltip.js";
 
 const TOP_TOKENS = 6;
 
@@ -129,6 +130,7 @@ export class CellInfo {
     if (x + w > W) x = r.x - gap - w;
     if (x < 0) { x = Math.max(0, Math.min(W - w, r.x)); y = r.y + r.h + gap; }
     card.style.transform = `translate(${Math.round(x)}px, ${Math.round(y)}px)`;
+    keepClearOf(card);
   }
 
   get chosen() { return this.cell ? { layer: this.state.model.moe_layers[this.cell.row], expert: this.cell.expert } : null; }
