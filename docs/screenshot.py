@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-PROMPT = "01-code-fibonacci"
+PROMPT = "code-fibonacci"
 
 
 def _free_port() -> int:

@@ -228,3 +228,20 @@ def test_a_tap_opens_the_card_and_no_tooltip(server, browser):
         assert pg.js("moeviz.chosenCell.expert") == 3
     finally:
         pg.close()
+
+
+def test_readmes_screenshot_script_shoots_the_real_page(server, tmp_path):
+    import importlib.util
+    import struct
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "screenshot.py"
+    spec = importlib.util.spec_from_file_location("moeviz_screenshot", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "page.png"
+    mod.shoot(server.url, out, 800, 600, prompt="code-fibonacci", max_tokens=4)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (800, 600)
+    readme = (path.parents[1] / "README.md").read_text()
+    assert "](docs/img/page.png)" in readme and (path.parent / "img" / "page.png").is_file()
