@@ -1,4 +1,4 @@
-"""`moeviz prune --model M.gguf --out P.gguf (--keep N | --drop L:E,...) [--traces T...] [--by count|weight]
+"""`moeviz prune [--model M.gguf] --out P.gguf (--keep N | --drop L:E,...) [--traces T...] [--by count|weight]
 [--held-out T...]`: moeviz/cli.py registers it with add_prune_parser and calls cmd_prune;
 the work is prune.py's."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 def add_prune_parser(subparsers) -> None:
     p = subparsers.add_parser("prune", help="write a GGUF that keeps N routed experts per MoE layer, chosen from traces")
-    p.add_argument("--model", "-m", required=True, help="GGUF model file to prune")
+    p.add_argument("--model", "-m", default=None, help="GGUF model file to prune (default: the built-in demo model)")
     p.add_argument("--out", "-o", required=True, help="pruned GGUF to write")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--keep", type=int, metavar="N", help="keep N experts in every MoE layer, chosen from --traces")
@@ -41,7 +41,10 @@ def cmd_prune(args, out=None) -> int:
     from .gguf_info import read_model_info  # noqa: PLC0415
     from .prune import PruneError, check_plan, choose_experts, drop_experts, kept_share, prune_gguf  # noqa: PLC0415
 
+    from .demo import default_model_path  # noqa: PLC0415
+
     out = out or sys.stdout
+    args.model = args.model or str(default_model_path())
     info = read_model_info(args.model)
     if not info.is_moe:
         raise PruneError(f"{args.model} has no routed experts to prune")

@@ -81,6 +81,16 @@ def test_demo_model_pruned_with_its_own_traces_runs_as_the_masked_original(demo,
     mask = dropped_mask(kept, info["moe_layers"], 64)
     for prompt in PROMPTS:
         assert_same_run(run(out, prompt, capture), run(model, prompt, capture, mask=mask), kept)
+    if capture == "native":
+        # README's workflow: the masked original's tokens replayed through the pruned file,
+        # then moeviz diff (which maps the pruned run's experts back through kept_experts)
+        from moeviz.trace import save
+
+        masked = save(run(model, PROMPTS[2], capture, mask=mask), folder / "masked.moetrace")
+        replayed = folder / "replayed.moetrace"
+        run_cli("record", "--model", out, "--tokens-from", masked, "--out", replayed, check=True)
+        d = json.loads(run_cli("diff", masked, replayed, "--json", check=True).stdout)
+        assert d["overall"]["set_agreement"] == 1.0 and d["overall"]["weight_l1"] < 1e-4
 
 
 @pytest.fixture(scope="module")

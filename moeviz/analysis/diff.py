@@ -9,6 +9,8 @@ chunks of tokens (k_a x k_b comparisons, never an [n, L, E] array).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .routing import AnalysisError
@@ -75,6 +77,7 @@ def candidate_rows(ids_a, p_a, ids_b, p_b) -> dict:
 
 def diff_traces(a, b, *, names=("A", "B"), tokens: bool = False) -> dict:
     """The diff of two traces of the same tokens (Trace objects). `tokens`: add per-token rows."""
+    a, b = _original_ids(a, b), _original_ids(b, a)
     check_same_tokens(a, b, names)
     n, L = a.n_tokens, len(a.model["moe_layers"])
     sums = {f: np.zeros(L) for f in ROUTING_FIGURES}
@@ -110,6 +113,18 @@ def diff_traces(a, b, *, names=("A", "B"), tokens: bool = False) -> dict:
     if tokens:
         out["per_token"] = _token_rows(a, b, rows, cand)
     return out
+
+
+def _original_ids(t, other):
+    """A run of a model pruned by `moeviz prune` names its experts by their new index; its
+    model's kept_experts maps them back to the original's ids, so it diffs against the
+    original's runs."""
+    kept = t.model.get("kept_experts")
+    if not kept or t.model.get("n_expert") == other.model.get("n_expert") or other.model.get("kept_experts"):
+        return t
+    K = np.asarray(kept)
+    ids = K[np.arange(K.shape[0])[None, :, None], t.expert_ids]
+    return dataclasses.replace(t, model={**t.model, "n_expert": other.model["n_expert"]}, expert_ids=ids)
 
 
 def _token_rows(a, b, chunks: list[dict], cand: dict | None) -> list[dict]:

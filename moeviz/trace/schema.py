@@ -60,7 +60,7 @@ def model_description(info) -> dict:
         "n_expert_groups": info.n_expert_groups, "n_group_used": info.n_group_used,
         "n_vocab": info.n_vocab, "n_embd": info.n_embd,
         "total_params": info.total_params, "active_params": info.active_params,
-    }
+    } | ({"kept_experts": info.kept_experts} if getattr(info, "kept_experts", None) else {})  # moeviz prune
 
 
 @dataclasses.dataclass
