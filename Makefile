@@ -1,10 +1,10 @@
-# moeviz: `make serve` and `make test` do every set-up step they need.
+# moeviz: `make serve`, `make test` and `make test-fast` do every set-up step they need.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.moeviz-setup
 
-.PHONY: setup serve test bench clean chromium axe node demo-site demo-model
+.PHONY: setup serve test test-fast arch-models bench clean chromium axe node demo-site demo-model
 
 setup: $(STAMP)
 
@@ -43,8 +43,24 @@ node:
 	@command -v node >/dev/null 2>&1 || { echo "moeviz: installing Debian's nodejs for the page's unit tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; }
 
-test: setup chromium axe node
+# llama.cpp's own generator of random models for every architecture it supports, the
+# breadth fixtures of the tests marked `archgen` (tests/test_archs.py): a C++ build of
+# ~15 min on 2 cores the first time, then cached in ~/.cache/moeviz/archgen like the wheel.
+arch-models: setup
+	@bash tests/build-arch-models.sh > /dev/null
+
+# Two tiers (tests/conftest.py says which test is in which): `make test` runs everything
+# (.ci/run calls it); `make test-fast`, for the edit loop, everything but the tests marked
+# slow, browser, server or archgen, plus one real server and one page in Chromium (smoke),
+# plus node's tests of the page's JS: under 3 minutes on 2 cores.
+FAST_TIER := smoke or not (slow or browser or server or archgen)
+
+test: setup chromium axe node arch-models
 	$(PY) -m pytest $(ARGS)
+	node --test tests/js/*.test.js
+
+test-fast: setup chromium node
+	$(PY) -m pytest -m "$(FAST_TIER)" $(ARGS)
 	node --test tests/js/*.test.js
 
 bench: setup

@@ -1,3 +1,20 @@
+"""What every test shares: the fixture models, loaded engines, run_cli, and the tiers.
+
+Tiers (markers declared in pyproject.toml; `make test-fast` and `make test` pick them):
+  fast   `make test-fast`, the edit loop (under 3 minutes): every test without the marks
+         below, plus the two marked `smoke` (one real server, one page in Chromium), plus
+         node's tests of the page's JS (tests/js/)
+  full   `make test` (.ci/run): everything, after `make arch-models`
+Marks that keep a test out of the fast tier:
+  slow     takes more than a few seconds (set by hand, at the test or its module)
+  browser  drives Chromium (tests/browser.py's pytestmark)
+  server   starts a server process on loopback: set here on every test whose code, or
+           a fixture's it uses, calls tests/serverproc.py's ServerProcess, static_server or
+           serve_in_thread
+  archgen  needs llama.cpp's model generator (tests/build-arch-models.sh, ~15 min to build
+           once, cached in ~/.cache/moeviz/archgen; `make arch-models`): set here on every
+           test that takes the `arch_models` fixture
+"""
 import os
 import sys
 from pathlib import Path
@@ -59,3 +76,42 @@ def run_cli(*args, check=False, timeout=120):
     if check and r.returncode != 0:
         raise AssertionError(f"moeviz {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
     return r
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `server` and `archgen` marks, from what a test uses (see the tiers above)."""
+    for item in items:
+        if "arch_models" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.archgen)
+        if any(_starts_a_server(f) for f in _functions(item)):
+            item.add_marker(pytest.mark.server)
+
+
+SERVER_CALLS = ("ServerProcess(", "static_server(", "serve_in_thread(")    # tests/serverproc.py
+
+
+def _functions(item):
+    """The test function and every fixture function it uses."""
+    yield getattr(item, "function", None)
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        for d in defs:
+            yield d.func
+
+
+_server_starters: dict = {}
+
+
+def _starts_a_server(fn) -> bool:
+    """Whether `fn`'s own code starts a server process (tests/serverproc.py)."""
+    if fn is None:
+        return False
+    if fn not in _server_starters:
+        import inspect
+
+        try:
+            src = inspect.getsource(fn)
+        except (OSError, TypeError):
+            src = ""
+        _server_starters[fn] = any(call in src for call in SERVER_CALLS)
+    return _server_starters[fn]

@@ -8,6 +8,7 @@ experts hit and the heatmap's pixels must all agree with a numpy recount of it.
 import re
 
 import numpy as np
+import pytest
 from browser import DORMANT_RGB, Page, browser, pytestmark, server  # noqa: F401
 
 
@@ -46,6 +47,7 @@ def check_dormant(pg, trace, n=None):
     return c
 
 
+@pytest.mark.smoke     # the fast tier's one page in Chromium (tests/conftest.py)
 def test_live_run_matches_its_trace(server, browser):
     pg = Page(browser, server.url + "/")
     try:

@@ -32,6 +32,7 @@ def test_banner_http_and_json_endpoints(server):
         assert "moeviz" in r.read().decode()
 
 
+@pytest.mark.smoke     # the fast tier's one real server (tests/conftest.py)
 def test_every_token_arrives_once_in_order_with_every_layer(server):
     with connect(server.ws_url) as ws:
         model = json.loads(ws.recv())
