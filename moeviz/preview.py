@@ -4,14 +4,19 @@ exported sites.
 
 The image is the page's heatmap in the page's colours (web/js/colors.json, which the
 page's heatmap.js and grid.js read too: never-selected experts dark, then violet to pale
-yellow on a log scale; dense layers striped), so a link previews as what it opens to.
-Written with numpy and zlib: no imaging library is needed at run time.
+yellow on a log scale; dense layers striped), so a link previews as what it opens to,
+under the run's title, its model and its dormant figure, over a legend. Written with
+numpy and zlib: no imaging library is needed at run time; the text is drawn from a
+bitmap font made once from DejaVu Sans Mono (moeviz/data/preview-font.bin,
+docs/make_preview_font.py).
 """
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +31,54 @@ _COLORS = json.loads((web_dir() / "js" / "colors.json").read_text(encoding="utf-
 HEAT_STOPS = [(float(p), tuple(rgb)) for p, rgb in _COLORS["heat_stops"]]     # [position 0..1, rgb]
 DENSE = tuple(tuple(rgb) for rgb in _COLORS["dense_stripes"])
 DORMANT = HEAT_STOPS[0][1]
+FG, MUTED = (230, 234, 242), (125, 135, 153)
+TITLE_PX, SMALL_PX = 30, 20
+# where the heatmap goes in a WIDTH x HEIGHT preview: x, y, width, height
+GRID = (40, 118, WIDTH - 80, HEIGHT - 118 - 56)
+FONT_FILE = Path(__file__).resolve().parent / "data" / "preview-font.bin"
+
+
+@functools.cache
+def _font() -> dict:
+    """{px: (chars -> index, coverage [n, h, w] uint8, baseline)} from preview-font.bin."""
+    data = FONT_FILE.read_bytes()
+    magic, header, body = data.split(b"\n", 2)
+    assert magic == b"MVFONT1", "not a moeviz preview font"
+    meta = json.loads(header)
+    raw = np.frombuffer(zlib.decompress(body), np.uint8)
+    out, pos, chars = {}, 0, meta["chars"]
+    for s in meta["sizes"]:
+        n = len(chars) * s["h"] * s["w"]
+        out[s["px"]] = ({c: i for i, c in enumerate(chars)}, raw[pos:pos + n].reshape(len(chars), s["h"], s["w"]),
+                        s["baseline"])
+        pos += n
+    return out
+
+
+def text_width(text: str, px: int) -> int:
+    return len(text) * _font()[px][1].shape[2]
+
+
+def fit(text: str, px: int, width: int) -> str:
+    """text cut (with …) to fit `width` pixels."""
+    n = width // _font()[px][1].shape[2]
+    return text if len(text) <= n else text[: max(0, n - 1)].rstrip() + "…"
+
+
+def draw_text(img: np.ndarray, x: int, y: int, text: str, color, px: int) -> int:
+    """Draws `text` with its top-left at (x, y), blending each glyph's coverage over the
+    image; characters outside the font read as '?'. Returns the x after the text."""
+    index, glyphs, _ = _font()[px]
+    _, h, w = glyphs.shape
+    col = np.array(color, float)
+    for ch in text:
+        if x + w > img.shape[1]:
+            break
+        a = glyphs[index.get(ch, index["?"])][: max(0, min(h, img.shape[0] - y))].astype(float)[..., None] / 255
+        box = img[y:y + a.shape[0], x:x + w]
+        box[:] = (box * (1 - a) + col * a).round().astype(np.uint8)
+        x += w
+    return x
 
 
 def _palette() -> np.ndarray:
@@ -55,7 +108,8 @@ def selection_counts(trace: Trace) -> np.ndarray:
 
 
 def render_png(trace: Trace, width: int = WIDTH, height: int = HEIGHT) -> bytes:
-    """The run's cumulative heatmap over all its tokens, as PNG bytes."""
+    """The run's cumulative heatmap over all its tokens under its title, model and dormant
+    figure, with a legend, as PNG bytes (WIDTH x HEIGHT: the grid at GRID)."""
     model = trace.model
     n_layer, moe_layers, E = model["n_layer"], list(model["moe_layers"]), model["n_expert"]
     counts = selection_counts(trace)
@@ -66,8 +120,9 @@ def render_png(trace: Trace, width: int = WIDTH, height: int = HEIGHT) -> bytes:
     img = np.empty((height, width, 3), np.uint8)
     img[:] = BG
     img[:6, :] = ACCENT                                # a thin accent bar: moeviz's colour on top
-    m = 40
-    gx0, gy0, gw, gh = m, m + 6, width - 2 * m, height - 2 * m - 6
+    gx0, gy0 = GRID[0], GRID[1]
+    gw, gh = width - 2 * gx0, height - gy0 - (HEIGHT - GRID[1] - GRID[3])
+    _captions(img, trace, counts, scale, gx0, gy0 + gh)
     xs, ys = np.arange(gw), np.arange(gh)
     col = xs * E // gw                                 # grid column of each pixel
     row = ys * n_layer // gh                           # model layer of each pixel row
@@ -89,6 +144,34 @@ def render_png(trace: Trace, width: int = WIDTH, height: int = HEIGHT) -> bytes:
         grid[np.r_[False, row[1:] != row[:-1]], :] = BG
     img[gy0:gy0 + gh, gx0:gx0 + gw] = grid
     return encode_png(img)
+
+
+def _captions(img: np.ndarray, trace: Trace, counts: np.ndarray, scale: int, x0: int, grid_bottom: int) -> None:
+    """Title, model and dormant figure above the grid; the legend below it."""
+    m, width = trace.model, img.shape[1]
+    # masked experts (settings.mask) could not be chosen: counted apart, not as dormant
+    masked = np.zeros(counts.shape, bool)
+    rows = {layer: r for r, layer in enumerate(m["moe_layers"])}
+    for layer, e in trace.mask:
+        masked[rows[layer], e] = True
+    n_open, n_masked = counts.size - int(masked.sum()), int(masked.sum())
+    n_dormant = int(((counts == 0) & ~masked).sum())
+    figure = (f"{n_dormant} of {n_open} experts dormant ({100 * n_dormant / max(1, n_open):.1f}%)"
+              + (f", {n_masked} masked" if n_masked else ""))
+    draw_text(img, x0, 24, fit(run_title(trace, limit=200), TITLE_PX, width - 2 * x0), FG, TITLE_PX)
+    k = trace.k
+    model = f"{m['name']} · {len(m['moe_layers'])} layers × {m['n_expert']} experts, top-{k}"
+    right = width - x0 - text_width(figure, SMALL_PX)
+    draw_text(img, x0, 72, fit(model, SMALL_PX, right - x0 - 24), MUTED, SMALL_PX)
+    draw_text(img, right, 72, figure, ACCENT, SMALL_PX)
+    # legend: the dormant colour, the ramp from 1 to the scale's top, and the name
+    y, pal = grid_bottom + 20, _palette()
+    img[y:y + 16, x0:x0 + 16] = DORMANT
+    x = draw_text(img, x0 + 24, y - 2, "never chosen (dormant)", MUTED, SMALL_PX) + 32
+    ramp = pal[np.linspace(1, 255, 160).astype(int)]
+    img[y:y + 16, x:x + 160] = ramp[None, :, :]
+    draw_text(img, x + 172, y - 2, f"chosen 1 to {scale}× (log scale)", MUTED, SMALL_PX)
+    draw_text(img, width - x0 - text_width("moeviz", SMALL_PX), y - 2, "moeviz", ACCENT, SMALL_PX)
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

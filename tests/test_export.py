@@ -43,3 +43,46 @@ def test_export_with_a_bad_trace_is_one_line(tmp_path):
     r = run_cli("export", "--out", tmp_path / "s", bad)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "not a moeviz trace" in r.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_the_preview_image_names_the_run_its_model_and_dormant_figure(fixture_models, tmp_path):
+    """og:image (a permalink's, an exported site's preview.png): the run's title, its
+    model, the dormant figure (masked experts apart) and a legend, around the heatmap."""
+    import numpy as np
+    from test_share import decode_png
+
+    from moeviz import preview
+
+    out = tmp_path / "m.json"
+    run_cli("record", "-m", fixture_models["deepseek2"], "--prompt", "Hello there", "--max-tokens", 4,
+            "--temperature", 0, "--mask", "1:0,2:5", "-o", out, check=True)
+    t = load(out)
+    px = decode_png(preview.render_png(t))
+    counts = preview.selection_counts(t)
+    masked = {(0, 0), (1, 5)}
+    n_dormant = sum(1 for (r, e), c in np.ndenumerate(counts) if c == 0 and (r, e) not in masked)
+    figure = f"{n_dormant} of {counts.size - 2} experts dormant ({100 * n_dormant / (counts.size - 2):.1f}%), 2 masked"
+    title = "“Hello there”"
+
+    def drawn(text, x, y, color, size):
+        img = px.copy()                 # the caption's box cleared to the background, then drawn
+        img[y:y + -(-size * 5 // 4), x:x + preview.text_width(text, size)] = preview.BG
+        preview.draw_text(img, x, y, text, color, size)
+        return img
+
+    # each caption is in the picture exactly as drawn from the expected words
+    x_fig = preview.WIDTH - 40 - preview.text_width(figure, preview.SMALL_PX)
+    for text, x, y, color, size in ((title, 40, 24, preview.FG, preview.TITLE_PX),
+                                    (figure, x_fig, 72, preview.ACCENT, preview.SMALL_PX),
+                                    ("never chosen (dormant)", 64, preview.GRID[1] + preview.GRID[3] + 18,
+                                     preview.MUTED, preview.SMALL_PX)):
+        assert (drawn(text, x, y, color, size) == px).all(), text
+        assert (px[y:y + size, x:x + preview.text_width(text, size)] != preview.BG).any(axis=2).sum() > 50 * len(text) // 4
+    model_line = px[72:92, 40:x_fig - 24]
+    assert (model_line != preview.BG).any(axis=2).sum() > 400           # the model's name and shape
+    # another title draws another title band, the heatmap unchanged
+    t.settings["prompt_title"] = "Python: Fibonacci"
+    other = decode_png(preview.render_png(t))
+    assert (other[24:62] != px[24:62]).any()
+    g = preview.GRID
+    assert (other[g[1]:g[1] + g[3], g[0]:g[0] + g[2]] == px[g[1]:g[1] + g[3], g[0]:g[0] + g[2]]).all()

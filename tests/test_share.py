@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_protocol import run
 
-from moeviz.preview import DORMANT, render_png, run_title, selection_counts
+from moeviz.preview import DORMANT, GRID, render_png, run_title, selection_counts
 from moeviz.prompts import PromptLibraryError, load_prompts, model_kind, suited
 from moeviz.server import ServerSettings, create_app
 from moeviz.trace import loads
@@ -90,7 +90,7 @@ def test_a_permalink_page_is_named_described_and_previewed(client):
     assert px.shape == (630, 1200, 3)
     # the heatmap: a cell's centre is the dormant colour exactly when the run never chose it
     m = trace.model
-    gx0, gy0, gw, gh, n_layer, E = 40, 46, 1120, 544, m["n_layer"], m["n_expert"]
+    (gx0, gy0, gw, gh), n_layer, E = GRID, m["n_layer"], m["n_expert"]
     for row, layer in enumerate(m["moe_layers"]):
         y = gy0 + int((layer + 0.5) * gh / n_layer)
         for e in range(E):
