@@ -372,7 +372,7 @@ def cmd_serve(args) -> int:
     from .server.connections import uvicorn_options  # noqa: PLC0415
     from .server.loading import engine_app  # noqa: PLC0415
     from .trace.store import check_data_dir  # noqa: PLC0415
-    from .server.openai_api import ApiSettings  # noqa: PLC0415
+    from .server.config import ApiSettings  # noqa: PLC0415
 
     public_cap = (lambda v, cap: cap if v is None else v) if args.public else (lambda v, cap: v)
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,

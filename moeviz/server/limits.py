@@ -17,6 +17,10 @@ class UploadTooLarge(TooLarge, ValueError):
     pass
 
 
+class RateLimited(RequestError):
+    status = 429              # OpenAI's rate_limit_error; the page's websocket gets the same line
+
+
 async def read_limited(request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -51,7 +55,7 @@ class RateLimiter:
                 hits.popleft()
             if len(hits) >= self.per_minute:
                 wait = 60 - (now - hits[0])
-                raise RequestError(f"rate limit: {self.per_minute} generations a minute; try again in {wait:.0f} s")
+                raise RateLimited(f"rate limit: {self.per_minute} generations a minute; try again in {wait:.0f} s")
             hits.append(now)
 
     @property

@@ -1,0 +1,103 @@
+"""One HTTP API request as a run: checked before it is queued (so a bad prompt is an
+HTTP error, not a broken stream), queued on the generation worker like a page's run
+(listed live, stored behind a permalink unless `--no-store-api`), its engine events
+handed to the request's handler on the event loop. Every API surface (OpenAI's,
+Anthropic's, Responses) runs its requests through here; only the shapes differ.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from starlette.concurrency import run_in_threadpool
+
+from ..engine import TokenRouted
+from ..engine.text import PromptError
+from .context import ServerContext
+from ..llama.sampler import check_grammar
+from .openai_shapes import ApiRequest, ApiRequestError, RunAnswer, clamp_to_context
+from .openai_tools import apply_plan, plan_for
+from .requests import GenerateRequest
+from .worker import Job
+
+POLL_S = 0.5          # how often a non-streaming request checks that its client is still there
+
+
+class ClientGone(Exception):
+    """The client of a non-streaming request closed its connection."""
+
+
+class ApiRun:
+    """`events()` yields (engine event, message, pieces) until the run ends; the event is
+    None when the run failed (the message then holds its error and status)."""
+
+    def __init__(self, ctx: ServerContext, req: ApiRequest, answer: RunAnswer, job: Job, events: asyncio.Queue):
+        self.ctx, self.req, self.answer, self.job, self._events = ctx, req, answer, job, events
+
+    @property
+    def run_id(self) -> str:
+        return self.job.run_id
+
+    async def next(self, request=None):
+        """The next event; with `request`, raises ClientGone when its client has left."""
+        if request is None:
+            return await self._events.get()
+        while True:
+            try:
+                return await asyncio.wait_for(self._events.get(), POLL_S)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    raise ClientGone() from None
+
+    def cancel_unless_finished(self) -> None:
+        if self.answer.finish is None:     # the client left or the handler gave up: the run is cancelled
+            self.ctx.worker.cancel(self.job)
+
+
+async def start_run(ctx: ServerContext, request, req: ApiRequest, *, model_id: str, prompt_param: str,
+                    answer_class=RunAnswer) -> ApiRun:
+    """Check the prompt and the limits, then queue the run. `prompt_param`: the field an
+    error about the prompt names (OpenAI's error `param`)."""
+    engine, settings = ctx.engine, ctx.settings
+    try:
+        tokens = await run_in_threadpool(engine.prompt_tokens, req.prompt)
+    except PromptError as e:
+        e.param = prompt_param
+        raise
+    if settings.max_prompt_tokens is not None and len(tokens) > settings.max_prompt_tokens:
+        raise ApiRequestError(f"the prompt is {len(tokens)} tokens; this server's limit is "
+                              f"{settings.max_prompt_tokens}", prompt_param)
+    if req.routed_experts_start_len > len(tokens):
+        raise ApiRequestError(f"routed_experts_start_len {req.routed_experts_start_len} is past the prompt's "
+                              f"{len(tokens)} tokens", "routed_experts_start_len")
+    clamp_to_context(req, len(tokens), engine.lm.n_ctx_seq)     # llama-server's limit: what the context has left
+    req.chat_plan = await run_in_threadpool(plan_for, engine, req.prompt)   # tools, reasoning (openai_tools.py)
+    apply_plan(req, req.chat_plan)                              # a forced tool choice's grammar
+    if req.settings.grammar:                                    # bad GBNF: a 400 here, before the run is queued
+        await run_in_threadpool(check_grammar, engine.lm, req.settings.grammar)
+    if ctx.limiter is not None:
+        ctx.limiter.check(request.client.host if request.client else "?")
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    piece = engine.lm.piece
+    candidates_row = [None]     # the worker thread's copy: the candidates the next token is among
+
+    def on_event(ev, msg):
+        # on the worker thread, between decodes: the only place the vocabulary's
+        # pieces may be read while a run decodes (LoadedModel.piece reuses one buffer)
+        pieces = None
+        if req.logprobs is not None and isinstance(ev, TokenRouted):
+            wanted = {ev.token.id}
+            if candidates_row[0] is not None:
+                wanted.update(int(i) for i in candidates_row[0][: req.logprobs])
+            pieces = {i: piece(i) for i in wanted}
+        if req.logprobs is not None and ev is not None and getattr(ev, "routing", None) is not None \
+                and ev.routing.candidate_ids is not None:
+            candidates_row[0] = ev.routing.candidate_ids[-1]
+        loop.call_soon_threadsafe(events.put_nowait, (ev, msg, pieces))
+
+    job = Job(GenerateRequest(req.prompt, None, req.settings, False, candidates=req.candidates),
+              send=lambda _text, _t: None, source="api", store=settings.api.store, on_event=on_event)
+    answer = answer_class(req, job.run_id, model_id, list(engine.info.moe_layers))
+    ctx.worker.submit(job)
+    return ApiRun(ctx, req, answer, job, events)

@@ -1,0 +1,157 @@
+"""The OpenAI-compatible API: `GET /v1/models`, `POST /v1/completions`,
+`POST /v1/chat/completions` (SSE streaming and not), as llama-cpp-python's server
+implements them (docs/openai-api.md), with routing in the answer on request
+(`return_routed_experts`: SGLang's `sgl_ext`, plus moeviz's `moeviz` object).
+
+Every request is a run like a page's (../api_runs.py). Errors are OpenAI's error object,
+translated once here (the route class) from the app's own (errors.client_message /
+client_status).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+
+from ..api_runs import ApiRun, ClientGone, start_run
+from ..context import ServerContext
+from ..errors import client_message, client_status
+from ..limits import read_limited
+from ..openai_shapes import ApiKeyError, ApiRequest, ApiRequestError, error_body, parse_request
+
+
+class OpenAIRoute(APIRoute):
+    """Any error of a /v1 handler becomes OpenAI's error object with the app's status."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request):
+            try:
+                return await handler(request)
+            except Exception as e:  # noqa: BLE001 - translated here, once (a bug is logged by client_message)
+                return openai_error(e)
+
+        return route
+
+
+def openai_error(e: BaseException) -> JSONResponse:
+    status = client_status(e)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(client_message(e), status, getattr(e, "param", None)), status_code=status,
+                        headers=headers)
+
+
+def sse(obj) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+class ApiNotFound(ApiRequestError):
+    status = 404
+
+
+def served_model_id(ctx: ServerContext) -> str:
+    return ctx.settings.api.model_id or Path(ctx.engine.info.path).name
+
+
+def router(ctx: ServerContext) -> APIRouter:
+    settings = ctx.settings
+    api = settings.api
+    r = APIRouter(route_class=OpenAIRoute)
+    model_id = served_model_id(ctx)
+
+    def check_key(request: Request) -> None:
+        if api.api_key is None:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), api.api_key.encode()):
+            raise ApiKeyError("Invalid API Key")          # llama.cpp's server's words
+
+    async def body_of(request: Request) -> dict:
+        raw = await read_limited(request, api.max_body_bytes)
+        try:
+            body = json.loads(raw)
+            json.dumps(body, ensure_ascii=False).encode("utf-8")     # a lone surrogate could not be answered
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiRequestError("the request body is not valid JSON") from None
+        except UnicodeEncodeError:
+            raise ApiRequestError("the request body holds a lone surrogate (such as \\ud800): not valid Unicode") from None
+        except RecursionError:
+            raise ApiRequestError("the request body is nested too deeply") from None
+        return body
+
+    @r.get("/v1/models")
+    def models() -> dict:
+        # public, as in llama.cpp's server (its /v1/models needs no key)
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "owned_by": "me", "permissions": []}]}
+
+    @r.post("/v1/completions")
+    async def completions(request: Request):
+        check_key(request)
+        req = parse_request(await body_of(request), chat=False, max_tokens_cap=settings.max_tokens)
+        return await answer(request, req)
+
+    @r.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        check_key(request)
+        req = parse_request(await body_of(request), chat=True, max_tokens_cap=settings.max_tokens)
+        return await answer(request, req)
+
+    @r.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def unknown(rest: str):
+        raise ApiNotFound(f"no such endpoint: /v1/{rest[:80]}")
+
+    async def answer(request: Request, req: ApiRequest):
+        run = await start_run(ctx, request, req, model_id=model_id, prompt_param="messages" if req.chat else "prompt")
+        base_url = str(request.base_url)
+        headers = {"X-Moeviz-Run": run.run_id}
+        if not req.stream:
+            return await whole_answer(request, run, base_url, headers)
+        return StreamingResponse(stream(run, base_url), media_type="text/event-stream",
+                                 headers={**headers, "Cache-Control": "no-cache"})
+
+    async def whole_answer(request: Request, run: ApiRun, base_url: str, headers: dict):
+        try:
+            while True:
+                try:
+                    ev, msg, pieces = await run.next(request)
+                except ClientGone:
+                    return JSONResponse(error_body("the client closed the request", 400), status_code=400)
+                if ev is None:
+                    return JSONResponse(error_body(msg["message"], msg.get("status", 500)),
+                                        status_code=msg.get("status", 500), headers=headers)
+                run.answer.add(ev, msg, pieces)
+                if run.answer.finish is not None:
+                    return JSONResponse(run.answer.response(base_url), headers=headers)
+        finally:
+            run.cancel_unless_finished()
+
+    async def stream(run: ApiRun, base_url: str):
+        answer = run.answer
+        try:
+            if run.req.chat:
+                yield sse(answer.role_chunk())
+            while True:
+                ev, msg, pieces = await run.next()
+                if ev is None:     # the run failed after the stream began: OpenAI's error object, then the end
+                    yield sse(error_body(msg["message"], msg.get("status", 500)))
+                    break
+                text = answer.add(ev, msg, pieces)
+                chunk = answer.text_chunk(text) if text else None     # None: held back (tool-call markup)
+                if chunk:
+                    yield sse(chunk)
+                if answer.finish is not None:
+                    yield sse(answer.final_chunk(base_url))
+                    if run.req.include_usage:
+                        yield sse(answer.usage_chunk())
+                    break
+            yield "data: [DONE]\n\n"
+        finally:
+            run.cancel_unless_finished()     # the client left: its run is cancelled, as a page's is
+
+    return r
