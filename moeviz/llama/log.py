@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import sys
+import threading
 
 from .lib import llama_cpp
 
@@ -23,6 +24,9 @@ class LlamaLog:
         self.echo = os.environ.get("MOEVIZ_LLAMA_LOG") == "1"
         self._partial = ""
         self.count = 0  # lines ever logged (the deque keeps only the last ones)
+        # llama.cpp logs from any thread (a decode, ggml-rpc's dispatcher, a load): one
+        # line's parts must not interleave, nor `since` read a half-updated count
+        self._lock = threading.Lock()
         self._cfunc = llama_cpp().llama_log_callback(self._on_log)
         llama_cpp().llama_log_set(self._cfunc, ctypes.c_void_p(0))
 
@@ -30,19 +34,21 @@ class LlamaLog:
         msg = text.decode("utf-8", "replace")
         if self.echo:
             sys.stderr.write(msg)
-        self._partial += msg
-        while "\n" in self._partial:
-            line, self._partial = self._partial.split("\n", 1)
-            self.lines.append((level, line))
-            self.count += 1
+        with self._lock:
+            self._partial += msg
+            while "\n" in self._partial:
+                line, self._partial = self._partial.split("\n", 1)
+                self.lines.append((level, line))
+                self.count += 1
 
     def mark(self) -> int:
         """A position in the log; `since(mark)` gives the lines logged after it."""
         return self.count
 
     def since(self, mark: int) -> list[tuple[int, str]]:
-        n = self.count - mark
-        return list(self.lines)[-n:] if n > 0 else []
+        with self._lock:
+            n = self.count - mark
+            return list(self.lines)[-n:] if n > 0 else []
 
     def last_error(self, since: int = 0) -> str | None:
         """llama.cpp's explanation of a failure logged after `since` (a mark).

@@ -167,7 +167,6 @@ class LoadedModel:
         self.n_seq_max = n_seq_max
         # the cells one sequence may use (n_ctx when there is one)
         self.n_ctx_seq = min(self.n_ctx, lc.llama_n_ctx_seq(self.ctx)) if n_seq_max > 1 else self.n_ctx
-        self._piece_buf = ctypes.create_string_buffer(256)
 
     # Tokens ---------------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
@@ -182,12 +181,16 @@ class LoadedModel:
         return list(buf[:n])
 
     def piece(self, token: int) -> bytes:
+        # A buffer per call: pieces are asked for from several threads at once (the worker
+        # once per generated token, the API's threadpool rendering chat prompts), and one
+        # shared buffer let a chat request's <|endoftext|> into a generated token's text.
         lc = llama_cpp()
-        n = lc.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, True)
+        buf = ctypes.create_string_buffer(64)
+        n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
         if n < 0:
-            self._piece_buf = ctypes.create_string_buffer(-n)
-            n = lc.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, True)
-        return self._piece_buf.raw[:n]
+            buf = ctypes.create_string_buffer(-n)
+            n = lc.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        return buf.raw[:n]
 
     def token_text(self, token: int) -> str:
         return llama_cpp().llama_vocab_get_text(self.vocab, token).decode("utf-8", "replace")
