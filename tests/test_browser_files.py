@@ -273,8 +273,20 @@ def test_csv_and_png_exports_of_the_heatmap(server, browser, traces):
         name, data = download(pg, "#heatmap-png")
         w, h = png_size(data)
         assert name.endswith(".png")
-        assert (w, h) == tuple(pg.js("[document.getElementById('heatmap-canvas').width, "
-                                     "document.getElementById('heatmap-canvas').height]")) and w > 100 and h > 50
+        cw, ch = pg.js("[document.getElementById('heatmap-canvas').width, document.getElementById('heatmap-canvas').height]")
+        # the heatmap as drawn, at its own pixels, with room for the title, model, dormant figure and legend
+        assert (w, h) == (cw + 2 * 16, ch + 64 + 36) and cw > 100 and ch > 50
+        same = pg.page.evaluate("""async (b64) => {
+          const img = new Image(); img.src = 'data:image/png;base64,' + b64; await img.decode();
+          const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+          const x = c.getContext('2d'); x.drawImage(img, 0, 0);
+          const src = document.getElementById('heatmap-canvas'), a = src.getContext('2d').getImageData(0, 0, src.width, src.height).data;
+          const b = x.getImageData(16, 64, src.width, src.height).data;
+          let diff = 0; for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) diff++;
+          const head = x.getImageData(0, 8, img.width, 50).data; let ink = 0;
+          for (let i = 0; i < head.length; i += 4) if (head[i] > 150) ink++;
+          return { diff, ink }; }""", base64.b64encode(data).decode())
+        assert same["diff"] == 0 and same["ink"] > 200, same
         assert pg.errors == []
     finally:
         pg.close()

@@ -9,7 +9,7 @@ import { Controls } from "./controls.js";
 import { Playback } from "./playback.js";
 import { TokenStream } from "./tokens.js";
 import { PanelView } from "./panel.js";
-import { HeatmapView } from "./heatmap.js";
+import { HEAT_PALETTE, HeatmapView } from "./heatmap.js";
 import { DormantView } from "./dormant.js";
 import { HeaderView } from "./header.js";
 import { fetchTrace, fetchManifest, HEAD_TOKENS } from "./replay.js";
@@ -18,7 +18,7 @@ import { readTraceFile, traceFromState, downloadBlob, fileSlug, wireFileOpening 
 import { figuresFromTrace, figuresFromState } from "./compare.js";
 import { RunLibrary } from "./library.js";
 import { CompareView } from "./compareview.js";
-import { downloadCanvasPNG, downloadCountsCSV } from "./exports.js";
+import { captionedCanvas, downloadCanvasPNG, downloadCountsCSV } from "./exports.js";
 import { CellInfo } from "./cellinfo.js";
 import { wireKeys } from "./keys.js";
 import { runTitle, settingsLine } from "./runname.js";
@@ -427,8 +427,19 @@ function renderFileButtons() {
 // ---- exports: heatmap PNG and counts CSV, the delta heatmap's PNG ---------------------
 
 $("heatmap-png").addEventListener("click", () => {
-  if (state.model) downloadCanvasPNG(heatmap.grid.canvas, `moeviz-heatmap-${currentSlug()}.png`);
+  if (state.model) downloadCanvasPNG(heatmapPicture(), `moeviz-heatmap-${currentSlug()}.png`);
 });
+// the heatmap as shown, with the run's title, model, dormant figure and a legend
+function heatmapPicture() {
+  const m = state.model, d = state.dormant(dormant.tokens), open = state.L * state.E - d.masked;
+  const css = HEAT_PALETTE.css;
+  return captionedCanvas(heatmap.grid.canvas, {
+    title: shown ? shown.name : "moeviz run",
+    model: `${m.name} · ${m.moe_layers.length} MoE layers × ${m.n_expert} experts, top-${state.K}`,
+    figure: `${d.total} of ${open} experts dormant (${(100 * d.fraction).toFixed(1)}%)${d.masked ? `, ${d.masked} masked` : ""}`,
+    legend: [[css[0], "never chosen (dormant)"], [[css[1], css[128], css[255]], $("heatmap-legend").textContent]],
+  });
+}
 $("heatmap-csv").addEventListener("click", () => {
   if (state.model) downloadCountsCSV(state.model, state.counts.all, `moeviz-counts-${currentSlug()}.csv`);
 });
