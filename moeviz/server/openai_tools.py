@@ -33,7 +33,7 @@ def plan_for(engine, prompt) -> ChatPlan | None:
 def apply_plan(req, plan: ChatPlan | None) -> None:
     """A forced tool choice's grammar becomes the run's (a client's own grammar cannot
     stand beside it, as in llama-server)."""
-    if plan is None or plan.grammar is None:
+    if plan is None or plan.grammar is None or req.settings.grammar == plan.grammar:
         return
     if req.settings.grammar:
         raise ToolRequestError("a forced tool_choice cannot be combined with 'grammar' or a JSON 'response_format'",

@@ -82,7 +82,7 @@ def tool_grammar(family: Family, prompt: ChatPrompt, *, thinking: bool, opened: 
     prefix, sep, suffix = _joints(family)
     parallel = prompt.parallel_tool_calls and forced is None and sep is not None
     calls = f"{lit(prefix)} call ( {lit(sep)} call )* {lit(suffix)}" if parallel else f"{lit(prefix)} call {lit(suffix)}"
-    ws = '[ \\t\\n]*'
+    ws = '[ \\t\\n]{0,4}'               # bounded: a weak model would write whitespace forever
     if isinstance(family, Harmony):
         think = '( "<|channel|>analysis<|message|>" [^<]* "<|end|><|start|>assistant" )?'
         root = f"{think} {calls}"
@@ -91,7 +91,7 @@ def tool_grammar(family: Family, prompt: ChatPrompt, *, thinking: bool, opened: 
         body = f"{THINK_TEXT} {lit(end)} {ws}"
         root = f"{body} {calls}" if opened else f"( {lit(start)} {body} )? {ws} {calls}"
     else:
-        root = f"{ws} {calls}"
+        root = calls
     conv._add_rule("root", root)
     return check_gbnf(conv.format_grammar(), "tools")
 
