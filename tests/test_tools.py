@@ -171,6 +171,17 @@ def test_text_that_only_looks_like_a_call_is_content_and_partial_markers_are_hel
     assert p.message().content == "Use the <toolbox> now." and p.message().tool_calls == []
 
 
+@NO_SDIST
+def test_tool_choice_none_lists_the_tools_but_reads_no_calls():
+    plan = plan_chat(TEMPLATES["Qwen-Qwen2.5-7B-Instruct.jinja"], chat_prompt([USER], TOOLS, tool_choice="none"))
+    assert "get_weather" in plan.text and plan.grammar is None
+    p = plan.parser()
+    text = model_output(plan, CALLS[:1])
+    p.feed(text)
+    p.finish()
+    assert p.message().tool_calls == [] and p.message().content == text
+
+
 def test_no_tools_no_thinking_passes_text_through():
     plan = plan_chat(CHATML_TEMPLATE, chat_prompt([USER]))
     p = plan.parser()

@@ -90,7 +90,7 @@ def prepare_messages(src: str, prompt: ChatPrompt, family: Family) -> tuple[list
         for m in msgs:
             if m["role"] == "developer":
                 m["role"] = "system"
-    tools = prompt.tools if prompt.tools and prompt.tool_choice != "none" else None
+    tools = prompt.tools or None      # tool_choice none too (as llama.cpp): known to the model, not parsed out
     if tools and not c.tools:
         note = tools_system_prompt(family, tools)
         if msgs[0]["role"] == "system":
