@@ -2,7 +2,7 @@
 N = 1, 2, 4, 8 sequences decoded together, as ratios to N = 1, measured in one run.
 
 Each measurement sends the same R requests at once (distinct prompts, greedy, T tokens
-each) to an engine with N slots through engine/batched.py, the path the server's worker
+each) to an engine with N slots through engine/slots.py (a Scheduler), the path the server's worker
 takes; a request's latency is from the moment all were sent to its last token. Rounds
 interleave the N values (this machine is shared and noisy) and the median per N is
 reported. Run: `make bench` or `.venv/bin/python bench/parallel.py [--model M.gguf]
@@ -21,7 +21,7 @@ from _harness import model_or_fixture
 
 from moeviz.demo import default_model_path
 from moeviz.engine import Engine, Finished, SamplingSettings, TokenRouted
-from moeviz.engine.batched import BatchedGeneration
+from moeviz.engine.slots import Run, Scheduler
 
 PROMPTS = ["def fibonacci(n):", "import os\nimport sys\n\ndef main():", "The with statement", "class Queue:\n",
            "for i in range(10):", "# Copyright", "def read_config(path):\n", "async def fetch(url):",
@@ -36,7 +36,7 @@ def prompts_for(engine, n: int) -> list[list[int]]:
 
 
 def measure(engine, n_requests: int, settings: SamplingSettings) -> dict:
-    batch = BatchedGeneration(engine)
+    batch = Scheduler(engine)
     waiting = prompts_for(engine, n_requests)
     pending = list(range(n_requests))
     latency, generated = {}, 0
@@ -44,7 +44,7 @@ def measure(engine, n_requests: int, settings: SamplingSettings) -> dict:
     while pending or batch.active():
         while pending and batch.free():
             i = pending.pop(0)
-            batch.add(i, waiting[i], settings)
+            batch.add(i, Run(waiting[i], settings))
         for key, ev in batch.step():
             if isinstance(ev, BaseException):
                 raise ev

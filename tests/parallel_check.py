@@ -1,7 +1,7 @@
 """Parallel decoding against runs alone: shared by tests/test_parallel.py and bench/parallel.py.
 
 `compare(alone, batched, prompts, settings)` records each prompt alone on `alone` (an
-Engine with one sequence) and all of them together through a BatchedGeneration on
+Engine with one sequence) and all of them together through a slots.Scheduler on
 `batched` (an Engine made with parallel=N), and reports, per prompt, whether tokens,
 expert ids and weights agree, and where they first differ, the router's margin there.
 """
@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from moeviz.engine import Finished, PromptRouted, TokenRouted
-from moeviz.engine.batched import BatchedGeneration
+from moeviz.engine.slots import Run, Scheduler
 
 
 @dataclasses.dataclass
@@ -38,13 +38,13 @@ def run_alone(engine, prompt, settings, probs=True) -> list:
 def run_batched(engine, prompts, settings, probs=True, cancel=None) -> list[list]:
     """Each prompt's events, every prompt admitted as soon as a slot is free.
     `cancel`: {prompt index: threading.Event}."""
-    batch = BatchedGeneration(engine)
+    batch = Scheduler(engine)
     events = [[] for _ in prompts]
     waiting = list(range(len(prompts)))
     while waiting or batch.active():
         while waiting and batch.free():
             i = waiting.pop(0)
-            batch.add(i, tokens_of(engine, prompts[i]), settings, probs=probs, cancel=(cancel or {}).get(i))
+            batch.add(i, Run(tokens_of(engine, prompts[i]), settings, probs=probs, cancel=(cancel or {}).get(i)))
         for key, ev in batch.step():
             if isinstance(ev, BaseException):
                 raise ev

@@ -1,4 +1,4 @@
-"""Parallel requests (serve --parallel N, engine/batched.py): several runs decoded in one
+"""Parallel requests (serve --parallel N, engine/slots.py): several runs decoded in one
 llama.cpp batch, routing split per sequence, each run equal to the same run alone.
 
 With --kv-type f32 --flash-attn off, every architecture's runs agree with runs alone on
@@ -22,7 +22,7 @@ from test_real_shapes import quantized  # noqa: F401 - the fixture
 from websockets.sync.client import connect
 
 from moeviz.engine import BusyError, Engine, Finished, PromptError, SamplingSettings
-from moeviz.engine.batched import BatchedGeneration
+from moeviz.engine.slots import Run, Scheduler
 from moeviz.llama.model import ContextSettingsError
 
 GREEDY = SamplingSettings(max_tokens=12, temperature=0.0)
@@ -95,10 +95,10 @@ def test_stop_strings_eos_and_max_tokens_zero_end_each_run_alone(demo_pair):
     settings = [SamplingSettings(max_tokens=20, temperature=0.0, stop=[stop]), SamplingSettings(max_tokens=0),
                 SamplingSettings(max_tokens=20, temperature=0.0)]
     # each run's own settings: one batch holds all three
-    batch = BatchedGeneration(batched)
+    batch = Scheduler(batched)
     events = [[] for _ in settings]
     for i, s in enumerate(settings):
-        batch.add(i, batched.prompt_tokens(DEMO_PROMPTS[0]), s, probs=True)
+        batch.add(i, Run(batched.prompt_tokens(DEMO_PROMPTS[0]), s, probs=True))
     while batch.active():
         for key, ev in batch.step():
             events[key].append(ev)
@@ -126,9 +126,9 @@ def test_candidates_in_a_batch_equal_alone(demo_pair):
     alone, batched = demo_pair
     s = SamplingSettings(max_tokens=6, temperature=0.0)
     tokens = batched.prompt_tokens(DEMO_PROMPTS[2])
-    batch = BatchedGeneration(batched)
-    batch.add("c", tokens, s, candidates=5)
-    batch.add("plain", batched.prompt_tokens(DEMO_PROMPTS[0]), s)
+    batch = Scheduler(batched)
+    batch.add("c", Run(tokens, s, candidates=5))
+    batch.add("plain", Run(batched.prompt_tokens(DEMO_PROMPTS[0]), s))
     got = []
     while batch.active():
         got += [ev for key, ev in batch.step() if key == "c"]
@@ -141,8 +141,8 @@ def test_candidates_in_a_batch_equal_alone(demo_pair):
 
 def test_the_engine_is_busy_while_a_batch_runs(demo_pair):
     _, batched = demo_pair
-    batch = BatchedGeneration(batched)
-    batch.add(0, batched.prompt_tokens("x = 1"), SamplingSettings(max_tokens=3, temperature=0.0))
+    batch = Scheduler(batched)
+    batch.add(0, Run(batched.prompt_tokens("x = 1"), SamplingSettings(max_tokens=3, temperature=0.0)))
     with pytest.raises(BusyError):
         list(batched.generate("y", SamplingSettings(max_tokens=1)))
     with pytest.raises(BusyError):
@@ -150,6 +150,53 @@ def test_the_engine_is_busy_while_a_batch_runs(demo_pair):
     while batch.active():
         batch.step()
     assert len(list(batched.generate("y", SamplingSettings(max_tokens=1, temperature=0.0)))) >= 2   # free again
+
+
+def test_replay_is_a_slot_beside_sampled_runs(demo_pair):
+    """`record --tokens-from` replay is a slot whose tokens are given: beside sampled runs
+    its routing equals the same replay alone, and it ends when its tokens are decoded."""
+    alone, batched = demo_pair
+    ref = run_alone(alone, DEMO_PROMPTS[3], SamplingSettings(max_tokens=10, temperature=0.0))
+    tokens, ids, _, _ = routing_of(ref)
+    n_prompt = len(ref[0].tokens)
+    sched = Scheduler(batched)
+    sched.add("a", Run(batched.prompt_tokens(DEMO_PROMPTS[0]), SamplingSettings(max_tokens=12, temperature=0.0)))
+    sched.add("replay", Run(tokens[:n_prompt], probs=True, given=tokens[n_prompt:]))
+    sched.add("b", Run(batched.prompt_tokens(DEMO_PROMPTS[1]), SamplingSettings(max_tokens=3, temperature=0.9)))
+    got = []
+    while sched.active():
+        got += [ev for key, ev in sched.step() if key == "replay"]
+    assert isinstance(got[-1], Finished) and got[-1].reason == "length" and got[-1].n_generated == len(tokens) - n_prompt
+    replayed = alone.replay(tokens, n_prompt, probs=True)
+    r_tokens, r_ids, r_w, _ = routing_of(got[:-1])
+    assert r_tokens == tokens and np.array_equal(r_ids, ids) and np.array_equal(r_ids, replayed.expert_ids)
+    np.testing.assert_allclose(r_w, replayed.weights, atol=1e-5)
+
+
+def test_a_group_of_runs_is_admitted_together_or_not_at_all(demo_pair):
+    """n completions of one prompt (OpenAI `n`): add_group takes them all, each its own
+    sequence equal to the same run alone, or none when fewer slots are free."""
+    alone, batched = demo_pair
+    tokens = batched.prompt_tokens(DEMO_PROMPTS[2])
+    seeds = [SamplingSettings(max_tokens=8, temperature=0.9, seed=s) for s in (1, 2, 3)]
+    sched = Scheduler(batched)
+    sched.add("first", Run(tokens, SamplingSettings(max_tokens=2, temperature=0.0)))
+    with pytest.raises(BusyError, match="4 runs need as many free slots; 3 of 4"):
+        sched.add_group([(i, Run(tokens, SamplingSettings(max_tokens=8))) for i in range(4)])
+    assert sched.free() == 3 and sched.keys() == ["first"]
+    sched.add_group([(i, Run(tokens, s)) for i, s in enumerate(seeds)])
+    events = {i: [] for i in range(3)}
+    while sched.active():
+        for key, ev in sched.step():
+            if key != "first":
+                events[key].append(ev)
+    texts = set()
+    for i, s in enumerate(seeds):
+        ref = run_alone(alone, tokens, s)
+        assert routing_of(events[i])[0] == routing_of(ref)[0]
+        assert np.array_equal(routing_of(events[i])[1], routing_of(ref)[1])
+        texts.add(tuple(routing_of(ref)[0]))
+    assert len(texts) > 1   # the seeds drew different continuations
 
 
 def test_quantized_weights_flip_only_near_ties(quantized):  # noqa: F811

@@ -1,4 +1,6 @@
-"""The generation loop: prefill, sample, decode one token at a time, routing per token.
+"""The decoding side of a loaded model: prompts to tokens, prefill chunks and decode steps
+with their routing, candidates, the routers' interventions. Runs go through the slot loop
+(slots.py): generate is one slot, replay one slot whose tokens are given.
 
 Routing belongs to the token whose hidden state was routed: prompt tokens get theirs
 from the prefill; a generated token gets its routing when it is fed back in (the
@@ -8,12 +10,11 @@ decoded, the last one included, and a trace never has a token without routing.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import Busy, RunFailed
+from ..errors import RunFailed
 from ..llama.batch import Batch
 from ..llama.interventions import set_experts_per_token, set_mask
 from ..llama.lib import llama_cpp
@@ -21,21 +22,18 @@ from ..llama.model import LoadedModel
 from ..capture.routing import BatchRouting
 from ..gguf_info import ModelInfo
 from .builder import NotCausalError, NotMoEError, build_model  # noqa: F401 - their home was here
-from .candidates import check_candidates, top_candidates
+from .candidates import top_candidates
 from .masks import parse_mask
-from .events import Finished, PromptRouted, TokenInfo, TokenRouted
+from .events import Finished, TokenInfo
 from .options import DEFAULT_OUTPUT_BUDGET, FLASH_ATTN, KV_TYPES, EngineOptions  # noqa: F401 - as above
 from .sampling import SamplingSettings, SettingsError
-from .text import Detokenizer, PromptError, StopStrings, render_chat, validate_messages
+from .slots import BusyError, Run, concat_routing, run_alone  # noqa: F401 - BusyError's home was here
+from .text import Detokenizer, PromptError, render_chat, validate_messages
 from .toolcalls import ChatPrompt, render_prompt
 
 
 class DecodeError(RunFailed, RuntimeError):
     """llama_decode returned an error status."""
-
-
-class BusyError(Busy, RuntimeError):
-    """A generation is already running on this engine."""
 
 
 class Engine:
@@ -94,9 +92,9 @@ class Engine:
             add_bos = lm.add_bos and not (bos and text.startswith(bos))
             check_text("the chat messages", text)
             tokens = lm.tokenize(text, add_special=add_bos, parse_special=True)
-        return self._check_tokens(tokens)
+        return self.check_tokens(tokens)
 
-    def _check_tokens(self, tokens: list[int]) -> list[int]:
+    def check_tokens(self, tokens: list[int]) -> list[int]:
         """A prompt's tokens as llama.cpp may decode them: some, in the vocabulary, with
         room in the context for at least one more."""
         lm = self.lm
@@ -120,7 +118,7 @@ class Engine:
                               f"(batches of 1-{self.lm.n_batch}, context {self.lm.n_ctx_seq})")
         return self._decode_batch(self._batch.fill(tokens, pos0, all_outputs, seq), n, pos0, probs, candidates)
 
-    def _decode_rows(self, tokens: list[int], positions: list[int], seqs: list[int], probs: bool) -> BatchRouting:
+    def decode_rows(self, tokens: list[int], positions: list[int], seqs: list[int], probs: bool) -> BatchRouting:
         """One token for each of several sequences (ascending, distinct), every row an
         output: a parallel decode step. Rows come back in batch order: llama.cpp's
         per-sequence split keeps one-token sequences in seq_id order."""
@@ -130,7 +128,7 @@ class Engine:
             raise DecodeError(f"refused to decode a step of {n} sequences (batches of 1-{self.lm.n_batch}, "
                               f"context {self.lm.n_ctx_seq}, {self.lm.n_seq_max} sequences)")
         b = self._batch.fill_rows(tokens, positions, seqs, [True] * n)
-        return self._decode_batch(b, n, positions[0], probs, 0)   # candidates per run: BatchedGeneration
+        return self._decode_batch(b, n, positions[0], probs, 0)   # candidates per run: slots.Scheduler
 
     def _decode_batch(self, b, n: int, pos0: int, probs: bool, candidates: int) -> BatchRouting:
         self.liveness.check()
@@ -145,7 +143,7 @@ class Engine:
             self.capture.abort()
             raise DecodeError(f"llama_decode failed with status {rc} at position {pos0}")
         r = self.capture.finish(n)
-        if candidates:   # every row is an output then (_prefill, the decode loop)
+        if candidates:   # every row is an output then (decode_prompt)
             self.add_candidates(r, self.logits(n), candidates)
         return r
 
@@ -172,14 +170,10 @@ class Engine:
             cache[token] = self.lm.piece(token).decode("utf-8", "replace")
         return cache[token]
 
-    def _prefill(self, tokens: list[int], probs: bool, cancel: threading.Event | None,
-                 candidates: int = 0, seq: int = 0) -> BatchRouting | None:
-        parts = []
-        for s, e in self.prefill_spans(len(tokens), candidates):
-            if cancel is not None and cancel.is_set():
-                return None
-            parts.append(self._decode(tokens[s:e], s, self.prefill_all_outputs(candidates), probs, candidates, seq))
-        return concat_routing(parts)
+    def decode_prompt(self, tokens: list[int], pos0: int, probs: bool, candidates: int = 0,
+                      seq: int = 0) -> BatchRouting:
+        """One prefill chunk (a span of prefill_spans) of sequence `seq`."""
+        return self._decode(tokens, pos0, self.prefill_all_outputs(candidates), probs, candidates, seq)
 
     def prefill_all_outputs(self, candidates: int = 0) -> bool:
         """Whether every prompt row must be an output (its logits computed)."""
@@ -246,83 +240,24 @@ class Engine:
         are prefilled as a prompt is, then each later token is decoded alone, as if it had
         been generated. The same model and settings reproduce a recorded run bit for bit.
         `candidates`: also each position's top-N next tokens (BatchRouting.candidate_*)."""
-        check_candidates(candidates, self.lm.n_vocab)
         if not 1 <= n_prompt <= len(tokens):
             raise PromptError(f"replay needs 1 to {len(tokens)} prompt tokens, got {n_prompt}")
-        if len(tokens) > self.lm.n_ctx_seq:
-            raise PromptError(f"{len(tokens)} tokens do not fit the context ({self.lm.n_ctx_seq} tokens)")
-        bad = [t for t in tokens if not 0 <= t < self.lm.n_vocab]
-        if bad:
-            raise PromptError(f"token id {bad[0]} is outside the vocabulary (0-{self.lm.n_vocab - 1})")
-        if not self._lock.acquire(blocking=False):
-            raise BusyError("a generation is already running on this model")
-        try:
-            self.liveness.check()   # clearing the KV cache already talks to the servers
-            self.lm.clear_memory()
-            parts = [self._prefill(list(tokens[:n_prompt]), probs, None, candidates)]
-            for pos in range(n_prompt, len(tokens)):
-                parts.append(self._decode([tokens[pos]], pos, True, probs, candidates))
-            return self._postprocess(concat_routing(parts))
-        finally:
-            self._lock.release()
+        # a slot whose tokens are given (its checks: vocabulary, context)
+        run = Run(list(tokens[:n_prompt]), probs=probs, candidates=candidates, given=list(tokens[n_prompt:]))
+        parts = [ev.routing for ev in run_alone(self, run) if not isinstance(ev, Finished)]
+        return concat_routing(parts)
 
     def generate(self, prompt: str | list[dict] | list[int], settings: SamplingSettings | None = None, *,
                  probs: bool = False, cancel: threading.Event | None = None, candidates: int = 0) -> Iterator:
-        """Yield PromptRouted, then TokenRouted per generated token, then Finished.
-        `candidates`: each token's routing carries its position's top-N next tokens."""
-        settings = (settings or SamplingSettings()).validate()
-        check_candidates(candidates, self.lm.n_vocab)
-        if not self._lock.acquire(blocking=False):
-            raise BusyError("a generation is already running on this model")
-        try:
-            yield from self._generate(prompt, settings, probs, cancel, candidates)
-        finally:
-            self._lock.release()
+        """Yield PromptRouted, then TokenRouted per generated token, then Finished: one
+        slot of its own (slots.run_alone). `settings`: the run's sampling settings, passed
+        through as sampling.py made them. `candidates`: each token's routing carries its
+        position's top-N next tokens."""
+        settings = settings if settings is not None else SamplingSettings()
+        tokens = list(prompt) if _is_token_list(prompt) else self.prompt_tokens(prompt)
+        yield from run_alone(self, Run(tokens, settings, probs=probs, candidates=candidates, cancel=cancel))
 
-    def _generate(self, prompt, settings: SamplingSettings, probs: bool, cancel, candidates: int = 0):
-        lm = self.lm
-        tokens = self._check_tokens(list(prompt)) if _is_token_list(prompt) else self.prompt_tokens(prompt)
-        self.liveness.check()   # clearing the KV cache already talks to the servers
-        lm.clear_memory()
-        t0 = time.perf_counter()
-        routing = self._prefill(tokens, probs, cancel, candidates)
-        prefill_s = time.perf_counter() - t0
-        if routing is None:
-            yield Finished("cancelled", len(tokens), 0, prefill_s, 0.0)
-            return
-        yield PromptRouted(self.prompt_infos(tokens), self._postprocess(routing), prefill_s)
-
-        sampler = settings.sampler()
-        detok = Detokenizer()
-        stops = StopStrings(settings.stop)
-        decode_s, n_past, reason = 0.0, len(tokens), "length"
-        try:
-            for i in range(settings.max_tokens):
-                if cancel is not None and cancel.is_set():
-                    reason = "cancelled"
-                    break
-                if n_past >= lm.n_ctx_seq:
-                    reason = "context"
-                    break
-                t1 = time.perf_counter()
-                tok = sampler.sample(lm.ctx)
-                if lm.is_eog(tok):
-                    reason = "eos"
-                    break
-                r = self._decode([tok], n_past, True, probs, candidates)
-                dt = time.perf_counter() - t1
-                decode_s += dt
-                text = detok.push(lm.piece(tok))
-                yield TokenRouted(n_past, TokenInfo(tok, text, False), self._postprocess(r), dt)
-                n_past += 1
-                if stops.hit(text):
-                    reason = "stop"
-                    break
-        finally:
-            sampler.close()
-        yield Finished(reason, len(tokens), n_past - len(tokens), prefill_s, decode_s)
-
-    def _postprocess(self, r: BatchRouting) -> BatchRouting:
+    def postprocess(self, r: BatchRouting) -> BatchRouting:
         # For softmax_weight gating (gpt-oss) llama.cpp's `ffn_moe_probs` are the raw
         # router logits; store the softmax over all experts so probs mean the same
         # thing for every model.
@@ -365,14 +300,3 @@ def check_text(what: str, text: str) -> None:
 
 def _is_token_list(p) -> bool:
     return isinstance(p, list) and bool(p) and all(isinstance(t, int) for t in p)
-
-
-def concat_routing(parts: list[BatchRouting]) -> BatchRouting:
-    if len(parts) == 1:
-        return parts[0]
-    def cat(name):
-        return None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])
-
-    texts = None if parts[0].candidate_texts is None else {k: v for p in parts for k, v in p.candidate_texts.items()}
-    return BatchRouting(cat("expert_ids"), cat("weights"), cat("probs"), cat("candidate_ids"), cat("candidate_probs"),
-                        texts)

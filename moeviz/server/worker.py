@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..engine import Finished, TokenRouted
 from ..engine.text import PromptError
-from ..engine.batched import BatchedGeneration
+from ..engine.slots import Run, Scheduler
 from ..record import Named, Recording, current_interventions, wanted_interventions
 from ..errors import MoevizError
 from ..trace.messages import error_message, event_message, queued_message, start_message
@@ -153,7 +153,7 @@ class GenerationWorker:
                 release_memory()
 
     def _parallel_loop(self) -> None:
-        batch = BatchedGeneration(self.engine)   # its runs are keyed by their sessions
+        batch = Scheduler(self.engine)   # its runs are keyed by their sessions
         while True:
             with self._cv:
                 while not self._queue and not batch.active() and not self._stopping:
@@ -183,8 +183,8 @@ class GenerationWorker:
                 session = RunSession(self, job)
                 try:
                     rec = session.start()
-                    batch.add(session, rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
-                              candidates=rec.candidates)
+                    batch.add(session, Run(rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
+                                           candidates=rec.candidates))
                 except Exception as e:  # noqa: BLE001
                     session.fail(e)
                     self._retire(session)
@@ -253,7 +253,7 @@ class RunSession:
         named = Named(req.prompt_name, req.prompt_title, req.prompt_domain) if req.prompt_name is not None else None
         rec = Recording(worker.engine, req.prompt, req.settings, probs=req.probs, named=named,
                         experts_per_token=req.experts_per_token, mask=req.mask, candidates=req.candidates)
-        if len(rec.tokens) > worker.max_prompt_tokens:
+        if worker.max_prompt_tokens is not None and len(rec.tokens) > worker.max_prompt_tokens:   # None: no cap
             raise PromptError(f"the prompt is {len(rec.tokens)} tokens; this server's limit is {worker.max_prompt_tokens}")
         if worker.live is not None:
             worker.live.started(job)
