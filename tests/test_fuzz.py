@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow     # hundreds of CLI runs and connections: minutes (make test, not test-fast)
 
 
 def fuzz_cli(tmp_path, name, seed, cases, command, source, *args, region=None):
