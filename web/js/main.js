@@ -3,6 +3,7 @@
 // view redraw what changed. Exposes a read-only `window.moeviz` for tests.
 import { RunState } from "./state.js";
 import { CandidatesView, MaskOverlay, WhatIfControls } from "./whatif.js";
+import { PrunePreview } from "./prunepreview.js";
 import { LiveSocket } from "./socket.js";
 import { LiveRunsView } from "./liveruns.js";
 import { Controls } from "./controls.js";
@@ -67,6 +68,8 @@ whatIf.setModel(state.model);
 const maskOverlay = new MaskOverlay(heatmap, state, whatIf, $("heatmap-wrap"));
 const candidatesView = new CandidatesView($("candidates"), state, { pinned: () => tokens.pinned });
 views.push(maskOverlay, candidatesView, { update: () => whatIf.setModel(liveModel || state.model) });
+const prunePreview = new PrunePreview(heatmap, state, whatIf, $("heatmap-wrap"));   // issue 25
+views.push(prunePreview);
 
 for (const b of document.querySelectorAll("[data-measure]")) {
   b.addEventListener("click", () => {
@@ -509,6 +512,8 @@ const api = {
   // current token's candidates ({t, candidates: [{id, p, text}]} or null)
   whatIf: () => structuredClone(whatIf.state()),
   candidates: () => structuredClone(candidatesView.figures()),
+  // the prune preview ({on, keep, dropped: [[layer, expert]], keptShare}) or null
+  prunePreview: () => structuredClone(prunePreview.figures()),
   get k() { return state.K; },
   // the shown run as the trace JSON "Save trace" downloads
   trace: () => (state.model ? currentTrace() : null),

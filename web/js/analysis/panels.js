@@ -42,6 +42,7 @@ class AnalysisPanels {
       selectRow: (r) => this.choose({ row: r }),
       setMinCount: (v) => this.choose({ minCount: v, minCountAuto: false }),
       setCacheScope: (v) => this.choose({ cacheScope: v }),
+      selection: (tokens) => this.analyzer.selection(tokens),     // the cache tab's policy table (policies.js)
     };
     this.model = null;
     this.shown = "";            // key of what is drawn

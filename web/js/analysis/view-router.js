@@ -2,6 +2,7 @@
 // curve (LRU against the static hottest set, for C = 1..E).
 import { fitCanvas, axes, line, niceTicks, COLORS, el, table, fmt, pct } from "./draw.js";
 import { showTooltip, hideTooltip } from "../tooltip.js";
+import { PolicyTable } from "./policies.js";
 
 export class ConfidenceView {
   constructor(root) {
@@ -50,9 +51,11 @@ export class CacheView {
       this.box);
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     this.canvas.addEventListener("mouseleave", hideTooltip);
+    this.policies = new PolicyTable(root, ui.selection);
   }
 
   render(fig, width) {
+    this.policies.render(fig);
     const c = fig.cache, E = fig.n_expert, K = fig.k, all = this.ui.cacheScope === "all", row = fig.row;
     for (const b of this.scope.children) b.setAttribute("aria-pressed", String(b.dataset.cacheScope === this.ui.cacheScope));
     const lru = all ? c.lru_overall : c.lru[row], stat = all ? c.static_overall : c.static[row];
