@@ -245,3 +245,35 @@ def test_readmes_screenshot_script_shoots_the_real_page(server, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (800, 600)
     readme = (path.parents[1] / "README.md").read_text()
     assert "](docs/img/page.png)" in readme and (path.parent / "img" / "page.png").is_file()
+
+
+@pytest.mark.parametrize("size", [(390, 844), (1440, 900)], ids=["390x844", "1440x900"])
+def test_compare_in_a_fresh_page_lists_the_servers_runs(server, browser, size):
+    w, h = size
+    a = Page(browser, server.url + "/", viewport={"width": w, "height": h})
+    try:
+        for tokens in (3, 5):               # two runs: Compare needs two
+            generate(a, max_tokens=tokens, mode="sequence")
+            a.page.wait_for_function(f"moeviz.done && moeviz.tokens > 0 && moeviz.tokens - moeviz.promptTokens === {tokens}",
+                                     timeout=60_000)
+        title, n = a.js("moeviz.source.name").split(" · ")[0], a.js("moeviz.tokens")
+        assert a.js("moeviz.runs.filter((r) => r.kind === 'live').length") == 2      # its own runs, once each
+        listed = a.js("moeviz.runs.length")
+    finally:
+        a.close()
+    b = Page(browser, server.url + "/", viewport={"width": w, "height": h})
+    try:
+        b.page.wait_for_function("moeviz.runs.length > 1", timeout=30_000)
+        runs = b.js("moeviz.runs")
+        assert len(runs) == listed            # every run of the server, none twice
+        assert any(r["kind"] == "server" and r["name"].startswith(title) for r in runs), runs
+        assert b.page.is_enabled("#compare-all")
+        b.page.click("#compare-all")
+        b.page.wait_for_function("moeviz.compare() !== null", timeout=30_000)
+        fig = b.js("moeviz.compare()")
+        assert fig["error"] is None and len(fig["runs"]) == len(runs), fig
+        # the listed run's figures come from its stored trace
+        assert any(r["tokens"] == n for r in b.js("moeviz.runs"))
+        assert b.errors == []
+    finally:
+        b.close()

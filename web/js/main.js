@@ -5,6 +5,7 @@ import { RunState } from "./state.js";
 import { CandidatesView, MaskOverlay, WhatIfControls } from "./whatif.js";
 import { PrunePreview } from "./prunepreview.js";
 import { LiveSocket } from "./socket.js";
+import { ensureKey } from "./apikey.js";
 import { LiveRunsView } from "./liveruns.js";
 import { Controls } from "./controls.js";
 import { Playback } from "./playback.js";
@@ -102,7 +103,7 @@ function handle(msg) {
 // Messages from the live socket: the model message (on every reconnect) must not
 // replace an opened file's run, and each finished run joins the library.
 function handleLive(msg) {
-  if (msg.type === "runs") { if (liveRuns) liveRuns.setRuns(msg.runs); return; }
+  if (msg.type === "runs") { if (liveRuns) liveRuns.setRuns(msg.runs); listServerRuns(msg.runs); return; }
   if (msg.type === "watching") { if (liveRuns) liveRuns.setWatching(msg.run); return; }
   if (msg.type === "model") {
     liveModel = msg.model;
@@ -127,6 +128,22 @@ function handleLive(msg) {
     library.setFigures(entry, figuresFromState(state, entry.name));
     library.setShown(entry);
     shown.entry = entry;
+    if (state.permalink) listedPermalinks.add(state.permalink);
+  }
+}
+
+// The server's finished runs (any page's, the API's) join the compare list, oldest
+// first, so that a fresh page can compare them too; their traces are fetched from their
+// permalinks only when compared. This page's own run joins when its `done` arrives.
+const listedPermalinks = new Set();
+function listServerRuns(runs) {
+  const own = state.run && state.run.id;
+  for (const r of [...(runs || [])].reverse()) {
+    if (r.status !== "done" || typeof r.permalink !== "string" || listedPermalinks.has(r.permalink) || r.run === own) continue;
+    listedPermalinks.add(r.permalink);
+    const url = `/api/runs/${encodeURIComponent(r.permalink.split("/").pop())}.moetrace`;
+    library.add({ name: r.title || "untitled run", kind: r.source === "api" ? "api" : "server",
+      label: `${r.title} · ${r.permalink}`, load: async (name) => figuresFromTrace(await fetchTrace(url), name) });
   }
 }
 
@@ -263,7 +280,8 @@ if (config.mode === "live") {
     },
   });
   controls.load().catch((e) => { state.message = `could not load prompts: ${e.message}`; });
-  socket.connect();
+  // serve --api-key: the key is asked for once (web/js/apikey.js) before the socket opens
+  ensureKey().then(() => socket.connect(), (e) => { state.message = `could not reach the server: ${e.message}`; });
 } else {
   connection = "open";
   startReplay().catch((e) => { state.status = "error"; state.message = e.message; }).finally(requested);
