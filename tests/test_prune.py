@@ -195,3 +195,24 @@ def test_bad_input_is_one_line_and_writes_nothing(archs, tmp_path):
     r = run_cli("prune", "--model", models["deepseek2"], "--out", out, "--drop", "*:0,*:1,*:2,*:3")
     assert r.returncode == 1 and "groups" in r.stderr
     assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_keeping_fewer_experts_than_top_k_sets_the_top_k(archs, tmp_path):
+    """llama fixture, top-2 of 8: keeping 1 per layer writes expert_used_count 1, and the
+    pruned model runs as the original at top-1 with the other experts masked."""
+    folder, models = archs
+    out = tmp_path / "one.gguf"
+    drop = ",".join(f"*:{e}" for e in range(1, 8))
+    run_cli("prune", "--model", models["llama"], "--out", out, "--drop", drop, check=True)
+    info = info_json(out)
+    assert info["n_expert"] == 1 and info["n_expert_used"] == 1 and info["kept_experts"] == [[0]] * 4
+    from moeviz.engine import Engine, SamplingSettings
+    from moeviz.record import record
+
+    e = Engine(str(models["llama"]), n_ctx=256, kv_type="f32", flash_attn="off", experts_per_token=1, mask=drop)
+    try:
+        masked = record(e, PROMPTS[0], SamplingSettings(max_tokens=12, temperature=0.0).validate())
+    finally:
+        e.close()
+    assert_same_run(run(out, PROMPTS[0], "native", max_tokens=12), masked, info["kept_experts"])
