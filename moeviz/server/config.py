@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .. import resources
+from ..errors import UserError
 from .connections import ConnectionLimits
 
 
@@ -23,11 +24,16 @@ PUBLIC_MAX_PROMPT_TOKENS = 512
 @dataclasses.dataclass
 class ApiSettings:
     enabled: bool = True                  # False: `serve --no-api`
-    api_key: str | None = None            # `serve --api-key`: Bearer key for /v1/* (not /v1/models)
+    api_key: str | None = None            # `serve --api-key`: guards all that shows prompts or output (auth.py)
     store: bool = True                    # False: `serve --no-store-api`, API runs get no permalink
     show_api_runs: bool = False           # `--public` only: list API runs (prompts included) to every page
     model_id: str | None = None           # what /v1/models calls the model (default: the GGUF's file name)
     max_body_bytes: int = 4 << 20
+
+    def __post_init__(self):
+        # an empty key would let `Authorization: Bearer` with nothing after it in (issue 21 finding 4)
+        if self.api_key is not None and not self.api_key.strip():
+            raise UserError("--api-key must not be empty (leave it out to serve without a key)")
 
 
 @dataclasses.dataclass

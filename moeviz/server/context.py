@@ -13,6 +13,7 @@ from ..page import render_page
 from ..prompts import load_prompts
 from ..trace.schema import model_description
 from ..trace.store import RunStore
+from .auth import KeyGuard
 from .config import ServerSettings, default_data_dir
 from .connections import WebsocketLimits
 from .limits import RateLimiter
@@ -37,6 +38,7 @@ class ServerContext:
     limiter: RateLimiter | None           # public mode: generations per client address
     sockets: WebsocketLimits | None       # public mode: websockets per address, idle timeout
     uploads_reading: asyncio.Semaphore    # upload bodies held in memory at once
+    guard: KeyGuard                       # `serve --api-key` over everything that shows prompts or output
     # per token: perf_counter when the engine yielded it, when its message was queued for
     # the event loop, when the loop took it, and after the websocket send (bench/server_latency.py)
     token_latency: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=10_000))
@@ -54,7 +56,7 @@ class ServerContext:
                    live_runs=live_runs, worker=worker, metrics=metrics,
                    limiter=RateLimiter(settings.rate_limit_per_minute) if settings.public else None,
                    sockets=WebsocketLimits(settings.limits) if settings.public else None,
-                   uploads_reading=asyncio.Semaphore(MAX_READING))
+                   uploads_reading=asyncio.Semaphore(MAX_READING), guard=KeyGuard(settings.api.api_key))
 
     def render(self, mode: str, page_model: dict | None = None, **context) -> str:
         """The page (web/index.html) in `mode` ("live" or "replay")."""

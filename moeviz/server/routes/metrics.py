@@ -2,7 +2,7 @@
 ../metrics.py; absent with `serve --no-metrics`)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from ..context import ServerContext
@@ -22,7 +22,7 @@ def router(ctx: ServerContext) -> APIRouter:
         return {"status": "ok", "queue": worker.queue_length}
 
     if ctx.metrics is not None:
-        @r.get("/metrics")
+        @r.get("/metrics", dependencies=[Depends(ctx.guard.dependency())])   # counts of what clients sent
         def prometheus_metrics() -> Response:
             return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE)
 

@@ -9,7 +9,6 @@ client_status).
 """
 from __future__ import annotations
 
-import hmac
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ..api_runs import ApiRun, ClientGone, start_run
 from ..context import ServerContext
 from ..errors import client_message, client_status
 from ..limits import read_limited
-from ..openai_shapes import ApiKeyError, ApiRequest, ApiRequestError, error_body, parse_request
+from ..openai_shapes import ApiRequest, ApiRequestError, error_body, parse_request
 
 
 class OpenAIRoute(APIRoute):
@@ -64,13 +63,7 @@ def router(ctx: ServerContext) -> APIRouter:
     r = APIRouter(route_class=OpenAIRoute)
     model_id = served_model_id(ctx)
 
-    def check_key(request: Request) -> None:
-        if api.api_key is None:
-            return
-        auth = request.headers.get("authorization", "")
-        scheme, _, key = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), api.api_key.encode()):
-            raise ApiKeyError("Invalid API Key")          # llama.cpp's server's words
+    check_key = ctx.guard.check      # Bearer or x-api-key (auth.py)
 
     async def body_of(request: Request) -> dict:
         raw = await read_limited(request, api.max_body_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ...page import render_not_found
+from ...page import render_not_found, render_template, static_url
 from ...prompts import model_kind, suits
 from ...settings import to_json as settings_table
 from ...trace.partial import HEAD_TOKENS
@@ -18,6 +18,11 @@ def router(ctx: ServerContext) -> APIRouter:
     settings, engine = ctx.settings, ctx.engine
     kind = model_kind(ctx.model.get("name", ""))
 
+    def key_page() -> HTMLResponse:
+        # `serve --api-key` and no key with the request: a page that asks for it (web/js/apikey.js), then reloads
+        return HTMLResponse(render_template("keyneeded.html", settings.web_dir, static_url=static_url("live")),
+                            status_code=401)
+
     def not_found_page(run_id: str) -> HTMLResponse:
         # a person followed a link: a page with a way back, not the API's JSON error
         return HTMLResponse(render_not_found(run_id, settings.web_dir), status_code=404)
@@ -28,6 +33,8 @@ def router(ctx: ServerContext) -> APIRouter:
 
     @r.get("/r/{run_id}", response_class=HTMLResponse)
     def permalink_page(request: Request, run_id: str):
+        if not ctx.guard.accepts(request):
+            return key_page()
         try:
             title, description, run_model = ctx.stored.page_text(run_id)
         except RunNotFound:
@@ -40,18 +47,26 @@ def router(ctx: ServerContext) -> APIRouter:
                           preload=[f"/api/runs/{run_id}.moetrace?head={HEAD_TOKENS}"])
 
     @r.get("/r/{run_id}/preview.png")
-    def permalink_preview(run_id: str):
+    def permalink_preview(request: Request, run_id: str):
+        ctx.guard.check(request)       # the image shows the run's prompt
         try:
             return Response(ctx.stored.preview_png(run_id), media_type="image/png",
                             headers={"Cache-Control": "public, max-age=86400"})
         except RunNotFound:
             return not_found_page(run_id)
 
+    @r.get("/api/auth")
+    def api_auth(request: Request) -> dict:
+        """Whether this server wants a key, and whether this request carries it (the page asks once)."""
+        return {"required": ctx.guard.required, "ok": ctx.guard.accepts(request)}
+
     @r.get("/api/model")
     def api_model() -> dict:
         lm = getattr(engine, "lm", None)
         return {**ctx.model, "capture": engine.capture.name, "parallel": getattr(engine, "parallel", 1),
-                "n_ctx_per_request": getattr(lm, "n_ctx_seq", None)}
+                "n_ctx_per_request": getattr(lm, "n_ctx_seq", None),
+                # the longest sequence the model was trained on: the page warns a run going past it
+                "n_ctx_train": getattr(getattr(engine, "info", None), "n_ctx_train", None) or None}
 
     @r.get("/api/prompts")
     def api_prompts() -> dict:

@@ -3,7 +3,7 @@
 `/api/live` (runs in flight and recent, as the page's list shows them)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...analysis import TOKEN_SELECTIONS, AnalysisError, to_json, trace_stats
@@ -14,7 +14,7 @@ from ..uploads import store_upload
 
 
 def router(ctx: ServerContext) -> APIRouter:
-    r = APIRouter()
+    r = APIRouter(dependencies=[Depends(ctx.guard.dependency())])     # every route: prompts and output
     store, settings = ctx.store, ctx.settings
 
     @r.get("/api/runs/{run_id}")

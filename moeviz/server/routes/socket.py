@@ -10,10 +10,14 @@ import time
 from fastapi import APIRouter, WebSocket
 
 from ...trace.messages import model_message
+from ..auth import MESSAGE
 from ..connections import CLOSE_IDLE, CLOSE_TOO_MANY
 from ..context import ServerContext
 from ..protocol import LiveSession
 from ..worker import dumps
+
+
+CLOSE_POLICY = 1008          # RFC 6455 policy violation: no (or a wrong) API key
 
 
 def router(ctx: ServerContext) -> APIRouter:
@@ -23,6 +27,9 @@ def router(ctx: ServerContext) -> APIRouter:
     @r.websocket("/ws")
     async def live(ws: WebSocket) -> None:
         await ws.accept()
+        if not ctx.guard.accepts(ws):     # `serve --api-key`: runs, the live list and watching show prompts
+            await ws.close(code=CLOSE_POLICY, reason=MESSAGE)
+            return
         host = ws.client.host if ws.client else "?"
         refused = sockets.admit(host) if sockets is not None else None
         if refused:
