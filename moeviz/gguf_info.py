@@ -280,6 +280,34 @@ def check_gguf_layout(path: str | os.PathLike) -> None:
         buf.close()
 
 
+_SPLIT_NAME = re.compile(r"^(.+)-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def _split_parts(p: Path, reader) -> list:
+    """[(path, header)] of every part of a split model (llama.cpp's gguf-split naming,
+    NAME-00001-of-0000N.gguf, metadata in the first part), or just this file."""
+    from .gguf_header import Header  # noqa: PLC0415
+
+    count = int(_field(reader, "split.count", 0) or 0)
+    if count <= 1:
+        return [(p, reader)]
+    m = _SPLIT_NAME.match(p.name)
+    if not m or int(m.group(2)) != 1 or int(m.group(3)) != count:
+        raise ModelFileError(f"{p} is one part of a model split in {count}: give its first part "
+                             f"(NAME-00001-of-{count:05d}.gguf), with the others beside it")
+    parts = [(p, reader)]
+    for i in range(2, count + 1):
+        q = p.with_name(f"{m.group(1)}-{i:05d}-of-{count:05d}.gguf")
+        if not q.is_file():
+            raise ModelFileError(f"split model {p.name}: part {i} of {count} is missing ({q.name} beside it)")
+        check_gguf_layout(q)
+        try:
+            parts.append((q, Header(q)))
+        except Exception:
+            raise ModelFileError(f"damaged or truncated GGUF file {q} (its metadata cannot be read)") from None
+    return parts
+
+
 def read_model_info(path: str | os.PathLike) -> ModelInfo:
     from .gguf_header import Header  # noqa: PLC0415  (keeps `import moeviz` light)
 
@@ -304,12 +332,16 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     total, expert_params, expert_bytes, other_bytes, data_end = 0, 0, 0, 0, 0
     types: dict[str, int] = {}
     names: set[str] = set()
-    for t in reader.tensors:
+    parts = _split_parts(p, reader)
+    for part, t in ((part, t) for part, header in parts for t in header.tensors):
         n = int(t.n_elements)
         total += n
         names.add(t.name)
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + n
-        data_end = max(data_end, int(t.data_offset) + int(t.n_bytes))
+        if part is p:
+            data_end = max(data_end, int(t.data_offset) + int(t.n_bytes))
+        elif int(t.data_offset) + int(t.n_bytes) > part.stat().st_size:
+            raise ModelFileError(f"truncated GGUF file {part}: tensor {t.name} ends past the end of the file")
         if m := _ROUTER_TENSOR.match(t.name):
             router_layers.add(int(m.group(1)))
         if _EXPERT_TENSOR.match(t.name):
@@ -378,7 +410,7 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     n_shared = int(meta.get("expert_shared_count", 0) or 0) or (1 if shared_in else 0)
     return ModelInfo(
         path=str(p), name=str(_field(reader, "general.name", p.stem)), architecture=arch,
-        file_size=p.stat().st_size, n_layer=n_layer, n_embd=int(meta.get("embedding_length", 0) or 0),
+        file_size=sum(part.stat().st_size for part, _ in parts), n_layer=n_layer, n_embd=int(meta.get("embedding_length", 0) or 0),
         n_vocab=int(n_vocab), n_ctx_train=int(meta.get("context_length", 0) or 0),
         n_expert=n_expert, n_expert_used=n_expert_used, moe_layers=moe,
         dense_layers=[i for i in range(meta.n_main) if i not in moe_set],

@@ -158,3 +158,54 @@ def test_serve_takes_a_model_by_name(fake_hub, models):
     with ServerProcess("-hf", "test/served") as s:
         model = json.load(urllib.request.urlopen(s.url + "/api/model", timeout=10))
     assert model["architecture"] == "qwen2moe" or model.get("model", {}).get("architecture") == "qwen2moe"
+
+
+def split_gguf(src, out_prefix, max_tensors: int) -> list:
+    """Rewrite a GGUF as llama.cpp's gguf-split does (NAME-0000i-of-0000N.gguf, split.* keys), with gguf-py."""
+    import gguf
+
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(f"{out_prefix}.gguf", str(r.fields["general.architecture"].contents()),
+                        split_max_tensors=max_tensors)
+    for name, f in r.fields.items():
+        if not name.startswith("GGUF.") and name != "general.architecture":
+            array = f.types[0] == gguf.GGUFValueType.ARRAY
+            w.add_key_value(name, f.contents(), f.types[0], sub_type=f.types[-1] if array else None)
+    for t in r.tensors:
+        w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return sorted(out_prefix.parent.glob(out_prefix.name + "-*-of-*.gguf"))
+
+
+def test_a_split_model_is_downloaded_whole_and_read_as_one(fake_hub, models, tmp_path):
+    a, _ = models
+    parts = split_gguf(a, tmp_path / "m-Q4_K_M", max_tensors=12)
+    assert len(parts) >= 3
+    fake_hub.add("test/split", {f"Q4_K_M/{q.name}": q for q in parts} | {"m-Q8_0.gguf": a})
+    r = moeviz("info", "-hf", "test/split", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    whole = json.loads(moeviz("info", a, "--json").stdout)
+    for key in ("total_params", "active_params", "expert_params", "expert_bytes", "moe_layers", "n_expert"):
+        assert info[key] == whole[key], key
+    assert info["path"].endswith("Q4_K_M/m-Q4_K_M-00001-of-%05d.gguf" % len(parts))
+    assert all(len(fake_hub.gets(f"/Q4_K_M/{q.name}")) == 1 for q in parts)   # every part, once
+    # llama.cpp loads the parts from the first one: the same run as the unsplit file
+    runs = []
+    for model in (info["path"], a):
+        out = tmp_path / f"run{len(runs)}.json"
+        r = moeviz("record", "-m", model, "--prompt", "split me", "--max-tokens", "4", "--temperature", "0",
+                   "--kv-type", "f32", "--flash-attn", "off", "-o", out)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(out.read_text()))
+    assert runs[0]["tokens"] == runs[1]["tokens"]
+    assert runs[0]["routing"]["expert_ids"] == runs[1]["routing"]["expert_ids"]
+    # a later part, or a missing part: one line each
+    r = moeviz("info", parts[1])
+    assert r.returncode == 1 and "give its first part" in r.stderr
+    parts[-1].unlink()
+    r = moeviz("info", parts[0])
+    assert r.returncode == 1 and f"part {len(parts)} of {len(parts)} is missing" in r.stderr
