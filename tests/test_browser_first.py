@@ -277,3 +277,39 @@ def test_compare_in_a_fresh_page_lists_the_servers_runs(server, browser, size):
         assert b.errors == []
     finally:
         b.close()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_generating_past_the_trained_context_is_warned_in_one_line(browser, tmp_path_factory, size):
+    """A model trained on 24-token sequences (a fixture's GGUF context length), served with
+    room for more: the page warns before (max tokens past it) and during a run past it."""
+    from serverproc import ServerProcess
+
+    from moeviz.fixtures import write_fixture
+
+    folder = tmp_path_factory.mktemp("short")
+    model = write_fixture(folder / "short.gguf", arch="llama", n_ctx_train=24)
+    w, h = size
+    with ServerProcess("--model", model, "--n-ctx", "256", "--data-dir", folder / "runs") as srv:
+        pg = Page(browser, srv.url + "/", viewport={"width": w, "height": h})
+        try:
+            p = pg.page
+            p.wait_for_function("document.querySelectorAll('#prompt-select option').length > 1")
+            p.fill("#max-tokens", "8")
+            p.wait_for_selector("#ctx-warning", state="hidden")
+            p.fill("#max-tokens", "40")
+            p.wait_for_selector("#ctx-warning", state="visible")
+            assert p.inner_text("#ctx-warning") == ("max tokens 40 goes past the 24 tokens moeviz-fixture-llama was "
+                                                    "trained on: what it generates past them is unreliable")
+            assert in_first_screen(pg, "ctx-warning", w, h)
+            p.select_option("#prompt-select", "")
+            p.fill("#prompt-text", "hello")
+            p.fill("#temperature", "0")
+            p.click("#generate")
+            p.wait_for_function("moeviz.done && moeviz.tokens > 24", timeout=60_000)
+            pg.settle()
+            assert p.inner_text("#ctx-warning") == ("this run went past the 24 tokens moeviz-fixture-llama was trained on: "
+                                                    "what it generated after token 24 is unreliable")
+            assert pg.errors == []
+        finally:
+            pg.close()

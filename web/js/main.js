@@ -19,6 +19,7 @@ import { mountAnalysis } from "./analysis/panels.js";
 import { readTraceFile, traceFromState, downloadBlob, fileSlug, wireFileOpening } from "./files.js";
 import { figuresFromTrace, figuresFromState } from "./compare.js";
 import { RunLibrary } from "./library.js";
+import { ContextWarning } from "./context.js";
 import { CompareView } from "./compareview.js";
 import { captionedCanvas, downloadCanvasPNG, downloadCountsCSV } from "./exports.js";
 import { CellInfo } from "./cellinfo.js";
@@ -280,6 +281,10 @@ if (config.mode === "live") {
     },
   });
   controls.load().catch((e) => { state.message = `could not load prompts: ${e.message}`; });
+  // the model's trained context (/api/model): a run set to go, or going, past it is warned
+  const contextWarning = new ContextWarning($("ctx-warning"), state, { maxTokens: $("max-tokens") });
+  views.push(contextWarning);
+  fetch("api/model").then((r) => (r.ok ? r.json() : null)).then((m) => contextWarning.setModel(m)).catch(() => {});
   // serve --api-key: the key is asked for once (web/js/apikey.js) before the socket opens
   ensureKey().then(() => socket.connect(), (e) => { state.message = `could not reach the server: ${e.message}`; });
 } else {

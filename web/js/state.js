@@ -361,8 +361,12 @@ function sameModel(a, b) {
   return keys.length === Object.keys(b).length && JSON.stringify(a, keys) === JSON.stringify(b, keys);
 }
 
+// Why a run stopped, in words (finish.reason is the trace format's code: length, eos, ...).
+const STOPPED = { length: "reached max tokens", eos: "the model ended its text", stop: "a stop string appeared",
+  context: "the context is full", cancelled: "cancelled" };
+
 export function describeFinish(f) {
   if (!f) return "done";
   const rate = f.decode_seconds > 0 ? `, ${(f.n_generated / f.decode_seconds).toFixed(1)} tok/s` : "";
-  return `${f.reason}: ${f.n_prompt} prompt + ${f.n_generated} generated tokens${rate}`;
+  return `done, ${STOPPED[f.reason] || f.reason}: ${f.n_prompt} prompt + ${f.n_generated} generated tokens${rate}`;
 }
