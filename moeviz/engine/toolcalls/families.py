@@ -7,12 +7,8 @@ prompt's example, the grammar's shape, the tests' model output).
 """
 from __future__ import annotations
 
-import json
-import re
-
 from .scan import Call, dumps, held, json_call, json_value, param_schema, settled, typed_value
 
-_FIRST_KEY = re.compile(r'\s*\{\s*"((?:[^"\\]|\\.)*)"\s*:')
 
 
 def raw_args(text: str, partial: bool) -> tuple[str, bool]:
@@ -266,154 +262,10 @@ class DeepSeek(Family):
         return f"<｜tool▁call▁begin｜>{name}<｜tool▁sep｜>{dumps(args)}<｜tool▁call▁end｜>"
 
 
-class Mistral(Family):
-    """Mistral Nemo: [TOOL_CALLS][{"name", "arguments", "id"}, ...]; Mistral Small 3.2 /
-    Devstral / Ministral: [TOOL_CALLS]NAME[CALL_ID]ID[ARGS]{...} (the id optional), repeated."""
-    name = "mistral"
-    call_open = "[TOOL_CALLS]"
-
-    def __init__(self, args_style: bool = False):
-        self.args_style = args_style
-
-    @classmethod
-    def detect(cls, src):
-        return "[TOOL_CALLS]" in src
-
-    def parse(self, body, partial, tools):
-        if self.args_style:
-            return super().parse(body, partial, tools)
-        i = body.find(self.call_open)
-        if i < 0:
-            return settled(body, self.markers(), partial), [], "", False
-        content, s = body[:i].rstrip(), body[i + len(self.call_open):].lstrip()
-        calls, pos = [], 1
-        if not s.startswith("["):
-            return content, [], "" if partial else s, False
-        while True:
-            while pos < len(s) and s[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(s) or s[pos] == "]":
-                break
-            call, end = json_call(s[pos:], partial)
-            if call is None:
-                break
-            calls.append(call)
-            if end < 0:
-                break
-            call.done = True
-            pos += end
-        return content, calls, "", False
-
-    def call(self, seg, partial, tools):
-        a = seg.find("[ARGS]")
-        if a < 0:
-            return None
-        head = seg[:a]
-        name, _, call_id = head.partition("[CALL_ID]")
-        args, _ = raw_args(seg[a + len("[ARGS]"):], partial)
-        return Call(name.strip(), args, id=call_id.strip())
-
-    def write(self, name, args, index=0, call_id=""):
-        if self.args_style:
-            return f"[TOOL_CALLS]{name}[ARGS]{dumps(args)}"
-        return dumps({"name": name, "arguments": args, "id": call_id or f"call{index:05d}"})
-
-    def join(self, calls):
-        return "".join(calls) if self.args_style else "[TOOL_CALLS][" + ", ".join(calls) + "]"
-
-
-class JsonFamily(Family):
-    """Calls written as bare JSON: the output is one (when it begins with `{` and names a
-    known tool), else it is content."""
-    keys: tuple[str, ...] = ()
-
-    def parse(self, body, partial, tools):
-        s = body.lstrip()
-        for tag in ("<|python_tag|>",):
-            s = s[len(tag):].lstrip() if s.startswith(tag) else s
-        if not s.startswith("{"):
-            if partial and s and "<|python_tag|>".startswith(s):
-                return "", [], "", True
-            return settled(body, [], partial) if partial else body, [], "", False
-        got = json_value(s)
-        if got is None:
-            m = _FIRST_KEY.match(s)
-            if partial and (m is None or m.group(1) in self.keys):
-                return "", [], "", True
-            return (settled(body, [], partial) if partial else body), [], "", False
-        calls = self.calls(got[0], tools)
-        if calls is None:
-            return body if not partial else settled(body, [], partial), [], "", False
-        if isinstance(calls, str):
-            return calls, [], "", False
-        rest = s[got[1]:].strip()
-        return "", calls, rest if not partial else "", False
-
-    def calls(self, value, tools):
-        raise NotImplementedError
-
-
-def _known(name, tools) -> bool:
-    return any(t["function"]["name"] == name for t in tools or ())
-
-
-class Llama3(JsonFamily):
-    """Llama 3.1 / 3.2 / 3.3: {"name": ..., "parameters": {...}} (optionally "type": "function")."""
-    name = "llama3"
-    keys = ("name", "type")
-
-    @classmethod
-    def detect(cls, src):
-        return "<|start_header_id|>" in src and "ipython" in src
-
-    def calls(self, value, tools):
-        if not isinstance(value, dict) or not _known(value.get("name"), tools):
-            return None
-        args = value.get("parameters", value.get("arguments", {}))
-        return [Call(value["name"], args if isinstance(args, str) else dumps(args), done=True)]
-
-    def write(self, name, args, index=0, call_id=""):
-        return dumps({"name": name, "parameters": args})
-
-    def join(self, calls):
-        return calls[0] if len(calls) == 1 else "; ".join(calls)
-
-
-class Generic(JsonFamily):
-    """llama.cpp's form for templates that know no tools: one JSON object,
-    {"tool_calls": [{"name", "arguments", "id"}]}, {"tool_call": {...}} or {"response": "..."}."""
-    name = "generic"
-    keys = ("tool_calls", "tool_call", "response")
-
-    def calls(self, value, tools):
-        if not isinstance(value, dict):
-            return None
-        if isinstance(value.get("response"), str) and len(value) == 1:
-            return value["response"]
-        items = value.get("tool_calls")
-        if items is None and isinstance(value.get("tool_call"), dict):
-            items = [value["tool_call"]]
-        if not isinstance(items, list) or not items:
-            return None
-        out = []
-        for it in items:
-            if not isinstance(it, dict) or not _known(it.get("name"), tools):
-                return None
-            args = it.get("arguments", {})
-            out.append(Call(it["name"], args if isinstance(args, str) else dumps(args),
-                            it.get("id") if isinstance(it.get("id"), str) else "", True))
-        return out
-
-    def write(self, name, args, index=0, call_id=""):
-        return dumps({"name": name, "arguments": args})
-
-    def join(self, calls):
-        return '{"tool_calls": [' + ", ".join(calls) + "]}"
-
-
 def detect(src: str) -> Family:
     """The family of a chat template, tested in llama.cpp's order (most specific first)."""
-    from .harmony import Harmony  # noqa: PLC0415 - harmony imports this module
+    from .harmony import Harmony  # noqa: PLC0415 - these import this module
+    from .jsonforms import Generic, Llama3, Mistral
     if Mistral.detect(src):
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
@@ -427,10 +279,3 @@ def detect(src: str) -> Family:
         if cls.detect(src):
             return cls()
     return Generic()
-
-
-def loads_or_none(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 from ...llama.grammar import GrammarError, check_gbnf
-from .families import Family, Glm45, Llama3, Qwen3Coder
+from .families import Family, Glm45, Qwen3Coder
+from .jsonforms import Llama3
 from .harmony import Harmony
 from .request import ChatPrompt
 

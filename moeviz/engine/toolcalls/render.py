@@ -14,7 +14,8 @@ import functools
 import json
 
 from ..text import PromptError, render_chat
-from .families import Family, Generic, detect
+from .families import Family, detect
+from .jsonforms import Generic
 from .grammar import tool_grammar
 from .harmony import Harmony
 from .request import ChatPrompt

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from .families import Family, Mistral
+from .families import Family
+from .jsonforms import Mistral
 from .harmony import Harmony
 from .request import ParsedMessage, ToolCall, new_call_id
 from .scan import Msg, split_reasoning
