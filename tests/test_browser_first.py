@@ -313,3 +313,61 @@ def test_generating_past_the_trained_context_is_warned_in_one_line(browser, tmp_
             assert pg.errors == []
         finally:
             pg.close()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_a_permalinks_replay_card_is_on_the_first_screen(server, browser, axe_source, size):
+    w, h = size
+    a = Page(browser, server.url + "/", viewport={"width": 1440, "height": 900})
+    try:
+        generate(a, max_tokens=4, mode="sequence")
+        a.page.wait_for_function("moeviz.done && moeviz.tokens > 0", timeout=60_000)
+        a.page.wait_for_function("document.getElementById('permalink').getAttribute('href')")
+        link = a.page.get_attribute("#permalink", "href")
+    finally:
+        a.close()
+    pg = Page(browser, server.url + link, viewport={"width": w, "height": h})
+    try:
+        pg.page.wait_for_function("moeviz.done && moeviz.source", timeout=30_000)
+        for id in ("replay-note", "replay-prompt", "stat-dormant"):
+            assert in_first_screen(pg, id, w, h), id
+        assert pg.page.inner_text("#replay-settings").startswith("sampling: up to 4 new tokens")
+        assert axe_violations(pg, axe_source) == []
+    finally:
+        pg.close()
+
+
+SCROLL_EDGE = """(sel) => {
+  const e = document.querySelector(sel), r = e.getBoundingClientRect();
+  return { scrolls: e.scrollWidth > e.clientWidth + 1, left: r.left, right: r.right, top: r.top, bottom: r.bottom }; }"""
+
+
+def test_a_wide_table_on_a_phone_shows_that_it_scrolls(server, browser):
+    pg = Page(browser, server.url + "/", viewport={"width": 390, "height": 844})
+    try:
+        p = pg.page
+        generate(pg, max_tokens=8, mode="sequence")
+        p.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens && moeviz.tokens > 0", timeout=60_000)
+        box = p.locator("#analysis .an-scroll").first
+        box.scroll_into_view_if_needed()
+        pg.settle()
+        edge = p.evaluate(SCROLL_EDGE, "#analysis .an-scroll")
+        assert edge["scrolls"], edge            # the balance table is wider than a phone
+        shot = box.screenshot()
+        import base64
+        # the screenshot's pixels, read back through a canvas: the left and right edges
+        left, right = p.evaluate("""async (b64) => {
+          const img = new Image(); img.src = 'data:image/png;base64,' + b64; await img.decode();
+          const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+          const x = c.getContext('2d'); x.drawImage(img, 0, 0);
+          // the reddest pixel down each edge (rows' borders and text aside)
+          const red = (px) => { let best = [0, 0, 255];
+            for (let y = 0; y < img.height; y++) { const d = x.getImageData(px, y, 1, 1).data;
+              if (d[0] - d[2] > best[0] - best[2]) best = [d[0], d[1], d[2]]; }
+            return best; };
+          return [red(2), red(img.width - 2)]; }""",
+                                 base64.b64encode(shot).decode())
+        # the right edge (more to see) is tinted orange; the left edge (nothing scrolled yet) is not
+        assert right[0] > right[2] + 20 and right[0] > left[0] + 20, (left, right)
+    finally:
+        pg.close()
