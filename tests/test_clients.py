@@ -243,3 +243,52 @@ def test_structured_outputs_parse_and_langchain_structured_output(demo):
     for method in ("function_calling", "json_schema"):      # a forced tool call; response_format
         trip = llm.with_structured_output(Trip, method=method).invoke("Plan a trip.")
         assert isinstance(trip, Trip), method
+
+
+HARMONY_CALL = ('<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary '
+                'to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}')
+HARMONY_ANSWER = ("<|channel|>analysis<|message|>Got it.<|end|><|start|>assistant<|channel|>final<|message|>"
+                  "It is 18 °C in Paris.")
+
+
+@pytest.fixture(scope="module")
+def harmony(tmp_path_factory):
+    """gpt-oss's real template; the generation prompt ends in <|start|>assistant."""
+    if not TEMPLATES:
+        pytest.skip("the llama-cpp-python sdist (gpt-oss's template) is not cached: run `make setup`")
+    d = tmp_path_factory.mktemp("harmony")
+    path = write_scripted_fixture(d / "harmony.gguf", ScriptedSpec(
+        scripts=(HARMONY_CALL, HARMONY_ANSWER), chat_template=TEMPLATES["openai-gpt-oss-120b.jinja"],
+        trigger="assistant", marker=" to=assistant",      # a tool's result: <|start|>functions.NAME to=assistant
+        added=("<|start|>", "<|message|>", "<|channel|>", "assistant", " to=assistant")))
+    with ServerProcess("--model", path, "--n-ctx", "4096", "--data-dir", d / "runs") as s:
+        yield s
+
+
+@NO_SDIST
+def test_gpt_oss_harmony_calls_stream_and_loop(harmony):
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    with client_of(harmony) as c:
+        chunks = list(c.chat.completions.create(model=M, messages=[USER], tools=[tool], temperature=0, stream=True))
+        deltas = [ch.choices[0].delta for ch in chunks if ch.choices]
+        assert "".join(d.model_extra.get("reasoning_content") or "" for d in deltas) == "Need the weather."
+        parts = [tc for d in deltas if d.tool_calls for tc in d.tool_calls]
+        assert parts[0].function.name == "get_weather" and parts[0].id
+        assert json.loads("".join(p.function.arguments or "" for p in parts)) == {"city": "Paris"}
+        assert not any(d.content for d in deltas)
+        assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+
+        r = c.chat.completions.create(model=M, messages=[USER], tools=[tool], temperature=0)
+        msg = r.choices[0].message
+        messages = [USER, msg.model_dump(exclude_none=True, exclude={"reasoning_content"}),
+                    {"role": "tool", "tool_call_id": msg.tool_calls[0].id, "content": "18 C, sunny"}]
+        final = c.chat.completions.create(model=M, messages=messages, tools=[tool], temperature=0,
+                                          extra_body={"return_routed_experts": True})
+    assert final.choices[0].message.content == "It is 18 °C in Paris." and final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.model_extra["reasoning_content"] == "Got it."
+    trace = get_json(f"{harmony.url}/api/runs/{final.choices[0].model_extra['moeviz']['run']}")
+    prompt_text = "".join(t["text"] for t in trace["tokens"] if t["prompt"])
+    assert ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}<|call|>' in prompt_text
+    assert '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>"18 C, sunny"<|end|>' \
+        in prompt_text
