@@ -85,6 +85,18 @@ def test_a_tool_call_with_reasoning(scripted):
 
 
 @NO_SDIST
+def test_a_forced_choice_leaves_a_conforming_answer_as_it_is(scripted):
+    """The grammar of a named choice (with Qwen3's optional <think> block before the call)
+    admits what the model writes anyway: the same reasoning and call come back."""
+    with client_of(scripted) as c:
+        r = c.chat.completions.create(model=M, messages=[USER], tools=[WEATHER], temperature=0,
+                                      tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    msg = r.choices[0].message
+    assert msg.model_extra["reasoning_content"] == THINK
+    assert [(t.function.name, json.loads(t.function.arguments)) for t in msg.tool_calls] == [("get_weather", CALL_ARGS)]
+
+
+@NO_SDIST
 def test_streamed_tool_calls_in_openais_chunk_shapes(scripted):
     with client_of(scripted) as c:
         chunks = list(c.chat.completions.create(model=M, messages=[USER], tools=[WEATHER], temperature=0, stream=True))
