@@ -304,3 +304,26 @@ def test_gpt_oss_harmony_calls_stream_and_loop(harmony):
     assert ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}<|call|>' in prompt_text
     assert '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>"18 C, sunny"<|end|>' \
         in prompt_text
+
+
+def test_an_agent_loop_on_the_demo_model(demo):
+    """The loop as OpenAI's Agents SDK runs it with tool_choice required: forced to call,
+    then (reset_tool_choice) back to auto once a tool has answered, when the model writes
+    its answer. The demo model's template knows no tools: its calls are the generic form's."""
+    messages = [{"role": "user", "content": "Pick a city for a trip, then say why."}]
+    with client_of(demo) as c:
+        first = c.chat.completions.create(model=M, messages=messages, tools=[CITY], tool_choice="required",
+                                          temperature=0, max_tokens=200)
+        [call] = first.choices[0].message.tool_calls
+        args = json.loads(call.function.arguments)
+        assert call.function.name == "pick_city" and _valid_pick(args)
+        messages += [first.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": f"{args['city']} is booked."}]
+        second = c.chat.completions.create(model=M, messages=messages, tools=[CITY], tool_choice="auto",
+                                           temperature=0, max_tokens=24, extra_body={"return_routed_experts": True})
+    answer = second.choices[0]
+    assert answer.message.content and not answer.message.tool_calls and answer.finish_reason in ("stop", "length")
+    trace = get_json(f"{demo.url}/api/runs/{answer.model_extra['moeviz']['run']}")
+    prompt_text = "".join(t["text"] for t in trace["tokens"] if t["prompt"])
+    assert '<|im_start|>assistant\n{"tool_calls": [{"name": "pick_city", "arguments": ' in prompt_text
+    assert f"<|im_start|>tool\n{args['city']} is booked.<|im_end|>" in prompt_text
