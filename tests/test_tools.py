@@ -293,3 +293,27 @@ def test_the_scripted_fixture_writes_its_scripts(tmp_path):
         assert "".join(run(history)[0]) == answer
     finally:
         eng.close()
+
+
+def _deep(n):
+    d = {"type": "object"}
+    for _ in range(n):
+        d = {"type": "object", "properties": {"a": d}}
+    return d
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"type": "object", "properties": {"x": {"$ref": "http://evil.example/x.json"}}},
+     "a tool's parameters schema cannot be turned into a grammar: Unsupported ref http://evil.example/x.json"),
+    ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(((("}}},
+     "a tool's parameters schema cannot be turned into a grammar: Pattern must start with"),
+    ({"type": "bogus"}, "a tool's parameters schema cannot be turned into a grammar: Unrecognized schema"),
+    (_deep(200), "'tools' is "),
+])
+def test_schemas_no_grammar_can_hold_are_one_line_errors(params, message):
+    from moeviz.llama.grammar import GrammarError
+    tools = [{"type": "function", "function": {"name": "f", "parameters": params}}]
+    with pytest.raises(GrammarError) as e:
+        plan_chat(CHATML_TEMPLATE, chat_prompt([USER], tools, tool_choice="required"))
+    assert str(e.value).startswith(message) and e.value.param == "tools" and "\n" not in str(e.value)
+    assert plan_chat(CHATML_TEMPLATE, chat_prompt([USER], tools)).grammar is None      # auto needs no grammar
