@@ -195,6 +195,42 @@ class Glm45(Hermes):
         return f"<tool_call>{name}\n{kv}</tool_call>"
 
 
+class MiniMaxM2(Family):
+    """MiniMax-M2: <minimax:tool_call><invoke name="NAME"><parameter name="K">V</parameter>...</invoke>
+    ...</minimax:tool_call> (several invokes in one section)."""
+    name = "minimax-m2"
+    section_open, section_close = "<minimax:tool_call>", "</minimax:tool_call>"
+    call_open, call_close = '<invoke name="', "</invoke>"
+
+    @classmethod
+    def detect(cls, src):
+        return "<minimax:tool_call>" in src
+
+    def call(self, seg, partial, tools):
+        gt = seg.find('">')
+        if gt < 0:
+            return None
+        name, pairs, pos = seg[:gt], [], gt + 2
+        while True:
+            o = seg.find('<parameter name="', pos)
+            g = seg.find('">', o) if o >= 0 else -1
+            c = seg.find("</parameter>", g) if g >= 0 else -1
+            if c < 0:
+                break
+            key = seg[o + len('<parameter name="'):g]
+            pairs.append((key, typed_value(seg[g + 2:c].strip("\n"), param_schema(tools, name, key))))
+            pos = c + len("</parameter>")
+        return Call(name, _object_text(pairs, not partial))
+
+    def write(self, name, args, index=0, call_id=""):
+        params = "".join(f'<parameter name="{k}">{v if isinstance(v, str) else dumps(v)}</parameter>\n'
+                         for k, v in args.items())
+        return f'<invoke name="{name}">\n{params}</invoke>\n'
+
+    def join(self, calls):
+        return self.section_open + "\n" + "".join(calls) + self.section_close
+
+
 class KimiK2(Family):
     """Kimi K2: <|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{...}
     <|tool_call_end|>...<|tool_calls_section_end|>; the id is functions.NAME:IDX."""
@@ -270,7 +306,7 @@ def detect(src: str) -> Family:
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
         return Harmony()
-    for cls in (KimiK2,):
+    for cls in (KimiK2, MiniMaxM2):
         if cls.detect(src):
             return cls()
     if DeepSeek.detect(src):
