@@ -40,6 +40,7 @@ FAMILIES = {
     "unsloth-mistral-Devstral-Small-2507.jinja": "mistral",
     "meta-llama-Llama-3.1-8B-Instruct.jinja": "llama3", "meta-llama-Llama-3.3-70B-Instruct.jinja": "llama3",
     "openai-gpt-oss-120b.jinja": "gpt-oss", "MiniMax-M2.jinja": "minimax-m2",
+    "deepseek-ai-DeepSeek-V3.2.jinja": "deepseek-dsml", "deepseek-ai-DeepSeek-V4.jinja": "deepseek-dsml",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
 SINGLE_CALL = {"llama3", "gpt-oss"}        # one call per turn in these formats
@@ -118,6 +119,9 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
     ("mistralai-Mistral-Nemo-Instruct-2407.jinja", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"'),
     ("openai-gpt-oss-120b.jinja", ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"'),
     ("MiniMax-M2.jinja", '<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'),
+    ("deepseek-ai-DeepSeek-V3.2.jinja", '<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="city" '
+                                        'string="true">Paris</｜DSML｜parameter>\n<｜DSML｜parameter name="days" '
+                                        'string="false">2</｜DSML｜parameter>'),
 ])
 def test_the_templates_own_rendering_of_a_call_parses_back(name, fragment):
     """The template writes an earlier call in the syntax the parser reads."""
@@ -131,8 +135,9 @@ def test_the_templates_own_rendering_of_a_call_parses_back(name, fragment):
         text = text.split(end, 1)[0]
     if plan.family.name == "deepseek":
         text = "<｜tool▁calls▁begin｜>" + text
-    if plan.family.name == "minimax-m2":
-        text = "<minimax:tool_call>\n" + text.split("</minimax:tool_call>")[0] + "</minimax:tool_call>"
+    if plan.family.name in ("minimax-m2", "deepseek-dsml"):
+        fam = plan.family
+        text = fam.section_open + "\n" + text.split(fam.section_close)[0] + fam.section_close
     if plan.family.name == "kimi-k2":
         text = "<|tool_calls_section_begin|>" + text
     if plan.family.name == "gpt-oss":

@@ -146,6 +146,10 @@ class Qwen3Coder(Hermes):
         done = "</function>" in s[pos:] or not partial
         return Call(name, _object_text(pairs, done), done=done)
 
+    def xml_parts(self, name, key, string):
+        """(call head, a parameter's opening and closing text, call tail): the grammar's pieces."""
+        return f"<tool_call>\n<function={name}>\n", f"<parameter={key}>\n", "\n</parameter>\n", "</function>\n</tool_call>"
+
     def write(self, name, args, index=0, call_id=""):
         params = "".join(f"<parameter={k}>\n{v if isinstance(v, str) else dumps(v)}\n</parameter>\n"
                          for k, v in args.items())
@@ -189,6 +193,9 @@ class Glm45(Hermes):
                 break
         return Call(name, _object_text(pairs, not partial))
 
+    def xml_parts(self, name, key, string):
+        return f"<tool_call>{name}\n", f"<arg_key>{key}</arg_key>\n<arg_value>", "</arg_value>\n", "</tool_call>"
+
     def write(self, name, args, index=0, call_id=""):
         kv = "".join(f"<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else dumps(v)}</arg_value>\n"
                      for k, v in args.items())
@@ -222,6 +229,9 @@ class MiniMaxM2(Family):
             pos = c + len("</parameter>")
         return Call(name, _object_text(pairs, not partial))
 
+    def xml_parts(self, name, key, string):
+        return f'<invoke name="{name}">\n', f'<parameter name="{key}">', "</parameter>\n", "</invoke>\n"
+
     def write(self, name, args, index=0, call_id=""):
         params = "".join(f'<parameter name="{k}">{v if isinstance(v, str) else dumps(v)}</parameter>\n'
                          for k, v in args.items())
@@ -229,6 +239,50 @@ class MiniMaxM2(Family):
 
     def join(self, calls):
         return self.section_open + "\n" + "".join(calls) + self.section_close
+
+
+class DeepSeekDsml(MiniMaxM2):
+    """DeepSeek V3.2 / V4: <｜DSML｜function_calls> (V4: tool_calls) of <｜DSML｜invoke name="NAME">
+    <｜DSML｜parameter name="K" string="true|false">V</｜DSML｜parameter>...</｜DSML｜invoke>; string="false"
+    values are JSON."""
+    name = "deepseek-dsml"
+    D = "｜DSML｜"
+
+    def __init__(self, block: str = "function_calls"):
+        self.section_open, self.section_close = f"<{self.D}{block}>", f"</{self.D}{block}>"
+        self.call_open, self.call_close = f'<{self.D}invoke name="', f"</{self.D}invoke>"
+
+    @classmethod
+    def detect(cls, src):
+        return "dsml_token" in src and "DSML" in src
+
+    def call(self, seg, partial, tools):
+        gt = seg.find('">')
+        if gt < 0:
+            return None
+        name, pairs, pos = seg[:gt], [], gt + 2
+        open_, close = f'<{self.D}parameter name="', f"</{self.D}parameter>"
+        while True:
+            o = seg.find(open_, pos)
+            g = seg.find(">", o) if o >= 0 else -1
+            c = seg.find(close, g) if g >= 0 else -1
+            if c < 0:
+                break
+            head = seg[o + len(open_):g]           # K" string="true
+            key = head.split('"', 1)[0]
+            raw = seg[g + 1:c]
+            pairs.append((key, raw if 'string="true"' in head else typed_value(raw, {"type": "json"})))
+            pos = c + len(close)
+        return Call(name, _object_text(pairs, not partial))
+
+    def xml_parts(self, name, key, string):
+        return (f'<{self.D}invoke name="{name}">\n', f'<{self.D}parameter name="{key}" string="{str(string).lower()}">',
+                f"</{self.D}parameter>\n", f"</{self.D}invoke>\n")
+
+    def write(self, name, args, index=0, call_id=""):
+        params = "".join(f'<{self.D}parameter name="{k}" string="{str(isinstance(v, str)).lower()}">'
+                         f'{v if isinstance(v, str) else dumps(v)}</{self.D}parameter>\n' for k, v in args.items())
+        return f'<{self.D}invoke name="{name}">\n{params}</{self.D}invoke>\n'
 
 
 class KimiK2(Family):
@@ -309,6 +363,8 @@ def detect(src: str) -> Family:
     for cls in (KimiK2, MiniMaxM2):
         if cls.detect(src):
             return cls()
+    if DeepSeekDsml.detect(src):
+        return DeepSeekDsml("function_calls" if "function_calls" in src else "tool_calls")
     if DeepSeek.detect(src):
         return DeepSeek(fenced="```json" in src)
     for cls in (Glm45, Qwen3Coder, Hermes, Llama3):

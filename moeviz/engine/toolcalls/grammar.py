@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from ...llama.grammar import GrammarError, check_gbnf
-from .families import Family, Glm45, MiniMaxM2, Qwen3Coder
+from .families import Family
 from .jsonforms import Llama3
 from .harmony import Harmony
 from .request import ChatPrompt
@@ -39,22 +39,17 @@ def _call_rule(conv, family: Family, i: int, fn: dict) -> str:
     lit = conv._format_literal
     name, params = fn["name"], fn.get("parameters") or {"type": "object", "properties": {}}
     params = conv.resolve_refs(params, f"tool-{i}")
-    if isinstance(family, (Qwen3Coder, Glm45, MiniMaxM2)):
+    if hasattr(family, "xml_parts"):         # XML-style families: one piece per parameter, string values as text
         props = params.get("properties") or {}
         required = [k for k in params.get("required", []) if k in props]
         parts = []
         for k in required + [k for k in props if k not in required]:
-            value = XML_TEXT if _string_only(props[k]) else conv.visit(props[k], f"tool-{i}-{k}")
-            if isinstance(family, Qwen3Coder):
-                piece = f'{lit(f"<parameter={k}>" + chr(10))} {value} {lit(chr(10) + "</parameter>" + chr(10))}'
-            elif isinstance(family, MiniMaxM2):
-                piece = f'{lit(f"<parameter name={json.dumps(k)}>")} {value} {lit("</parameter>" + chr(10))}'
-            else:
-                piece = f'{lit(f"<arg_key>{k}</arg_key>" + chr(10) + "<arg_value>")} {value} {lit("</arg_value>" + chr(10))}'
+            string = _string_only(props[k])
+            _, open_, close, _ = family.xml_parts(name, k, string)
+            value = XML_TEXT if string else conv.visit(props[k], f"tool-{i}-{k}")
+            piece = f"{lit(open_)} {value} {lit(close)}"
             parts.append(piece if k in required else f"( {piece} )?")
-        head, tail = {Qwen3Coder: (f"<tool_call>\n<function={name}>\n", "</function>\n</tool_call>"),
-                      Glm45: (f"<tool_call>{name}\n", "</tool_call>"),
-                      MiniMaxM2: (f"<invoke name={json.dumps(name)}>\n", "</invoke>\n")}[type(family)]
+        head, _, _, tail = family.xml_parts(name, "", True)
         return " ".join([lit(head), *parts, lit(tail)])
     args = conv.visit(params, f"tool-{i}-args")
     before, after = _split(family.write(name, _SENTINEL, 0, "abcDEF123"), json.dumps(_SENTINEL))
