@@ -97,6 +97,24 @@ def test_a_forced_choice_leaves_a_conforming_answer_as_it_is(scripted):
 
 
 @NO_SDIST
+def test_parse_with_a_strict_pydantic_tool(scripted):
+    """Structured outputs through a tool: the SDK parses the call's arguments into the model."""
+    from typing import Literal
+
+    import pydantic
+
+    class GetWeather(pydantic.BaseModel):
+        city: str
+        unit: Literal["celsius", "fahrenheit"]
+
+    with client_of(scripted) as c:
+        r = c.beta.chat.completions.parse(model=M, messages=[USER], temperature=0,
+                                          tools=[openai.pydantic_function_tool(GetWeather, name="get_weather")])
+    [call] = r.choices[0].message.tool_calls
+    assert call.function.parsed_arguments == GetWeather(city="Paris", unit="celsius")
+
+
+@NO_SDIST
 def test_streamed_tool_calls_in_openais_chunk_shapes(scripted):
     with client_of(scripted) as c:
         chunks = list(c.chat.completions.create(model=M, messages=[USER], tools=[WEATHER], temperature=0, stream=True))
