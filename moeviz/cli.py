@@ -162,7 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reverse proxies (comma-separated addresses or networks, * for any) whose X-Forwarded-For "
                         "names the client (default: none, every peer is the client)")
     p.add_argument("--api-key", default=None, metavar="KEY",
-                   help="require 'Authorization: Bearer KEY' on the OpenAI API (/v1/*, not /v1/models)")
+                   help="require KEY (Authorization: Bearer KEY, x-api-key: KEY, or the page asks once) for all "
+                        "that shows prompts or output: the APIs, runs, permalinks, /metrics, the websocket "
+                        "(/health and /v1/models stay open)")
+    p.add_argument("--allowed-origins", default=None, metavar="ORIGIN[,ORIGIN...]",
+                   help="browser origins (such as http://localhost:5173) whose pages may call the APIs (CORS); "
+                        "default: none")
     p.add_argument("--no-api", action="store_true", help="turn the OpenAI-compatible API (/v1/*) off")
     p.add_argument("--no-store-api", action="store_true", help="keep no permalinks for the API's runs")
     p.add_argument("--show-api-runs", action="store_true",
@@ -372,7 +377,7 @@ def cmd_serve(args) -> int:
     from .server.connections import uvicorn_options  # noqa: PLC0415
     from .server.loading import engine_app  # noqa: PLC0415
     from .trace.store import check_data_dir  # noqa: PLC0415
-    from .server.config import ApiSettings  # noqa: PLC0415
+    from .server.config import ApiSettings, parse_origins  # noqa: PLC0415
 
     public_cap = (lambda v, cap: cap if v is None else v) if args.public else (lambda v, cap: v)
     settings = ServerSettings(prompts_dir=Path(args.prompts) if args.prompts else DEFAULT_DIR,
@@ -381,7 +386,8 @@ def cmd_serve(args) -> int:
                               data_dir=Path(args.data_dir) if args.data_dir else None, public=args.public,
                               api=ApiSettings(enabled=not args.no_api, api_key=args.api_key,
                                               store=not args.no_store_api, show_api_runs=args.show_api_runs),
-                              metrics=not args.no_metrics, metrics_per_expert=args.metrics_per_expert)
+                              metrics=not args.no_metrics, metrics_per_expert=args.metrics_per_expert,
+                              allowed_origins=parse_origins(args.allowed_origins))
     path = _model_path(args)
     if not Path(path).is_file():
         read_model_info(path)   # a mistyped path: its one-line error at once, before listening

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..engine import TokenRouted
 from ..engine.text import PromptError
+from ..errors import MoevizError
 from .context import ServerContext
 from ..llama.sampler import check_grammar
 from .openai_shapes import ApiRequest, ApiRequestError, RunAnswer, clamp_to_context
@@ -101,3 +102,57 @@ async def start_run(ctx: ServerContext, request, req: ApiRequest, *, model_id: s
     answer = answer_class(req, job.run_id, model_id, list(engine.info.moe_layers))
     ctx.worker.submit(job)
     return ApiRun(ctx, req, answer, job, events)
+
+
+class RunError(MoevizError):
+    """A run that failed after it was queued: its one line and status, from the worker's error message."""
+
+    def __init__(self, msg: dict):
+        super().__init__(msg.get("message", "the run failed"))
+        self.status = msg.get("status", 500)
+
+
+async def finished(run: ApiRun, request) -> RunAnswer:
+    """Wait for the whole run (a non-streaming request): its answer, finished. ClientGone
+    when the client leaves first, RunError when the run fails; either way nothing runs on."""
+    try:
+        while True:
+            ev, msg, pieces = await run.next(request)
+            if ev is None:
+                raise RunError(msg)
+            run.answer.add(ev, msg, pieces)
+            if run.answer.finish is not None:
+                return run.answer
+    finally:
+        run.cancel_unless_finished()
+
+
+async def chat_chunks(run: ApiRun, base_url: str):
+    """A streaming chat run as OpenAI's chat-completion chunks: one per delta of text,
+    reasoning or tool call (openai_tools.ChatOutput), then the final one (finish_reason,
+    routing extensions). Other formats translate these, as llama-server translates its
+    chat diffs. RunError when the run fails; a client that leaves cancels the run."""
+    answer = run.answer
+    try:
+        while True:
+            ev, msg, pieces = await run.next()
+            if ev is None:
+                raise RunError(msg)
+            text = answer.add(ev, msg, pieces)
+            chunk = answer.text_chunk(text) if text else None
+            if chunk:
+                yield chunk
+            if answer.finish is not None:
+                yield answer.final_chunk(base_url)
+                return
+    finally:
+        run.cancel_unless_finished()
+
+
+def stop_sequence(answer: RunAnswer) -> str | None:
+    """The stop string that ended the run (None when none did)."""
+    if answer.finish is None or answer.finish.reason != "stop":
+        return None
+    text = answer.text.text
+    found = [(text.find(s), s) for s in answer.request.settings.stop if s and text.find(s) >= 0]
+    return min(found)[1] if found else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 from .. import resources
@@ -15,6 +16,22 @@ def default_data_dir() -> Path:
     base = os.environ.get("MOEVIZ_DATA") or os.path.join(
         os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "moeviz")
     return Path(base) / "runs"
+
+
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def check_origin(origin: str) -> str:
+    """A browser origin as a page's `Origin` header gives it: scheme://host[:port], no path."""
+    if not isinstance(origin, str) or not ORIGIN.fullmatch(origin):
+        raise UserError(f"--allowed-origins: {str(origin)[:80]!r} is not an origin such as http://localhost:5173 "
+                        "(scheme://host[:port], no path, no '*')")
+    return origin
+
+
+def parse_origins(text: str | None) -> tuple[str, ...]:
+    """`--allowed-origins ORIGIN[,ORIGIN...]`."""
+    return tuple(check_origin(o.strip()) for o in (text or "").split(",") if o.strip())
 
 
 PUBLIC_MAX_TOKENS = 256           # what one request may cost on a --public server
@@ -53,6 +70,10 @@ class ServerSettings:
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)   # the HTTP APIs (routes/openai.py)
     metrics: bool = True                  # GET /metrics (metrics.py); False: `serve --no-metrics`
     metrics_per_expert: bool = False      # `serve --metrics-per-expert`: a series per (MoE layer, expert)
+    allowed_origins: tuple[str, ...] = () # `serve --allowed-origins`: browser origins CORS answers (none by default)
+
+    def __post_init__(self):
+        self.allowed_origins = tuple(check_origin(o) for o in self.allowed_origins)
 
     def effective(self) -> "ServerSettings":
         """Public mode caps what a request may cost."""

@@ -53,6 +53,21 @@ class ApiNotFound(ApiRequestError):
     status = 404
 
 
+async def read_body(request: Request, max_bytes: int):
+    """A request's JSON body (any API surface): within the size limit, one 400 for every way it is not JSON."""
+    raw = await read_limited(request, max_bytes)
+    try:
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")     # a lone surrogate could not be answered
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiRequestError("the request body is not valid JSON") from None
+    except UnicodeEncodeError:
+        raise ApiRequestError("the request body holds a lone surrogate (such as \\ud800): not valid Unicode") from None
+    except RecursionError:
+        raise ApiRequestError("the request body is nested too deeply") from None
+    return body
+
+
 def served_model_id(ctx: ServerContext) -> str:
     return ctx.settings.api.model_id or Path(ctx.engine.info.path).name
 
@@ -66,17 +81,7 @@ def router(ctx: ServerContext) -> APIRouter:
     check_key = ctx.guard.check      # Bearer or x-api-key (auth.py)
 
     async def body_of(request: Request) -> dict:
-        raw = await read_limited(request, api.max_body_bytes)
-        try:
-            body = json.loads(raw)
-            json.dumps(body, ensure_ascii=False).encode("utf-8")     # a lone surrogate could not be answered
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiRequestError("the request body is not valid JSON") from None
-        except UnicodeEncodeError:
-            raise ApiRequestError("the request body holds a lone surrogate (such as \\ud800): not valid Unicode") from None
-        except RecursionError:
-            raise ApiRequestError("the request body is nested too deeply") from None
-        return body
+        return await read_body(request, api.max_body_bytes)
 
     @r.get("/v1/models")
     def models() -> dict:

@@ -1,0 +1,251 @@
+"""Anthropic's Messages and OpenAI's Responses requests as chat-completion bodies, as
+llama-server converts them (tools/server/server-chat.cpp: server_chat_convert_anthropic_to_oai,
+server_chat_convert_responses_to_chatcmpl), so that one parser (openai_shapes.parse_request),
+one template path (openai_tools) and one run path (api_runs) serve all three formats.
+
+Pure functions; a request they cannot carry is one ApiRequestError naming its field.
+moeviz's own fields (return_routed_experts, routed_experts_start_len, seed, top_k, min_p, ...)
+pass through unchanged.
+"""
+from __future__ import annotations
+
+import json
+
+from .openai_shapes import ApiRequestError
+
+# fields both formats may send that mean the same in a chat-completion body
+PASSED = ("temperature", "top_p", "top_k", "min_p", "seed", "stream", "return_routed_experts",
+          "routed_experts_start_len", "chat_template_kwargs", "parallel_tool_calls", "typical_p",
+          "presence_penalty", "frequency_penalty", "repeat_penalty", "repeat_last_n", "grammar", "model")
+ANTHROPIC_DEFAULT_MAX_TOKENS = 4096     # llama-server's, when a client leaves out Anthropic's required max_tokens
+
+
+def _object(body) -> dict:
+    if not isinstance(body, dict):
+        raise ApiRequestError("the request body must be a JSON object")
+    return body
+
+
+def _text_of(blocks, where: str) -> str:
+    """The text of a string or a list of text blocks."""
+    if isinstance(blocks, str):
+        return blocks
+    if not isinstance(blocks, list):
+        raise ApiRequestError(f"'{where}' must be a string or a list of text blocks", where)
+    out = []
+    for b in blocks:
+        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+            raise ApiRequestError(f"'{where}' may hold only text blocks here", where)
+        out.append(b["text"])
+    return "".join(out)
+
+
+def _passed(body: dict) -> dict:
+    return {k: body[k] for k in PASSED if k in body}
+
+
+# Anthropic Messages ---------------------------------------------------------------------
+def anthropic_to_chat(body) -> dict:
+    body = _object(body)
+    messages = []
+    if body.get("system") is not None:
+        messages.append({"role": "system", "content": _text_of(body["system"], "system")})
+    given = body.get("messages")
+    if not isinstance(given, list) or not given:
+        raise ApiRequestError("'messages' must be a non-empty list of {role, content} objects", "messages")
+    for i, m in enumerate(given):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+            raise ApiRequestError(f"messages[{i}] must be an object with role 'user' or 'assistant'", "messages")
+        messages.extend(_anthropic_message(m, i))
+    chat = {**_passed(body), "messages": messages,
+            "max_tokens": body.get("max_tokens", ANTHROPIC_DEFAULT_MAX_TOKENS)}
+    if body.get("stop_sequences") is not None:
+        chat["stop"] = body["stop_sequences"]
+    if body.get("tools") is not None:
+        chat["tools"] = [_anthropic_tool(t, i) for i, t in enumerate(_list(body["tools"], "tools"))]
+    choice = body.get("tool_choice")
+    if choice is not None:
+        chat["tool_choice"], parallel = _anthropic_tool_choice(choice)
+        if parallel is not None:
+            chat["parallel_tool_calls"] = parallel
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled"):
+        kwargs = dict(chat.get("chat_template_kwargs") or {})
+        kwargs.setdefault("enable_thinking", thinking["type"] == "enabled")
+        chat["chat_template_kwargs"] = kwargs
+    return chat
+
+
+def _list(v, where: str) -> list:
+    if not isinstance(v, list):
+        raise ApiRequestError(f"'{where}' must be a list", where)
+    return v
+
+
+def _anthropic_message(m: dict, i: int) -> list[dict]:
+    """One Anthropic message as chat messages: text blocks, tool_use as the assistant's
+    tool_calls, each tool_result as a `tool` message after it."""
+    content = m.get("content")
+    if isinstance(content, str):
+        return [{"role": m["role"], "content": content}]
+    if not isinstance(content, list):
+        raise ApiRequestError(f"messages[{i}].content must be a string or a list of content blocks", "messages")
+    text, reasoning, calls, results = [], [], [], []
+    for j, b in enumerate(content):
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text" and isinstance(b.get("text"), str):
+            text.append(b["text"])
+        elif kind == "thinking":
+            reasoning.append(str(b.get("thinking", "")))
+        elif kind == "redacted_thinking":
+            continue
+        elif kind == "tool_use" and isinstance(b.get("name"), str):
+            calls.append({"id": str(b.get("id", f"toolu_{i}_{j}")), "type": "function",
+                          "function": {"name": b["name"], "arguments": json.dumps(b.get("input", {}),
+                                                                                  ensure_ascii=False)}})
+        elif kind == "tool_result":
+            results.append({"role": "tool", "tool_call_id": str(b.get("tool_use_id", "")),
+                            "content": _tool_result_text(b.get("content"), i)})
+        else:
+            raise ApiRequestError(f"messages[{i}].content[{j}]: only text, thinking, tool_use and tool_result blocks "
+                                  "are supported", "messages")
+    out = []
+    if text or calls or reasoning:
+        msg = {"role": m["role"], "content": "".join(text)}
+        if calls:
+            msg["tool_calls"] = calls
+        if reasoning:
+            msg["reasoning_content"] = "".join(reasoning)
+        out.append(msg)
+    return out + results
+
+
+def _tool_result_text(content, i: int) -> str:
+    if content is None:
+        return ""
+    return _text_of(content, f"messages[{i}].content.tool_result")
+
+
+def _anthropic_tool(t, i: int) -> dict:
+    if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+        raise ApiRequestError(f"tools[{i}] must be an object with a string 'name'", "tools")
+    return {"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
+                                             "parameters": t.get("input_schema") or {"type": "object"}}}
+
+
+def _anthropic_tool_choice(choice) -> tuple:
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise ApiRequestError("'tool_choice' must be {type: auto | any | tool | none}", "tool_choice")
+    parallel = None if choice.get("disable_parallel_tool_use") is None else not choice["disable_parallel_tool_use"]
+    kind = choice["type"]
+    if kind == "tool":
+        if not isinstance(choice.get("name"), str):
+            raise ApiRequestError("'tool_choice' of type tool needs a string 'name'", "tool_choice")
+        return {"type": "function", "function": {"name": choice["name"]}}, parallel
+    return {"auto": "auto", "any": "required", "none": "none"}[kind], parallel
+
+
+# OpenAI Responses -----------------------------------------------------------------------
+def responses_to_chat(body) -> dict:
+    body = _object(body)
+    if body.get("previous_response_id"):
+        raise ApiRequestError("'previous_response_id' is not supported: send the whole conversation as 'input'",
+                              "previous_response_id")
+    if "input" not in body:
+        raise ApiRequestError("'input' is required", "input")
+    messages = []
+    if body.get("instructions") is not None:
+        if not isinstance(body["instructions"], str):
+            raise ApiRequestError("'instructions' must be a string", "instructions")
+        messages.append({"role": "system", "content": body["instructions"]})
+    given = body["input"]
+    if isinstance(given, str):
+        messages.append({"role": "user", "content": given})
+    elif isinstance(given, list):
+        for i, item in enumerate(given):
+            _responses_item(item, i, messages)
+    else:
+        raise ApiRequestError("'input' must be a string or a list of input items", "input")
+    chat = {**_passed(body), "messages": messages}
+    if body.get("max_output_tokens") is not None:
+        chat["max_tokens"] = body["max_output_tokens"]
+    if body.get("tools") is not None:
+        chat["tools"] = [_responses_tool(t, i) for i, t in enumerate(_list(body["tools"], "tools"))]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
+            raise ApiRequestError("'tool_choice' must be auto, none, required or {type: function, name}", "tool_choice")
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif choice is not None:
+        chat["tool_choice"] = choice
+    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        chat["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": fmt.get("name", "response"), "schema": fmt.get("schema"), "strict": fmt.get("strict", False)}}
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        chat["response_format"] = {"type": "json_object"}
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("effort") is not None:
+        chat["reasoning_effort"] = reasoning["effort"]
+    return chat
+
+
+def _responses_item(item, i: int, messages: list) -> None:
+    if not isinstance(item, dict):
+        raise ApiRequestError(f"input[{i}] must be an object", "input")
+    kind = item.get("type", "message")
+    merge = bool(messages) and messages[-1]["role"] == "assistant"
+    if kind == "message":
+        role = item.get("role")
+        if role not in ("user", "system", "developer", "assistant"):
+            raise ApiRequestError(f"input[{i}].role must be user, system, developer or assistant", "input")
+        text = _responses_content(item.get("content"), i)
+        if role == "assistant" and merge and not messages[-1].get("tool_calls"):
+            messages[-1]["content"] += text
+        else:
+            messages.append({"role": role, "content": text})
+    elif kind == "function_call":
+        if not isinstance(item.get("name"), str) or not isinstance(item.get("arguments"), str):
+            raise ApiRequestError(f"input[{i}]: a function_call needs string 'name' and 'arguments'", "input")
+        call = {"id": str(item.get("call_id", "")), "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]}}
+        if merge:
+            messages[-1].setdefault("tool_calls", []).append(call)
+        else:
+            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+    elif kind == "function_call_output":
+        output = item.get("output")
+        messages.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")),
+                         "content": output if isinstance(output, str) else _responses_content(output, i)})
+    elif kind == "reasoning":
+        text = "".join(str(c.get("text", "")) for c in item.get("content") or [] if isinstance(c, dict))
+        if merge:
+            messages[-1]["reasoning_content"] = text
+        else:
+            messages.append({"role": "assistant", "content": "", "reasoning_content": text})
+    else:
+        raise ApiRequestError(f"input[{i}]: type {str(kind)[:40]!r} is not supported (message, function_call, "
+                              "function_call_output, reasoning)", "input")
+
+
+def _responses_content(content, i: int) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ApiRequestError(f"input[{i}].content must be a string or a list of text parts", "input")
+    out = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text") \
+                and isinstance(part.get("text"), str):
+            out.append(part["text"])
+        else:
+            raise ApiRequestError(f"input[{i}].content: only input_text / output_text parts are supported", "input")
+    return "".join(out)
+
+
+def _responses_tool(t, i: int) -> dict:
+    if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(t.get("name"), str):
+        raise ApiRequestError(f"tools[{i}]: only function tools ({{type: function, name, parameters}}) are supported",
+                              "tools")
+    return {"type": "function", "function": {"name": t["name"], "description": t.get("description") or "",
+                                             "parameters": t.get("parameters") or {"type": "object"}}}
