@@ -115,19 +115,15 @@ class Recording:
         self._builder = TraceBuilder(engine.info, prompt, self.settings)
 
     def events(self, cancel: threading.Event | None = None) -> Iterator:
-        extra = {"candidates": self.candidates} if self.candidates else {}
-        finished = None
-        for ev in self.engine.generate(self.tokens, self.sampling, probs=self.probs, cancel=cancel, **extra):
+        # a slot of its own (engine/slots.py): its Finished comes once the slot has left,
+        # so whoever hears "done" may start the next run at once
+        for ev in self.engine.generate(self.tokens, self.sampling, probs=self.probs, cancel=cancel,
+                                       candidates=self.candidates):
             self._builder.add(ev)
-            if isinstance(ev, Finished):
-                finished = ev   # held back until the engine's generator has ended: it then
-                continue        # has released the engine, so whoever hears "done" may start
-            yield ev            # the next run at once (no "already running" race)
-        if finished is not None:
-            yield finished
+            yield ev
 
     def add(self, event) -> None:
-        """An event of this run that someone else decoded (a parallel batch's step)."""
+        """An event of this run that someone else decoded (the server's slot loop)."""
         self._builder.add(event)
 
     def trace(self) -> Trace:
@@ -175,8 +171,8 @@ def replay_trace(engine, source: Trace, *, source_name: str | None = None, fast:
     candidates = check_candidates(candidates, lm.n_vocab) if candidates else 0
     apply_interventions(engine, experts_per_token, mask)
     t0 = time.perf_counter()
-    extra = {"candidates": candidates} if candidates else {}
-    routing = engine.replay(ids, len(ids) if fast else n_prompt, probs=probs, **extra)
+    # a slot whose tokens are given (engine/slots.py)
+    routing = engine.replay(ids, len(ids) if fast else n_prompt, probs=probs, candidates=candidates)
     seconds = time.perf_counter() - t0
     settings = {k: v for k, v in (source.settings or {}).items()
                 if k not in ("experts_per_token", "mask", "candidates", "probs", "capture", "tokens_from", "rpc")}

@@ -395,3 +395,45 @@ def test_server_parallel_clients_start_in_arrival_order(fixture_models, tmp_path
     # any order; a run that jumped the queue would start a whole run (30+ tokens) early
     jumped = [(i, j) for i in range(n) for j in range(i + 1, n) if starts[j] < starts[i] - 0.02]
     assert not jumped, jumped
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_the_worker_loop_ends_running_runs_with_done_when_stopped(fixture_models, tmp_path, parallel):
+    """One worker loop for one slot and for several: stopping the server ends every running
+    run as a cancelled one ends (`done`, reason cancelled, the tokens so far in its
+    permalink), and the next job in the queue never starts."""
+    from moeviz.server.requests import GenerateRequest
+    from moeviz.server.worker import GenerationWorker, Job
+    from moeviz.trace.store import RunStore
+
+    engine = Engine(fixture_models["llama"], n_ctx=2048 * parallel, parallel=parallel)
+    worker = GenerationWorker(engine, 200, RunStore(tmp_path))
+    logs = [[] for _ in range(parallel + 1)]
+    stopper = []
+
+    def sender(i):
+        def send(text, _t):
+            m = json.loads(text)
+            logs[i].append(m)
+            if m["type"] == "token" and m["index"] == 10 and not stopper:   # every running run is generating
+                t = threading.Thread(target=worker.stop)
+                t.start()
+                stopper.append(t)
+        return send
+
+    try:
+        for i in range(parallel + 1):
+            request = GenerateRequest(f"run {i}", None, SamplingSettings(max_tokens=2000, temperature=0.0), False)
+            worker.submit(Job(request, sender(i)))
+        deadline = time.time() + 120
+        while not stopper and time.time() < deadline:
+            time.sleep(0.05)
+        stopper[0].join(60)
+    finally:
+        engine.close()
+    for log in logs[:parallel]:
+        kinds = [m["type"] for m in log if m["type"] != "queued"]
+        assert kinds[:2] == ["start", "prompt"] and kinds[-1] == "done", kinds[-3:]
+        assert log[-1]["finish"]["reason"] == "cancelled" and 0 < log[-1]["finish"]["n_generated"] < 2000
+        assert log[-1]["permalink"].startswith("/r/")
+    assert {m["type"] for m in logs[parallel]} == {"queued"}   # told its place, never started

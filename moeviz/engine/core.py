@@ -131,7 +131,7 @@ class Engine:
         return self._decode_batch(b, n, positions[0], probs, 0)   # candidates per run: slots.Scheduler
 
     def _decode_batch(self, b, n: int, pos0: int, probs: bool, candidates: int) -> BatchRouting:
-        self.liveness.check()
+        # (whether the model can still run is asked once per step: slots.Scheduler.step)
         self.capture.begin(probs)
         rc = llama_cpp().llama_decode(self.lm.ctx, b)
         try:

@@ -184,6 +184,13 @@ class Scheduler:
         for slot in list(self._order):
             if slot.cancelled():
                 self._end(slot, "cancelled", out)
+        if self._order:
+            try:
+                self.engine.liveness.check()   # once per step: can the model still run (RPC)?
+            except Exception as exc:   # noqa: BLE001 - it cannot: every run fails with that line
+                for slot in list(self._order):
+                    self._fail(slot, exc, out)
+                return out
         prefilling = next((s for s in self._order if s.prefilling), None)
         if prefilling is not None:
             self._prefill_chunk(prefilling, out)

@@ -4,10 +4,10 @@ Generation blocks (llama.cpp decodes), so it never runs on the event loop. Each 
 carries a thread-safe `send(text, t_event)` into its client's websocket queue and a
 cancel event that the client's disconnect sets.
 
-With an engine made for parallel sequences (serve --parallel N) the thread runs up to N
-jobs at once through engine.batched.BatchedGeneration, admitted in arrival order; a job
-that asks for other interventions (top-k, masks: one state for the whole context) waits
-until the running ones are done, and the jobs behind it wait with it.
+One loop drives the engine's slot scheduler (engine/slots.py): one slot for a plain
+serve, N for serve --parallel N. Jobs are admitted in arrival order into free slots; a
+job that asks for other interventions (top-k, masks: one state for the whole context)
+waits until the running ones are done, and the jobs behind it wait with it.
 """
 from __future__ import annotations
 
@@ -64,8 +64,7 @@ class GenerationWorker:
         self._cv = threading.Condition()
         self._stopping = False
         self.running: list[Job] = []   # jobs generating now (at most `parallel`)
-        self._thread = threading.Thread(target=self._loop if self.parallel == 1 else self._parallel_loop,
-                                        name="moeviz-generation", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="moeviz-generation", daemon=True)
         self._thread.start()
 
     # Called from the event loop ---------------------------------------------------------
@@ -129,80 +128,68 @@ class GenerationWorker:
             job.send(dumps(queued_message(i + 1)), 0.0)
 
     def _loop(self) -> None:
+        """The one loop: admit queued jobs into free slots, one scheduler step, deliver its
+        events; a plain serve is one slot, serve --parallel N is N."""
+        slots = Scheduler(self.engine)   # its runs are keyed by their sessions
         while True:
             with self._cv:
-                while not self._queue and not self._stopping:
+                while not self._queue and not slots.active() and not self._stopping:
                     self._cv.wait()
-                if self._stopping:
-                    return
-                job = self._queue.popleft()
-                self.running = [job]
-                self._announce_positions()
-            session = RunSession(self, job)
-            try:
-                for ev in session.start().events(job.cancel):
-                    session.event(ev)
-            except Exception as e:  # a bad run must never take the worker down
-                session.fail(e)
-            finally:
-                with self._cv:
-                    self.running = []
-                    idle = not self._queue
-                session.close()
-            if idle:   # nothing waiting: hand the run's freed memory back (a few ms)
-                release_memory()
-
-    def _parallel_loop(self) -> None:
-        batch = Scheduler(self.engine)   # its runs are keyed by their sessions
-        while True:
-            with self._cv:
-                while not self._queue and not batch.active() and not self._stopping:
-                    self._cv.wait()
-                if self._stopping:
-                    for session, _ in batch.cancel_all():
-                        session.close()
-                    return
-                admit = []
-                # the routers' state this batch runs with: the running jobs', or the first admitted's
-                state = current_interventions(self.engine) if batch.active() else None
-                while self._queue and batch.free() - len(admit) > 0:
-                    head = self._queue[0]
-                    try:
-                        want = wanted_interventions(self.engine, head.request.experts_per_token, head.request.mask)
-                    except Exception:   # noqa: BLE001 - refused by its session's start
-                        admit.append(self._queue.popleft())
-                        continue
-                    if state is not None and want != state:
-                        break   # it waits for the running ones; so do the jobs behind it
-                    state = want
-                    admit.append(self._queue.popleft())
+                stopping = self._stopping
+                admit = [] if stopping else self._admissible(slots)
                 if admit:
                     self.running += admit
                     self._announce_positions()
+            if stopping:   # the running runs end as cancelled ones do, each with its `done`
+                self._deliver(slots.cancel_all())
+                return
             for job in admit:
                 session = RunSession(self, job)
                 try:
                     rec = session.start()
-                    batch.add(session, Run(rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
+                    slots.add(session, Run(rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
                                            candidates=rec.candidates))
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:  # noqa: BLE001 - a bad run must never take the worker down
                     session.fail(e)
                     self._retire(session)
-            if not batch.active():
+            if slots.active():
+                self._deliver(slots.step())
+            if not slots.active() and not self._queue:
+                release_memory()   # nothing running or waiting: hand the runs' freed memory back (a few ms)
+
+    def _admissible(self, slots: Scheduler) -> list[Job]:
+        """The queued jobs that start now, in arrival order (call with the lock held): as
+        many as there are free slots, while they ask for the routers' state the running
+        runs use (top-k and masks are one state for the whole context). A job that asks
+        for another waits for the running ones, and the jobs behind it wait with it."""
+        admit: list[Job] = []
+        state = current_interventions(self.engine) if slots.active() else None
+        while self._queue and slots.free() - len(admit) > 0:
+            head = self._queue[0]
+            try:
+                want = wanted_interventions(self.engine, head.request.experts_per_token, head.request.mask)
+            except Exception:   # noqa: BLE001 - refused by its session's start
+                admit.append(self._queue.popleft())
                 continue
-            for session, ev in batch.step():
-                try:
-                    if isinstance(ev, BaseException):
-                        raise ev
-                    session.rec.add(ev)
-                    session.event(ev)
-                except Exception as e:  # noqa: BLE001
-                    session.fail(e)
-                    ev = None
-                if ev is None or isinstance(ev, Finished):
-                    self._retire(session)
-            if not batch.active() and not self._queue:
-                release_memory()
+            if state is not None and want != state:
+                break
+            state = want
+            admit.append(self._queue.popleft())
+        return admit
+
+    def _deliver(self, events: list) -> None:
+        """A step's events to their runs' sessions; a run that ended (or failed) retires."""
+        for session, ev in events:
+            try:
+                if isinstance(ev, BaseException):
+                    raise ev
+                session.rec.add(ev)
+                session.event(ev)
+            except Exception as e:  # noqa: BLE001 - that run fails, the others go on
+                session.fail(e)
+                ev = None
+            if ev is None or isinstance(ev, Finished):
+                self._retire(session)
 
     def _retire(self, session: "RunSession") -> None:
         with self._cv:
