@@ -11,7 +11,13 @@ guarded thread (`run_guarded`). ggml's abort callback, called before abort(), pa
 that thread for good (it never returns, so abort() is never reached) and the caller gets
 a `LlamaAborted` with the assert's one line. The parked thread's memory is lost; the
 process, and every other thread, live on. An abort on any other thread keeps ggml's
-behaviour (the callback that was installed before, if any, then abort()).
+behaviour (the callback that was installed before, if any, then abort()), except that
+its text is always written to stderr first: with a callback installed ggml prints
+nothing itself, and a process that died on an assert said nothing in its log.
+Aborts that name a known, survivable cause (`park_on`: ggml-rpc's lost server in a
+build without moeviz's soft-failure patch) park their thread on any thread.
+
+ggml holds one abort callback per process: this module is its only owner.
 """
 from __future__ import annotations
 
@@ -33,6 +39,19 @@ _lock = threading.Lock()
 _guarded: dict[int, dict] = {}      # thread id -> {"event", "message"}
 _callback = None                    # ours (kept alive: ggml holds only the pointer)
 _previous = None                    # the callback installed before ours, chained to
+_parkers: list[tuple[tuple[str, ...], object]] = []   # (markers, notice(text)): see park_on
+
+
+def _park() -> None:
+    threading.Event().wait()   # never return: ggml_abort would call abort() next
+
+
+def _write_stderr(line: str) -> None:
+    # os.write, not sys.stderr: the process is about to die, nothing buffered survives
+    try:
+        os.write(2, line.encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def _on_abort(message: bytes) -> None:
@@ -41,7 +60,15 @@ def _on_abort(message: bytes) -> None:
     if slot is not None:
         slot["message"] = text
         slot["event"].set()
-        threading.Event().wait()   # never return: ggml_abort would call abort() next
+        _park()
+    for markers, notice in list(_parkers):
+        if any(m in text for m in markers):
+            try:
+                notice(text)
+            finally:
+                _park()
+    _write_stderr(f"moeviz: llama.cpp aborted the process: {short_assert(text)}\n"
+                  + "".join(f"  {line}\n" for line in text.splitlines()[1:8]))
     if _previous is not None:
         _previous(message)
 
@@ -66,6 +93,24 @@ def _install() -> None:
     before = lib.ggml_set_abort_callback(ours)
     if before and before != ours:
         _previous = _ABORT_CALLBACK(before)
+
+
+def install() -> bool:
+    """Install the callback now (it is installed by the first run_guarded otherwise);
+    False when there is no ggml to install it in."""
+    with _lock:
+        try:
+            _install()
+            return True
+        except (OSError, AttributeError):
+            return False
+
+
+def park_on(markers: tuple[str, ...], notice) -> None:
+    """An abort whose text holds one of `markers` parks its thread (any thread) after
+    `notice(text)`: the process and its other threads live on."""
+    _parkers.append((tuple(markers), notice))
+    install()
 
 
 def short_assert(text: str) -> str:
