@@ -386,10 +386,13 @@ def test_runs_are_named_by_their_prompts_and_permalinks_say_what_ran(server, bro
         trace, done = run_trace(pg, prompt_name="code-fibonacci", max_tokens=4, mode="all")
         assert pg.js("moeviz.source.name") == "Python: Fibonacci"
         _, done2 = run_trace(pg, text="Hello there, friend", max_tokens=3, mode="all")
-        assert [r["name"] for r in pg.js("moeviz.runs")] == ["Python: Fibonacci", "“Hello there, friend”"]
-        assert pg.js("Array.from(document.querySelectorAll('#compare-runs .cname'), e => e.textContent)") == \
+        assert [r["name"] for r in pg.js("moeviz.runs.filter((r) => r.kind !== 'server' && r.kind !== 'api')")] == ["Python: Fibonacci", "“Hello there, friend”"]
+        # the page's own runs come after the server's earlier runs, which the list shows too
+        assert pg.js("Array.from(document.querySelectorAll('#compare-runs .cname'), e => e.textContent)")[-2:] == \
             ["Python: Fibonacci", "“Hello there, friend”"]
-        pg.page.click("#compare-all")
+        pg.page.check('#compare-runs input[data-name="Python: Fibonacci"]')
+        pg.page.check('#compare-runs input[data-name="“Hello there, friend”"]')
+        pg.page.click("#compare-selected")
         pg.page.wait_for_function("moeviz.compare() !== null")
         assert [r["name"] for r in pg.js("moeviz.compare().runs")] == ["Python: Fibonacci", "“Hello there, friend”"]
 
@@ -398,8 +401,8 @@ def test_runs_are_named_by_their_prompts_and_permalinks_say_what_ran(server, bro
         pg.page.wait_for_function("moeviz.done && moeviz.applied === moeviz.tokens", timeout=15_000)
         assert pg.page.inner_text("#replay-note") == "Python: Fibonacci"
         assert pg.page.inner_text("#replay-prompt") == trace.prompt
-        assert "max tokens 4" in pg.page.inner_text("#replay-settings")
-        assert pg.js("moeviz.runs")[0]["name"] == "Python: Fibonacci"
+        assert "up to 4 new tokens" in pg.page.inner_text("#replay-settings")
+        assert pg.js("moeviz.runs.filter((r) => r.kind !== 'server' && r.kind !== 'api')")[0]["name"] == "Python: Fibonacci"
         assert pg.js("document.getElementById('own-link').href") == server.url + "/"
         assert pg.page.title() == "Python: Fibonacci · moeviz"
         meta = pg.js("Object.fromEntries(Array.from(document.querySelectorAll('meta[property^=og]'), "

@@ -143,7 +143,9 @@ function listServerRuns(runs) {
     if (r.status !== "done" || typeof r.permalink !== "string" || listedPermalinks.has(r.permalink) || r.run === own) continue;
     listedPermalinks.add(r.permalink);
     const url = `/api/runs/${encodeURIComponent(r.permalink.split("/").pop())}.moetrace`;
-    library.add({ name: r.title || "untitled run", kind: r.source === "api" ? "api" : "server",
+    // named by title and start time: another page's run is not this page's "(2)"
+    const at = Number.isFinite(r.queued_at) ? new Date(r.queued_at * 1000).toLocaleTimeString([], { hour12: false }) : "";
+    library.add({ name: `${r.title || "untitled run"}${at ? ` · ${at}` : ""}`, kind: r.source === "api" ? "api" : "server",
       label: `${r.title} · ${r.permalink}`, load: async (name) => figuresFromTrace(await fetchTrace(url), name) });
   }
 }
