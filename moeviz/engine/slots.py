@@ -56,8 +56,9 @@ class BusyError(Busy, RuntimeError):
 @dataclasses.dataclass(eq=False)
 class Run:
     """What a slot runs. `sampling`: the run's sampling settings, passed through as they
-    are (moeviz/engine/sampling.py builds them; the loop uses only validate(), sampler(),
-    max_tokens and stop); None with `given`. `given`: tokens fed after the prompt instead
+    are (moeviz/engine/sampling.py builds them; the loop uses only validate(),
+    sampler(prompt_tokens) -> .sample(ctx, row) / .close(), max_tokens and stop); None
+    with `given`. `given`: tokens fed after the prompt instead
     of sampled ones (same-token replay); the run ends when they are all decoded."""
     tokens: list[int]
     sampling: object = None
@@ -224,7 +225,8 @@ class Scheduler:
         slot.parts = []
         out.append((slot.key, PromptRouted(engine.prompt_infos(run.tokens), routing, slot.prefill_s)))
         if run.given is None:
-            slot.sampler = run.sampling.sampler()
+            # the prompt too: penalties look back over it (llama-server feeds its slot's prompt)
+            slot.sampler = run.sampling.sampler(run.tokens)
             slot.stops = StopStrings(run.sampling.stop)
         self._next(slot, -1, out)
 
@@ -270,7 +272,11 @@ class Scheduler:
         elif run.given is not None:
             slot.pending = run.given[slot.n_generated]
         else:
-            tok = slot.sampler.sample(self.engine.lm.ctx, row)
+            try:
+                tok = slot.sampler.sample(self.engine.lm.ctx, row)
+            except Exception as exc:   # noqa: BLE001 - e.g. a grammar that allows no token: this run fails
+                self._fail(slot, exc, out)
+                return
             if self.engine.lm.is_eog(tok):
                 self._end(slot, "eos", out)
             else:
