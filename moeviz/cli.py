@@ -308,13 +308,10 @@ def _model_size(args) -> int:
 
 
 def _engine_from_args(args, progress=None):
-    from .engine import Engine  # noqa: PLC0415
+    from .engine import Engine, EngineOptions  # noqa: PLC0415
 
-    return Engine(_model_path(args), n_ctx=args.n_ctx, n_threads=args.threads,
-                  n_gpu_layers=args.n_gpu_layers, capture=args.capture, kv_type=args.kv_type,
-                  flash_attn=args.flash_attn, cpu_moe=args.cpu_moe, n_cpu_moe=args.n_cpu_moe, progress=progress,
-                  experts_per_token=args.experts_per_token, mask=args.mask, rpc=args.rpc,
-                  tensor_split=args.tensor_split, parallel=getattr(args, "parallel", 1))
+    # every load-time flag the command has (engine/options.py); the others keep their defaults
+    return Engine(_model_path(args), EngineOptions.from_args(args), progress=progress)
 
 
 # Model files smaller than this load in well under a second: no progress is shown for them.
@@ -482,15 +479,14 @@ def _record_prompts(args) -> list:
     """Record the library's prompts that suit the model (moeviz.prompts.suited) with one
     engine, showing progress."""
     from .demo import default_model_path  # noqa: PLC0415
-    from .engine import Engine  # noqa: PLC0415
+    from .engine import Engine, EngineOptions  # noqa: PLC0415
     from .prompts import DEFAULT_DIR, load_prompts, model_kind, suited  # noqa: PLC0415
     from .record import record  # noqa: PLC0415
     from .trace.schema import model_description  # noqa: PLC0415
 
     library = list(load_prompts(args.prompts or DEFAULT_DIR).values())
     settings = settings_from_args(args)
-    engine = Engine(args.model or default_model_path(), n_gpu_layers=args.n_gpu_layers, rpc=args.rpc,
-                    tensor_split=args.tensor_split, parallel=getattr(args, "parallel", 1))
+    engine = Engine(args.model or default_model_path(), EngineOptions.from_args(args))
     kind = model_kind(model_description(engine.info)["name"])
     prompts = suited(library, kind)
     # every prompt left out, and why: written for other models than this one
