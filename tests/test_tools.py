@@ -41,6 +41,7 @@ FAMILIES = {
     "meta-llama-Llama-3.1-8B-Instruct.jinja": "llama3", "meta-llama-Llama-3.3-70B-Instruct.jinja": "llama3",
     "openai-gpt-oss-120b.jinja": "gpt-oss", "MiniMax-M2.jinja": "minimax-m2",
     "deepseek-ai-DeepSeek-V3.2.jinja": "deepseek-dsml", "deepseek-ai-DeepSeek-V4.jinja": "deepseek-dsml",
+    "google-gemma-4-31B-it.jinja": "gemma4",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
 SINGLE_CALL = {"llama3", "gpt-oss"}        # one call per turn in these formats
@@ -68,9 +69,9 @@ def model_output(plan, calls, content="Let me look that up.") -> str:
     written = fam.join([fam.write(name, args, i) for i, (name, args) in enumerate(calls)])
     if fam.name == "gpt-oss":
         return "<|channel|>analysis<|message|>The user wants weather.<|end|><|start|>assistant" + written
-    think = ""
+    think, (start, end) = "", fam.think
     if plan.thinking:
-        think = "The user wants weather.\n</think>\n\n" if plan.opened else "<think>\nThe user wants weather.\n</think>\n\n"
+        think = ("" if plan.opened else start + "\n") + "The user wants weather.\n" + end + "\n\n"
     lead = "" if fam.name in ("llama3", "generic") else content + "\n"
     return think + lead + written
 
@@ -104,7 +105,7 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
         assert msg.content == "Let me look that up."
     if plan.thinking:
         assert msg.reasoning_content == "The user wants weather."
-        assert "<think>" not in msg.content and "</think>" not in msg.content
+        assert plan.family.think[0] not in msg.content and plan.family.think[1] not in msg.content
     assert len({c.id for c in msg.tool_calls}) == len(calls) and all(c.id for c in msg.tool_calls)
 
 
@@ -118,6 +119,7 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
     ("deepseek-ai-DeepSeek-V3.1.jinja", '<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"city": "Paris", "days": 2}'),
     ("mistralai-Mistral-Nemo-Instruct-2407.jinja", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"'),
     ("openai-gpt-oss-120b.jinja", ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"'),
+    ("google-gemma-4-31B-it.jinja", '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:2}<tool_call|>'),
     ("MiniMax-M2.jinja", '<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'),
     ("deepseek-ai-DeepSeek-V3.2.jinja", '<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="city" '
                                         'string="true">Paris</｜DSML｜parameter>\n<｜DSML｜parameter name="days" '

@@ -363,6 +363,9 @@ def detect(src: str) -> Family:
     for cls in (KimiK2, MiniMaxM2):
         if cls.detect(src):
             return cls()
+    from .gemma import Gemma4
+    if Gemma4.detect(src):
+        return Gemma4()
     if DeepSeekDsml.detect(src):
         return DeepSeekDsml("function_calls" if "function_calls" in src else "tool_calls")
     if DeepSeek.detect(src):

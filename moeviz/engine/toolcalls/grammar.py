@@ -52,6 +52,9 @@ def _call_rule(conv, family: Family, i: int, fn: dict) -> str:
         head, _, _, tail = family.xml_parts(name, "", True)
         return " ".join([lit(head), *parts, lit(tail)])
     args = conv.visit(params, f"tool-{i}-args")
+    if hasattr(family, "json_parts"):
+        before, after = family.json_parts(name)
+        return f"{lit(before)} {args} {lit(after)}"
     before, after = _split(family.write(name, _SENTINEL, 0, "abcDEF123"), json.dumps(_SENTINEL))
     if family.name == "kimi-k2":          # the call's index: any number
         b1, b2 = _split(before, ":0<")
