@@ -43,6 +43,12 @@ def test_first_screen_speed_live_and_axe(server, browser, axe_source, size):
         assert [t.strip() for t in p.locator(".stats dt").all_inner_texts()] == \
             ["parameters", "active per token", "token", "experts used", "dormant"]
         assert p.is_visible(".hover-only") and p.is_hidden(".touch-only")
+        # the sampler's settings and the routing's apart, each named in plain words
+        assert p.inner_text("#sampling-label").startswith("sampling") and p.inner_text("#routing-label").startswith("routing")
+        assert p.evaluate("document.getElementById('temperature').closest('[role=group]').getAttribute('aria-labelledby')") \
+            == "sampling-label"
+        assert p.evaluate("document.getElementById('wi-k').closest('[role=group]').getAttribute('aria-labelledby')") \
+            == "routing-label"
         assert axe_violations(pg, axe_source) == []
 
         # a slow run in single-token mode: the page falls behind the server; live catches up
