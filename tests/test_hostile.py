@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -413,3 +414,66 @@ def test_public_mode_idle_timeouts(engines, tmp_path):
             for _ in range(4):
                 time.sleep(0.3)
                 assert run(active, text="hi", max_tokens=2)[-1]["type"] == "done"
+
+
+# --- issue 21 findings 9 and 10: every JSON parse error a 400, numbers finite -----------------
+
+HUGE_INT = "9" * 5000   # past Python's 4,300-digit int conversion limit: ValueError, not JSONDecodeError
+
+
+@pytest.mark.parametrize("raw, says", [
+    ('{"model": "m", "prompt": "hi", "max_tokens": %s}' % HUGE_INT, "holds an integer of 5000 digits"),
+    ('{"model": "m", "prompt": "hi", "seed": -%s}' % HUGE_INT, "holds an integer of 5000 digits"),
+    ('{"model": "m", "prompt": "hi", "temperature": NaN}', "holds NaN, which is not a JSON number"),
+    ('{"model": "m", "prompt": "hi", "top_p": 1e999}', "holds the number 1e999, too large to be finite"),
+    ('{"model": "m", "prompt": "hi", "top_p": -Infinity}', "holds -Infinity"),
+    ("[" * 30000, "is nested too deeply"),
+    ('{"model": "m", "prompt": "a\\ud800"}', "lone surrogate"),
+    (b'{"model": "m", "prompt": "\xff"}', "is not valid JSON"),
+])
+def test_every_json_parse_error_is_a_400_on_every_surface(small_ctx_server, raw, says):
+    """The OpenAI API (completions and chat), the websocket and uploads read JSON in one
+    place (trace/jsontext.py): the probe's 5000-digit max_tokens was a 500 with a
+    traceback, a websocket 'internal error (ValueError)' and an upload 503."""
+    s = small_ctx_server
+    body = raw if isinstance(raw, bytes) else raw.encode()
+    for path in ("/v1/completions", "/v1/chat/completions"):
+        status, out = http(s.url + path, data=body, method="POST", headers={"Content-Type": "application/json"})
+        assert status == 400 and out["error"]["message"].startswith("the request body ") \
+            and says in out["error"]["message"], (path, status, out)
+    status, out = upload(s, body)   # a trace's reader names where a NaN is (the next test)
+    assert status == 400 and any(x in out["error"] for x in (says, "neither binary nor valid JSON",
+                                                            "is not a finite number")), out
+    if isinstance(raw, str):   # a websocket text frame is UTF-8 by definition
+        with opened(s.ws_url) as ws:
+            ws.send(raw.replace('"model": "m", "prompt"', '"type": "generate", "text"'))
+            m = json.loads(ws.recv(timeout=10))
+            assert m["type"] == "error" and says in m["message"] and "internal" not in m["message"], m
+            assert run(ws, text="still usable", max_tokens=2)[-1]["type"] == "done"
+    assert s.proc.poll() is None
+
+
+def test_an_upload_with_nan_or_infinity_is_refused_not_stored(small_ctx_server):
+    """The probe's upload with NaN in its settings was stored, then GET /api/runs/<id> was a
+    500 for ever: non-finite numbers are refused where the JSON is read (JSON and .moetrace
+    headers alike), and every stored run can be served."""
+    from moeviz.trace.io import from_json_dict, to_binary
+
+    where = "settings"
+    for literal in ("NaN", "Infinity", "-Infinity", "1e400"):
+        d = small_trace()
+        d[where]["temperature"] = "@@"
+        raw = json.dumps(d).replace('"@@"', literal).encode()
+        status, out = upload(small_ctx_server, raw)
+        assert (status, out) == (400, {"error": f"{where}.temperature is not a finite number"}), out
+        # the binary form, its header holding the same number
+        good = to_binary(from_json_dict(small_trace()))
+        hlen = struct.unpack_from("<I", good, 8)[0]
+        header = good[12:12 + hlen].replace(b'"%s":{' % where.encode(), b'"%s":{"temperature":%s,' % (
+            where.encode(), literal.encode()), 1).replace(b",}", b"}")
+        assert header != good[12:12 + hlen]
+        blob = b"".join([good[:8], struct.pack("<I", len(header)), header, b"\0" * ((-(12 + len(header))) % 8),
+                         good[12 + hlen + (-(12 + hlen)) % 8:]])
+        status, out = http(small_ctx_server.url + "/api/runs", data=blob, method="POST",
+                           headers={"Content-Type": "application/octet-stream"})
+        assert status == 400 and "binary trace header holds" in out["error"], out

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 from ..errors import UserError
 from ..engine import SamplingSettings
 from ..engine.text import validate_messages
 from ..settings import ALIASES, SAMPLING, SETTINGS, from_message
+from ..trace.jsontext import parse_json
 
 
 class RequestError(UserError, ValueError):
@@ -36,20 +36,9 @@ def parse_message(raw: str | bytes, max_bytes: int) -> dict:
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > max_bytes:
         raise RequestError(f"message is {size} bytes; the limit is {max_bytes}")
-    try:
-        msg = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestError("message is not valid JSON") from None
-    except RecursionError:   # "[" x 30000: Python's parser gives up; nothing asks for that depth
-        raise RequestError("message is nested too deeply") from None
+    msg = parse_json(raw, "message", RequestError)   # every way JSON fails (trace/jsontext.py)
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise RequestError("message must be a JSON object with a string 'type'")
-    try:   # "\ud800" parses to a lone surrogate: no reply could carry it (UTF-8 only)
-        json.dumps(msg, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise RequestError("message holds a lone surrogate (such as \\ud800): not valid Unicode text") from None
-    except RecursionError:
-        raise RequestError("message is nested too deeply") from None
     return msg
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .jsontext import nonfinite_path, parse_json
 from .schema import Trace, TraceFormatError, routing_k, validate_header
 
 MAGIC = b"MOETRACE"
@@ -152,12 +153,7 @@ def from_binary(buf: bytes) -> Trace:
     (hlen,) = struct.unpack_from("<I", buf, 8)
     if 12 + hlen > len(buf):
         raise TraceFormatError("binary trace is truncated (header runs past the end of the file)")
-    try:
-        header = json.loads(buf[12:12 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TraceFormatError(f"binary trace header is not valid JSON: {e}") from None
-    except RecursionError:
-        raise TraceFormatError("binary trace header is nested too deeply") from None
+    header = parse_json(buf[12:12 + hlen], "binary trace header", TraceFormatError)
     validate_header(header)
     if not isinstance(header.get("arrays") or {}, dict):
         raise TraceFormatError("binary trace 'arrays' must be an object")
@@ -212,12 +208,18 @@ def loads(buf: bytes) -> Trace:
     """Parse a trace from bytes, either form (detected by the magic)."""
     if buf[:8] == MAGIC:
         return from_binary(buf)
+    # one reader for every JSON from outside (jsontext.py): NaN, 1e999, 5000-digit
+    # integers and lone surrogates are refused here, never stored
     try:
-        d = json.loads(buf.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TraceFormatError(f"trace is neither binary nor valid JSON: {e}") from None
-    except RecursionError:   # "[" x 30000
-        raise TraceFormatError("trace JSON is nested too deeply") from None
+        d = parse_json(buf, "trace JSON", TraceFormatError, finite=False)
+    except TraceFormatError as e:
+        if str(e) == "trace JSON is not valid JSON":
+            raise TraceFormatError("trace is neither binary nor valid JSON") from None
+        raise
+    # NaN and infinities: refused where they are (the routing arrays by the schema's check)
+    where = nonfinite_path(d, skip=("routing", "candidates"))
+    if where:
+        raise TraceFormatError(f"{where} is not a finite number")
     return from_json_dict(d)
 
 
