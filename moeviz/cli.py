@@ -69,7 +69,8 @@ def _setting_type(s):
         try:
             value = int(text) if s.kind == "int" else float(text) if s.kind == "float" else text
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {s.range_text()}, got {text[:40]!r}") from None
+            raise argparse.ArgumentTypeError(f"invalid {'int' if s.kind == 'int' else 'float'} value: {text[:40]!r} "
+                                             f"({s.range_text()})") from None
         try:
             return s.check(value)
         except UserError as e:

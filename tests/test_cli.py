@@ -67,7 +67,7 @@ def test_bad_input_gives_one_line_errors(fixture_models, dense_fixture, tmp_path
     one_line_error(run_cli("record", "-m", good, "--prompt", "x", "-o", out, "--capture", "magic"),
                    "argument --capture: invalid choice: 'magic'")
     one_line_error(run_cli("record", "-m", good, "--prompt", "x", "-o", out, "--temperature", "-2"),
-                   "temperature must be between 0 and 10")
+                   "argument --temperature: 'temperature' must be a number from 0 to 10, got -2.0")
     one_line_error(run_cli("record", "-m", good, "--prompt-file", tmp_path / "none.txt", "-o", out),
                    "prompt file not found")
     one_line_error(run_cli("record", "-m", good, "--prompt", "x", "-o", out, "--max-tokens", "ten"),

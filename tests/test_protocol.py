@@ -73,7 +73,7 @@ def test_a_run_in_order_with_exact_routing(client, engines):
     (json.dumps({"type": "generate", "prompt_name": "../../etc/passwd"}), "unknown prompt name"),
     (json.dumps({"type": "generate"}), "exactly one of 'prompt_name', 'text' or 'messages'"),
     (json.dumps({"type": "generate", "text": "hi", "max_tokens": 5000}), "over this server's limit of 300"),
-    (json.dumps({"type": "generate", "text": "hi", "temperature": -1}), "temperature must be between 0 and 10"),
+    (json.dumps({"type": "generate", "text": "hi", "temperature": -1}), "'temperature' must be a number from 0 to 10, got -1"),
     (json.dumps({"type": "generate", "text": "hi", "seed": "x"}), "'seed' must be an integer"),
     (json.dumps({"type": "generate", "text": "hi", "color": 1}), "unknown field"),
     (json.dumps({"type": "generate", "messages": [{"role": 1}]}), "chat message 0"),
