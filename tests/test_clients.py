@@ -192,6 +192,11 @@ def test_litellm_completion_with_tools(scripted):
     call = r.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == CALL_ARGS
     assert r.choices[0].finish_reason == "tool_calls"
+    chunks = list(litellm.completion(model="openai/" + M, api_base=scripted.url + "/v1", api_key="unused",
+                                     messages=[USER], tools=[WEATHER], temperature=0, stream=True))
+    whole = litellm.stream_chunk_builder(chunks, messages=[USER])
+    call = whole.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == CALL_ARGS
 
 
 CITY = {"type": "function", "function": {"name": "pick_city", "description": "Pick a city and a number of days",
