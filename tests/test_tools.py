@@ -42,6 +42,7 @@ FAMILIES = {
     "openai-gpt-oss-120b.jinja": "gpt-oss", "MiniMax-M2.jinja": "minimax-m2",
     "deepseek-ai-DeepSeek-V3.2.jinja": "deepseek-dsml", "deepseek-ai-DeepSeek-V4.jinja": "deepseek-dsml",
     "google-gemma-4-31B-it.jinja": "gemma4",
+    "upstage-Solar-Open-100B.jinja": "solar-open",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
 SINGLE_CALL = {"llama3", "gpt-oss"}        # one call per turn in these formats
@@ -69,6 +70,9 @@ def model_output(plan, calls, content="Let me look that up.") -> str:
     written = fam.join([fam.write(name, args, i) for i, (name, args) in enumerate(calls)])
     if fam.name == "gpt-oss":
         return "<|channel|>analysis<|message|>The user wants weather.<|end|><|start|>assistant" + written
+    if fam.name == "solar-open":
+        return ("<|think|>The user wants weather.<|end|><|begin|>assistant<|content|>" + content
+                + "<|end|><|begin|>assistant" + written)
     think, (start, end) = "", fam.think
     if plan.thinking:
         think = ("" if plan.opened else start + "\n") + "The user wants weather.\n" + end + "\n\n"
@@ -120,6 +124,8 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
     ("mistralai-Mistral-Nemo-Instruct-2407.jinja", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"'),
     ("openai-gpt-oss-120b.jinja", ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"'),
     ("google-gemma-4-31B-it.jinja", '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:2}<tool_call|>'),
+    ("upstage-Solar-Open-100B.jinja", '<|tool_call:begin|>call12345<|tool_call:name|>get_weather<|tool_call:args|>'
+                                      '{"city": "Paris", "days": 2}<|tool_call:end|>'),
     ("MiniMax-M2.jinja", '<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'),
     ("deepseek-ai-DeepSeek-V3.2.jinja", '<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="city" '
                                         'string="true">Paris</｜DSML｜parameter>\n<｜DSML｜parameter name="days" '
@@ -144,8 +150,10 @@ def test_the_templates_own_rendering_of_a_call_parses_back(name, fragment):
         text = "<|tool_calls_section_begin|>" + text
     if plan.family.name == "gpt-oss":
         text = "<|start|>assistant" + text
+    if plan.family.name == "solar-open":
+        text = "<|tool_calls|>" + text.split("<|calls|>")[0]
     p = plan.parser()
-    if plan.opened and plan.family.name != "gpt-oss":
+    if plan.opened and plan.family.name not in ("gpt-oss", "solar-open"):
         p.feed("</think>")
     for ch in text:
         p.feed(ch)

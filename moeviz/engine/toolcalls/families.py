@@ -364,6 +364,9 @@ def detect(src: str) -> Family:
         if cls.detect(src):
             return cls()
     from .gemma import Gemma4
+    from .solar import Solar
+    if Solar.detect(src):
+        return Solar()
     if Gemma4.detect(src):
         return Gemma4()
     if DeepSeekDsml.detect(src):

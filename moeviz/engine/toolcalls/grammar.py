@@ -88,6 +88,8 @@ def tool_grammar(family: Family, prompt: ChatPrompt, *, thinking: bool, opened: 
     if isinstance(family, Harmony):
         think = '( "<|channel|>analysis<|message|>" [^<]* "<|end|><|start|>assistant" )?'
         root = f"{think} {calls}"
+    elif family.name == "solar-open":
+        root = f'( "<|think|>" [^<]* "<|end|><|begin|>assistant" )? {calls}'
     elif thinking:
         start, end = family.think
         body = f"{THINK_TEXT} {lit(end)} {ws}"

@@ -113,6 +113,8 @@ def prepare_messages(src: str, prompt: ChatPrompt, family: Family) -> tuple[list
                 ensure_ascii=False)}
         elif m.get("reasoning_content") and isinstance(family, Harmony):
             m = {**m, "thinking": m["reasoning_content"]}
+        elif m.get("reasoning_content") and family.name == "solar-open":
+            m = {**m, "reasoning": m["reasoning_content"]}
         out.append(m)
     if not c.system and out and out[0]["role"] == "system":
         first = out.pop(0)
@@ -153,8 +155,8 @@ def plan_chat(template: str, prompt, bos: str = "", eos: str = "") -> ChatPlan:
     messages, tools = prepare_messages(template, prompt, family)
     options = prompt.template_options()
     text = render_chat(template, messages, bos, eos, tools=tools, **options)
-    if isinstance(family, Harmony):
-        thinking, opened = True, text.endswith(Harmony.prefix)
+    if hasattr(family, "parse_message"):        # gpt-oss, Solar Open: the prompt ends in the turn's header
+        thinking, opened = True, text.endswith(family.prefix)
     else:
         thinking = family.think[0] in template
         opened = thinking and text.rstrip().endswith(family.think[0])

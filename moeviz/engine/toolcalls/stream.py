@@ -45,7 +45,7 @@ class ToolCallArgs:
 def parse_message(family: Family, text: str, partial: bool, tools, *, thinking: bool, opened: bool,
                   keep_reasoning: bool = True, calls_wanted: bool = True) -> Msg:
     """One parse of an assistant turn's text (the model's output after the prompt)."""
-    if isinstance(family, Harmony):
+    if hasattr(family, "parse_message"):        # whole-turn formats: gpt-oss harmony, Solar Open
         msg = family.parse_message(text, partial, tools, opened, keep_reasoning)
         if not calls_wanted:
             msg.calls = []
@@ -74,7 +74,7 @@ class StreamParser:
         self.options = dict(thinking=thinking, opened=opened, keep_reasoning=keep_reasoning, calls_wanted=calls_wanted)
         self.parallel = parallel
         # nothing to read out of plain text: pass it through as it comes
-        self.plain = not calls_wanted and not (thinking and keep_reasoning) and not isinstance(family, Harmony)
+        self.plain = not calls_wanted and not (thinking and keep_reasoning) and not hasattr(family, "parse_message")
         self.text = ""
         self.content = ""
         self.reasoning = ""
