@@ -477,3 +477,19 @@ def test_an_upload_with_nan_or_infinity_is_refused_not_stored(small_ctx_server):
         status, out = http(small_ctx_server.url + "/api/runs", data=blob, method="POST",
                            headers={"Content-Type": "application/octet-stream"})
         assert status == 400 and "binary trace header holds" in out["error"], out
+
+
+def test_a_huge_model_name_is_not_echoed_into_every_chunk(small_ctx_server):
+    """Finding 5: the request's `model` was echoed in every chunk of a stream (a 4 MB name on
+    a 1,024-token stream returned 4.1 GB). A name up to 256 characters is echoed, as
+    OpenAI-compatible servers do; a longer one gets the server's own model id."""
+    s = small_ctx_server
+    for name, echoed in (("my-model", "my-model"), ("m" * 200_000, "deepseek2.gguf")):
+        body = json.dumps({"model": name, "prompt": "the cat", "max_tokens": 16, "temperature": 0,
+                           "stream": True}).encode()
+        req = urllib.request.Request(s.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            raw = r.read()
+        chunks = [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: {")]
+        assert chunks and {c["model"] for c in chunks} == {echoed}, {c["model"][:20] for c in chunks}
+        assert len(raw) < 64 * 1024, len(raw)

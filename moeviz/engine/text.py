@@ -92,3 +92,83 @@ class StopStrings:
         # a new match ends in this token's text: only the tail can hold it
         tail = self.generated[-(len(text) + self.longest - 1):]
         return any(s in tail for s in self.stop)
+
+
+class _StopAutomaton:
+    """Knuth-Morris-Pratt over one stop string, fed a character at a time: `state` is the
+    length of the longest prefix of the stop string that ends the text so far. The failure
+    table is built only as far as `state` has reached (a 20,000-character stop string that
+    never matches costs a few entries, not 20,000)."""
+
+    def __init__(self, s: str):
+        self.s = s
+        self.fail = [0]      # fail[i]: longest proper border of s[:i + 1], built on demand
+        self.state = 0
+
+    def _border(self, i: int) -> int:
+        while len(self.fail) <= i:
+            j, k = len(self.fail), self.fail[-1]
+            while k and self.s[j] != self.s[k]:
+                k = self.fail[k - 1]
+            self.fail.append(k + 1 if self.s[j] == self.s[k] else 0)
+        return self.fail[i]
+
+    def feed(self, ch: str) -> bool:
+        """Advance by one character; True when the stop string now ends the text."""
+        k, s = self.state, self.s
+        while k and s[k] != ch:
+            k = self._border(k - 1)
+        if s[k] == ch:
+            k += 1
+        if k == len(s):
+            self.state = self._border(k - 1)
+            return True
+        self.state = k
+        return False
+
+
+class StopText:
+    """The text a client sees of a run with stop strings: the answer ends before the first
+    stop string to complete (generation stops after the token that completes it, as
+    llama-cpp-python trims it), and while streaming a tail that could still become a stop
+    string is held back.
+
+    Incremental: each piece costs its own length times the number of stop strings, never
+    the text so far nor the stop strings' length (a search of the whole text and every
+    prefix of every stop string per token made four 20,000-character stop strings hold the
+    event loop for half a second in a 1,024-token stream)."""
+
+    def __init__(self, stop: list[str]):
+        self.stop = [s for s in stop if s]
+        self._automata = [_StopAutomaton(s) for s in self.stop]
+        self.text = ""
+        self.sent = 0            # characters of `text` already handed out
+        self.cut: int | None = None   # where the answer ends (the first completed stop string's start)
+
+    def push(self, piece: str) -> str:
+        start = len(self.text)
+        self.text += piece
+        if self.cut is None and self._automata:
+            # of the stop strings completing in this piece (its token ends the run), the
+            # one that starts first: the text ends before it
+            for i, ch in enumerate(piece):
+                for a in self._automata:
+                    if a.feed(ch):
+                        at = start + i + 1 - len(a.s)
+                        self.cut = at if self.cut is None else min(self.cut, at)
+        end = self.cut if self.cut is not None else len(self.text) - self._held()
+        out, self.sent = self.text[self.sent:end], max(self.sent, end)
+        return out
+
+    def _held(self) -> int:
+        """Characters at the end that could begin a stop string (held back while streaming)."""
+        return max((a.state for a in self._automata), default=0)
+
+    def finish(self) -> str:
+        end = len(self.text) if self.cut is None else self.cut
+        out, self.sent = self.text[self.sent:end], max(self.sent, end)
+        return out
+
+    @property
+    def final(self) -> str:
+        return self.text if self.cut is None else self.text[:self.cut]
