@@ -493,3 +493,37 @@ def test_a_huge_model_name_is_not_echoed_into_every_chunk(small_ctx_server):
         chunks = [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: {")]
         assert chunks and {c["model"] for c in chunks} == {echoed}, {c["model"][:20] for c in chunks}
         assert len(raw) < 64 * 1024, len(raw)
+
+
+def test_public_mode_times_out_a_body_that_stalls(engines, tmp_path):
+    """Finding 12: 64 connections that sent a head and part of a body were held 40 s+, and
+    their address then got 429 (behind NAT one user blocks everyone). A --public server
+    waits body_timeout_s for a whole body: then a one-line 408, and the connection closes."""
+    from serverproc import serve_in_thread
+
+    from moeviz.server import ServerSettings, create_app
+    from moeviz.server.connections import ConnectionLimits, uvicorn_options
+
+    limits = ConnectionLimits(body_timeout_s=1.0, connections_per_address=8)
+    settings = ServerSettings(data_dir=tmp_path, public=True, limits=limits)
+    with serve_in_thread(create_app(engines("llama", "native"), settings), **uvicorn_options(settings)) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        stalled = []
+        for _ in range(8):   # every connection this address may hold
+            c = socket.create_connection((host, int(port)))
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 1000\r\n\r\n{\"model\": \"m\", ")
+            c.settimeout(10)
+            stalled.append(c)
+        t0 = time.perf_counter()
+        for c in stalled:
+            got = b""
+            while chunk := c.recv(4096):
+                got += chunk
+            head, _, body = got.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408"), got[:200]
+            assert json.loads(body)["error"]["message"] == "the request body did not arrive within 1 s", body
+            c.close()
+        assert time.perf_counter() - t0 < 8
+        status, health = http(url + "/health")
+        assert status == 200, health   # the address is not blocked

@@ -40,6 +40,7 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0        # to send a whole request head after connecting
     keep_alive_s: int = 5                 # an idle keep-alive HTTP connection (uvicorn's timeout_keep_alive)
     websocket_idle_s: float = 300.0       # a websocket with no run that sends nothing
+    body_timeout_s: float = 30.0          # to send a whole request body once its head is in (limits.read_limited)
 
 
 class ForwardedIpsError(UserError, ValueError):

@@ -1,7 +1,8 @@
-"""Request limits: upload size (refused before the body is read in full) and a
-per-client rate limit for public mode."""
+"""Request limits: body size (refused before the body is read in full), the time a
+public server waits for a body, and a per-client rate limit for public mode."""
 from __future__ import annotations
 
+import asyncio
 import collections
 import ctypes
 import ctypes.util
@@ -21,10 +22,36 @@ class RateLimited(RequestError):
     status = 429              # OpenAI's rate_limit_error; the page's websocket gets the same line
 
 
+class BodyTimeout(RequestError):
+    status = 408
+
+
+def _body_timeout(request) -> float | None:
+    # a --public server's ConnectionLimits.body_timeout_s (app.state.settings); None elsewhere
+    settings = getattr(getattr(getattr(request, "app", None), "state", None), "settings", None)
+    if settings is None or not getattr(settings, "public", False):
+        return None
+    return settings.limits.body_timeout_s
+
+
 async def read_limited(request, limit: int) -> bytes:
+    """The request's body, at most `limit` bytes. On a --public server the whole body must
+    arrive within its body timeout: 64 connections that sent a head and part of a body held
+    their slots for 40 s+ (and that address then got 429s). The 408 closes the connection
+    (its body is unread)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise UploadTooLarge(f"upload is {int(declared)} bytes; the limit is {limit}")
+    timeout = _body_timeout(request)
+    if timeout is None:
+        return await _read_body(request, limit)
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
+
+
+async def _read_body(request, limit: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
