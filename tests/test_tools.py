@@ -43,6 +43,7 @@ FAMILIES = {
     "deepseek-ai-DeepSeek-V3.2.jinja": "deepseek-dsml", "deepseek-ai-DeepSeek-V4.jinja": "deepseek-dsml",
     "google-gemma-4-31B-it.jinja": "gemma4",
     "upstage-Solar-Open-100B.jinja": "solar-open",
+    "LFM2-8B-A1B.jinja": "lfm2", "LFM2.5-8B-A1B.jinja": "lfm2",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
 SINGLE_CALL = {"llama3", "gpt-oss"}        # one call per turn in these formats

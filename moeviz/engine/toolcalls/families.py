@@ -364,7 +364,10 @@ def detect(src: str) -> Family:
         if cls.detect(src):
             return cls()
     from .gemma import Gemma4
+    from .lfm2 import Lfm2
     from .solar import Solar
+    if Lfm2.detect(src):
+        return Lfm2()
     if Solar.detect(src):
         return Solar()
     if Gemma4.detect(src):

@@ -44,7 +44,7 @@ def _call_rule(conv, family: Family, i: int, fn: dict) -> str:
         required = [k for k in params.get("required", []) if k in props]
         parts = []
         for k in required + [k for k in props if k not in required]:
-            string = _string_only(props[k])
+            string = _string_only(props[k]) and getattr(family, "raw_strings", True)
             _, open_, close, _ = family.xml_parts(name, k, string)
             value = XML_TEXT if string else conv.visit(props[k], f"tool-{i}-{k}")
             piece = f"{lit(open_)} {value} {lit(close)}"
