@@ -330,9 +330,11 @@ def test_every_tab_draws_the_figures(sites, browser):
         pg.page.click("[data-cache-scope=all]")
         pg.page.wait_for_function(f"document.getElementById('analysis').dataset.shown === 'cache:{n_gen}'")
         c = A.cache_hit_rates(routing_at(trace, tokens="generated"))
-        cells = pg.js("Array.from(document.querySelectorAll('[data-an-panel=cache] tbody tr'), "
+        # the C = k, 2k, 4k table (the policies' table, web/js/analysis/policies.js, is beside it)
+        cells = pg.js("Array.from(document.querySelectorAll('[data-an-panel=cache] .an-scroll:not(.an-policies) tbody tr'), "
                       "tr => Array.from(tr.cells, c => c.textContent))")
-        head = pg.js("Array.from(document.querySelectorAll('[data-an-panel=cache] thead th'), c => c.textContent)")
+        head = pg.js("Array.from(document.querySelectorAll('[data-an-panel=cache] .an-scroll:not(.an-policies) thead th'), "
+                     "c => c.textContent)")
         for j, cap in enumerate(head[1:], start=1):
             assert abs(float(cells[0][j].rstrip("%")) - 100 * c["lru_overall"][int(cap) - 1]) <= 0.05 + 1e-9
             assert abs(float(cells[1][j].rstrip("%")) - 100 * c["static_overall"][int(cap) - 1]) <= 0.05 + 1e-9
