@@ -186,8 +186,8 @@ def _s(name, kind, default, help, drives, **kw) -> Setting:
     return Setting(name, kind, default, help, drives, **kw)
 
 
-# In llama-server's chain order (common/sampling.cpp: logit bias, then penalties, top-k,
-# typical, top-p, min-p, temperature, the seeded draw); llama/sampler.py builds it so.
+# In llama-server's chain order (common/sampling.cpp: logit bias, then penalties, top-n-sigma,
+# top-k, typical, top-p, min-p, XTC, temperature, the seeded draw); llama/sampler.py builds it so.
 SETTINGS: tuple[Setting, ...] = (
     _s("max_tokens", "int", 64, "tokens to generate at most (the run also ends where the context is full)",
        "loop: the generation's length", lo=0, hi=INT32_MAX, aliases=("n_predict", "max_completion_tokens"),
@@ -202,6 +202,8 @@ SETTINGS: tuple[Setting, ...] = (
        "llama_sampler_init_penalties", lo=-2.0, hi=2.0),
     _s("frequency_penalty", "float", 0.0, "subtract, per occurrence, from the logits of tokens seen (0 = off)",
        "llama_sampler_init_penalties", lo=-2.0, hi=2.0),
+    _s("top_n_sigma", "float", -1.0, "keep tokens within n standard deviations of the top logit (-1 or 0 = off)",
+       "llama_sampler_init_top_n_sigma", lo=-1.0, hi=100.0),
     _s("top_k", "int", 40, "keep the k most likely tokens (0 = off)", "llama_sampler_init_top_k", lo=0, hi=INT32_MAX,
        metavar="K"),
     _s("typical_p", "float", 1.0, "locally typical sampling (1 = off)", "llama_sampler_init_typical", lo=0.0, hi=1.0,
@@ -210,8 +212,16 @@ SETTINGS: tuple[Setting, ...] = (
        "llama_sampler_init_top_p", lo=0.0, hi=1.0, lo_open=True),
     _s("min_p", "float", 0.05, "drop tokens less likely than min_p times the most likely one (0 = off)",
        "llama_sampler_init_min_p", lo=0.0, hi=1.0),
+    _s("xtc_probability", "float", 0.0, "exclude-top-choices: chance of dropping the likeliest tokens (0 = off)",
+       "llama_sampler_init_xtc", lo=0.0, hi=1.0),
+    _s("xtc_threshold", "float", 0.1, "exclude-top-choices: tokens above this probability may be dropped",
+       "llama_sampler_init_xtc", lo=0.0, hi=1.0),
     _s("temperature", "float", 0.8, "sampling temperature (0 = greedy: always the most likely token)",
        "llama_sampler_init_temp", lo=0.0, hi=10.0, aliases=("temp",), page=True),
+    _s("dynatemp_range", "float", 0.0, "dynamic temperature: temperature +- this, by the entropy (0 = off)",
+       "llama_sampler_init_temp_ext", lo=0.0, hi=10.0),
+    _s("dynatemp_exponent", "float", 1.0, "dynamic temperature: how entropy maps to temperature",
+       "llama_sampler_init_temp_ext", lo=0.0, hi=10.0),
     _s("seed", "int", 0, "seed of the random draw (the same seed and settings give the same tokens)",
        "llama_sampler_init_dist", lo=0, hi=2**32 - 1, page=True),
     _s("stop", "strings", [], "stop strings: the run ends after the token that completes one (repeatable)",

@@ -96,6 +96,15 @@ def test_min_p_one_keeps_only_the_most_likely_token(demo):
         assert only_top == greedy         # ...min_p = 1 keeps the top token alone
 
 
+def test_top_n_sigma_near_zero_keeps_only_the_top_logit_and_the_others_run(demo):
+    greedy = generated(demo, max_tokens=16, temperature=0.0)
+    assert generated(demo, max_tokens=16, temperature=1.5, seed=4, top_k=0, top_p=1.0, min_p=0.0,
+                     top_n_sigma=1e-6) == greedy
+    for kw in ({"xtc_probability": 1.0, "xtc_threshold": 0.1}, {"dynatemp_range": 0.5, "dynatemp_exponent": 2.0}):
+        ids, _, reason = generated(demo, max_tokens=8, temperature=0.8, seed=4, **kw)
+        assert len(ids) == 8 and reason == "length" and (ids, _, reason) != greedy
+
+
 def test_typical_p_near_zero_keeps_one_token_whatever_the_seed(demo):
     runs = [generated(demo, max_tokens=12, temperature=1.5, seed=seed, top_k=0, top_p=1.0, min_p=0.0, typical_p=1e-6)
             for seed in (1, 2, 3)]

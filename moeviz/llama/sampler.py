@@ -1,7 +1,8 @@
 """llama.cpp's sampler chain, owned (freed with close()), built as llama-server builds it.
 
 The order is common/sampling.cpp's (common_sampler_init, default `samplers`): logit
-bias, penalties, top-k, typical, top-p, min-p, temperature, then the seeded draw;
+bias, penalties, top-n-sigma, top-k, typical, top-p, min-p, XTC, temperature (dynamic
+when dynatemp_range > 0), then the seeded draw (DRY and mirostat are not offered);
 greedy at temperature 0 (after the bias and penalties, which still apply). A sampler
 whose setting is neutral is left out, as it would change nothing.
 
@@ -96,6 +97,8 @@ class SamplerChain:
         if s.temperature <= 0.0:
             self._add(lc.llama_sampler_init_greedy())
         else:
+            if s.top_n_sigma > 0.0:
+                self._add(lc.llama_sampler_init_top_n_sigma(s.top_n_sigma))
             if s.top_k > 0:
                 self._add(lc.llama_sampler_init_top_k(s.top_k))
             if s.typical_p < 1.0:
@@ -104,7 +107,12 @@ class SamplerChain:
                 self._add(lc.llama_sampler_init_top_p(s.top_p, 1))
             if s.min_p > 0.0:
                 self._add(lc.llama_sampler_init_min_p(s.min_p, 1))
-            self._add(lc.llama_sampler_init_temp(s.temperature))
+            if s.xtc_probability > 0.0 and s.xtc_threshold <= 0.5:      # llama.cpp: above 0.5 it does nothing
+                self._add(lc.llama_sampler_init_xtc(s.xtc_probability, s.xtc_threshold, 1, s.seed))
+            if s.dynatemp_range > 0.0:
+                self._add(lc.llama_sampler_init_temp_ext(s.temperature, s.dynatemp_range, s.dynatemp_exponent))
+            else:
+                self._add(lc.llama_sampler_init_temp(s.temperature))
             self._add(lc.llama_sampler_init_dist(s.seed))
         if s.grammar:
             self.grammar = make_grammar_sampler(vocab.vocab, s.grammar)
