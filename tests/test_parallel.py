@@ -21,7 +21,7 @@ from test_archs import ARCHS, NATIVE, arch_models, model_path  # noqa: F401 - th
 from test_real_shapes import quantized  # noqa: F401 - the fixture
 from websockets.sync.client import connect
 
-from moeviz.engine import BusyError, Engine, Finished, PromptError, SamplingSettings
+from moeviz.engine import BusyError, Engine, Finished, PromptError, SamplingSettings, TokenRouted
 from moeviz.engine.slots import Run, Scheduler
 from moeviz.llama.model import ContextSettingsError
 
@@ -437,3 +437,54 @@ def test_the_worker_loop_ends_running_runs_with_done_when_stopped(fixture_models
         assert log[-1]["finish"]["reason"] == "cancelled" and 0 < log[-1]["finish"]["n_generated"] < 2000
         assert log[-1]["permalink"].startswith("/r/")
     assert {m["type"] for m in logs[parallel]} == {"queued"}   # told its place, never started
+
+
+def test_a_group_of_jobs_starts_together_when_as_many_slots_are_free(fixture_models, tmp_path):
+    """GenerationWorker.submit_group (a request's `n` choices): the jobs start together,
+    each its own slot equal to the same run alone, once as many slots are free; a job
+    sent after the group does not take the one free slot before it."""
+    from moeviz.server.requests import GenerateRequest
+    from moeviz.server.worker import GenerationWorker, Job
+    from moeviz.trace.store import RunStore
+
+    path = fixture_models["llama"]
+    engine = Engine(path, n_ctx=1024, parallel=2, **EXACT)
+    worker = GenerationWorker(engine, 200, RunStore(tmp_path))
+    logs: dict[str, list] = {}
+    first_token = threading.Event()
+
+    def job(name, prompt, settings):
+        logs[name] = []
+
+        def send(text, _t):
+            m = json.loads(text)
+            logs[name].append((time.perf_counter(), m))
+            if name == "long" and m["type"] == "token":
+                first_token.set()
+        return Job(GenerateRequest(prompt, None, settings, False), send)
+
+    choices = [SamplingSettings(max_tokens=8, temperature=0.9, seed=s) for s in (1, 2)]
+    try:
+        worker.submit(job("long", "a long one", SamplingSettings(max_tokens=150, temperature=0.0)))
+        assert first_token.wait(60)
+        worker.submit_group([job(f"choice{i}", "the same prompt", s) for i, s in enumerate(choices)])
+        worker.submit(job("after", "after the group", SamplingSettings(max_tokens=4, temperature=0.0)))
+        deadline = time.time() + 120
+        while not all(log and log[-1][1]["type"] in ("done", "error") for log in logs.values()) \
+                and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        engine.close()
+    at = {name: {m["type"]: t for t, m in reversed(log)} for name, log in logs.items()}
+    assert all(log[-1][1]["type"] == "done" for log in logs.values()), {k: v[-1] for k, v in logs.items()}
+    assert min(at["choice0"]["start"], at["choice1"]["start"]) > at["long"]["done"]   # waited for 2 free slots
+    assert at["choice0"]["token"] < at["choice1"]["done"] and at["choice1"]["token"] < at["choice0"]["done"]
+    assert at["after"]["start"] > max(at["choice0"]["start"], at["choice1"]["start"])
+    alone = Engine(path, n_ctx=512, **EXACT)
+    try:
+        for i, s in enumerate(choices):
+            ref = [e.token.id for e in alone.generate("the same prompt", s) if isinstance(e, TokenRouted)]
+            assert [m["token"]["id"] for _, m in logs[f"choice{i}"] if m["type"] == "token"] == ref
+    finally:
+        alone.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import json
 import threading
 import time
@@ -50,6 +51,9 @@ class Job:
     # (the `done` message with its permalink), and (None, error message) when the run
     # fails: the OpenAI API builds its answers from these.
     on_event: Callable[[object, dict], None] | None = None
+    # Jobs queued together by submit_group (the `n` choices of one request) share this:
+    # they start together, each its own slot, when as many slots are free.
+    group: object = None
 
 
 class GenerationWorker:
@@ -87,6 +91,28 @@ class GenerationWorker:
             self._cv.notify()
         if ahead:
             job.send(dumps(queued_message(ahead)), 0.0)
+        return ahead
+
+    def submit_group(self, jobs: list[Job]) -> int:
+        """Queue several jobs that start together (one request's `n` choices: same prompt,
+        each its own sequence and seed), as llama.cpp's server launches a task's children;
+        returns how many runs are ahead of them. More jobs than slots: each is queued on
+        its own (they then run as slots free up)."""
+        if len(jobs) <= 1 or len(jobs) > self.parallel:
+            aheads = [self.submit(job) for job in jobs]
+            return aheads[0] if aheads else 0
+        group = object()
+        for job in jobs:
+            job.group = group
+            if self.live is not None:
+                self.live.queued(job)
+        with self._cv:
+            self._queue.extend(jobs)
+            ahead = self._ahead()
+            self._cv.notify()
+        if ahead:
+            for job in jobs:
+                job.send(dumps(queued_message(ahead)), 0.0)
         return ahead
 
     def cancel(self, job: Job) -> None:
@@ -143,19 +169,31 @@ class GenerationWorker:
             if stopping:   # the running runs end as cancelled ones do, each with its `done`
                 self._deliver(slots.cancel_all())
                 return
-            for job in admit:
-                session = RunSession(self, job)
-                try:
-                    rec = session.start()
-                    slots.add(session, Run(rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
-                                           candidates=rec.candidates))
-                except Exception as e:  # noqa: BLE001 - a bad run must never take the worker down
-                    session.fail(e)
-                    self._retire(session)
+            for group in _groups(admit):
+                self._start(group, slots)
             if slots.active():
                 self._deliver(slots.step())
             if not slots.active() and not self._queue:
                 release_memory()   # nothing running or waiting: hand the runs' freed memory back (a few ms)
+
+    def _start(self, jobs: list[Job], slots: Scheduler) -> None:
+        """Start admitted jobs (a job alone, or a group together) in their slots."""
+        started = []
+        for job in jobs:
+            session = RunSession(self, job)
+            try:
+                rec = session.start()
+                started.append((session, Run(rec.tokens, rec.sampling, probs=rec.probs, cancel=job.cancel,
+                                             candidates=rec.candidates)))
+            except Exception as e:  # noqa: BLE001 - a bad run must never take the worker down
+                session.fail(e)
+                self._retire(session)
+        try:
+            slots.add_group(started)
+        except Exception as e:  # noqa: BLE001
+            for session, _ in started:
+                session.fail(e)
+                self._retire(session)
 
     def _admissible(self, slots: Scheduler) -> list[Job]:
         """The queued jobs that start now, in arrival order (call with the lock held): as
@@ -166,15 +204,18 @@ class GenerationWorker:
         state = current_interventions(self.engine) if slots.active() else None
         while self._queue and slots.free() - len(admit) > 0:
             head = self._queue[0]
+            members = 1 if head.group is None else sum(1 for _ in itertools.takewhile(
+                lambda j: j.group is head.group, self._queue))
+            if members > slots.free() - len(admit):
+                break   # a group starts together: it waits for as many free slots
             try:
                 want = wanted_interventions(self.engine, head.request.experts_per_token, head.request.mask)
             except Exception:   # noqa: BLE001 - refused by its session's start
-                admit.append(self._queue.popleft())
-                continue
-            if state is not None and want != state:
+                want = None
+            if want is not None and state is not None and want != state:
                 break
-            state = want
-            admit.append(self._queue.popleft())
+            state = want if want is not None else state
+            admit += [self._queue.popleft() for _ in range(members)]
         return admit
 
     def _deliver(self, events: list) -> None:
@@ -286,3 +327,14 @@ class RunSession:
         self.job.done.set()
         if self.worker.live is not None:
             self.worker.live.closed(self.job, self.status, self.permalink)
+
+
+def _groups(jobs: list[Job]) -> list[list[Job]]:
+    """Admitted jobs as they start: each alone, a group's members together."""
+    out: list[list[Job]] = []
+    for job in jobs:
+        if out and job.group is not None and out[-1][0].group is job.group:
+            out[-1].append(job)
+        else:
+            out.append([job])
+    return out
