@@ -44,6 +44,7 @@ FAMILIES = {
     "google-gemma-4-31B-it.jinja": "gemma4",
     "upstage-Solar-Open-100B.jinja": "solar-open",
     "LFM2-8B-A1B.jinja": "lfm2", "LFM2.5-8B-A1B.jinja": "lfm2",
+    "MiniMax-M1.jinja": "minimax-m1",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
 SINGLE_CALL = {"llama3", "gpt-oss"}        # one call per turn in these formats

@@ -66,6 +66,45 @@ class Mistral(Family):
         return "".join(calls) if self.args_style else "[TOOL_CALLS][" + ", ".join(calls) + "]"
 
 
+class MiniMaxM1(Family):
+    """MiniMax-M1: <tool_calls>{"name": ..., "arguments": {...}} one object a line ...</tool_calls>."""
+    name = "minimax-m1"
+    section_open, section_close = "<tool_calls>", "</tool_calls>"
+
+    @classmethod
+    def detect(cls, src):
+        return "<tool_calls>" in src and "</tool_calls>" in src
+
+    def markers(self):
+        return [self.section_open]
+
+    def parse(self, body, partial, tools):
+        i = body.find(self.section_open)
+        if i < 0:
+            return settled(body, self.markers(), partial), [], "", False
+        content, s, calls, pos = body[:i].rstrip(), body[i + len(self.section_open):], [], 0
+        while True:
+            while pos < len(s) and s[pos] in " \t\r\n":
+                pos += 1
+            if pos >= len(s) or s.startswith(self.section_close, pos):
+                break
+            call, end = json_call(s[pos:], partial)
+            if call is None:
+                break
+            calls.append(call)
+            if end < 0:
+                break
+            call.done = True
+            pos += end
+        return content, calls, "", False
+
+    def write(self, name, args, index=0, call_id=""):
+        return dumps({"name": name, "arguments": args})
+
+    def join(self, calls):
+        return self.section_open + "\n" + "\n".join(calls) + "\n" + self.section_close
+
+
 class JsonFamily(Family):
     """Calls written as bare JSON: the output is one (when it begins with `{` and names a
     known tool), else it is content."""
