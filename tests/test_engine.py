@@ -96,3 +96,39 @@ def test_generation_stops_at_a_full_context(engines):
 def test_bad_settings(bad):
     with pytest.raises(SettingsError):
         SamplingSettings(**bad).validate()
+
+
+def test_one_options_object_from_the_cli_flags(fixture_models):
+    """EngineOptions is the engine's one set of load-time options: the CLI's flags map onto
+    it by their argparse names (--threads -> n_threads), a command without a flag keeps
+    the default, and an engine built from it is the one the same keywords build."""
+    import argparse
+    import dataclasses
+
+    from moeviz.engine import Engine, EngineOptions
+    from moeviz.engine.options import option_fields
+
+    flags = {f.name: f.metadata.get("flag") for f in option_fields()}
+    assert flags["n_threads"] == "--threads" and flags["kv_type"] == "--kv-type" and flags["n_batch"] is None
+    assert all(f.metadata.get("help") for f in option_fields())
+    args = argparse.Namespace(n_ctx=256, threads=2, kv_type="f32", flash_attn="off", capture="native",
+                              experts_per_token=3, mask="*:0", prompt="not an option")
+    opts = EngineOptions.from_args(args)
+    assert (opts.n_ctx, opts.n_threads, opts.kv_type, opts.parallel, opts.mask) == (256, 2, "f32", 1, "*:0")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.n_ctx = 512
+    a = Engine(fixture_models["llama"], opts)
+    b = Engine(fixture_models["llama"], n_ctx=256, n_threads=2, kv_type="f32", flash_attn="off", capture="native",
+               experts_per_token=3, mask="*:0")
+    try:
+        assert a.options == b.options and a.lm.n_ctx == b.lm.n_ctx == 256
+        assert a.default_interventions == b.default_interventions == (3, [(layer, 0) for layer in a.info.moe_layers])
+        greedy = SamplingSettings(max_tokens=6, temperature=0.0)
+        ra, rb = (list(e.generate("hello there", greedy)) for e in (a, b))
+        assert [e.token.id for e in ra if isinstance(e, TokenRouted)] == [e.token.id for e in rb if isinstance(e, TokenRouted)]
+        assert a.liveness.unusable() is None and a.placement_text() == b.placement_text()
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(SettingsError, match="KV cache type"):
+        Engine(fixture_models["llama"], opts.replace(kv_type="q4"))

@@ -397,6 +397,7 @@ def test_server_parallel_clients_start_in_arrival_order(fixture_models, tmp_path
     assert not jumped, jumped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_the_worker_loop_ends_running_runs_with_done_when_stopped(fixture_models, tmp_path, parallel):
     """One worker loop for one slot and for several: stopping the server ends every running
@@ -439,6 +440,7 @@ def test_the_worker_loop_ends_running_runs_with_done_when_stopped(fixture_models
     assert {m["type"] for m in logs[parallel]} == {"queued"}   # told its place, never started
 
 
+@pytest.mark.slow
 def test_a_group_of_jobs_starts_together_when_as_many_slots_are_free(fixture_models, tmp_path):
     """GenerationWorker.submit_group (a request's `n` choices): the jobs start together,
     each its own slot equal to the same run alone, once as many slots are free; a job
