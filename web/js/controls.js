@@ -60,7 +60,7 @@ export class Controls {
       if (input.type === "checkbox") { input.checked = !!s.default; continue; }
       input.value = String(s.default);
       if (s.min !== undefined) input.min = String(s.min);
-      if (s.max !== undefined && s.max < 2 ** 31 - 1) input.max = String(s.max);   // not "no limit"
+      if (s.max !== undefined) input.max = String(s.max);
     }
   }
 
