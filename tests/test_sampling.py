@@ -205,3 +205,17 @@ def test_a_json_schema_run_gives_json_that_fits(demo):
     _, text, reason = generated(demo, max_tokens=60, temperature=0.0, grammar=json_schema_grammar(schema))
     value = json.loads(text)
     assert reason == "eos" and value["answer"] in ("yes", "no") and isinstance(value["count"], int)
+
+
+def test_a_trace_setting_of_the_wrong_type_is_named(demo):
+    from moeviz.record import record
+    from moeviz.trace.schema import TraceFormatError, validate_header
+
+    header = record(demo, PROMPT, SamplingSettings(max_tokens=1, temperature=0.0)).header()
+    for field, bad, message in (("min_p", "high", "settings.min_p must be a number"),
+                                ("repeat_last_n", 1.5, "settings.repeat_last_n must be an integer"),
+                                ("grammar", 3, "settings.grammar must be a string"),
+                                ("logit_bias", [1, 2], "settings.logit_bias must be a list of [token, bias] pairs")):
+        with pytest.raises(TraceFormatError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            validate_header({**header, "settings": {**header["settings"], field: bad}})
+    validate_header({**header, "settings": {k: v for k, v in header["settings"].items() if k != "min_p"}})  # older
