@@ -15,7 +15,6 @@ import uuid
 import numpy as np
 
 from ..engine import Finished, PromptRouted, SamplingSettings, TokenRouted
-from ..engine.text import StopText
 from ..errors import MoevizError, UserError
 from .openai_tools import ChatOutput, chat_prompt_from_body
 from ..llama.grammar import check_gbnf, json_schema_grammar
@@ -61,6 +60,7 @@ class ApiRequest:
     stream: bool = False
     include_usage: bool = False
     return_routed_experts: bool = False
+    routed_experts_format: str = "sglang"  # where the routing goes: "sglang" (sglext + sgl_ext) or "vllm"
     routed_experts_start_len: int = 0
     logprobs: int | None = None            # None: none; else how many top tokens per generated token
     chat_plan: object = None               # openai_tools: the chat's template plan (tools, reasoning), set when queued
@@ -186,6 +186,17 @@ def _settings(body: dict, chat: bool, max_tokens_cap: int | None) -> tuple[Sampl
     return SamplingSettings(**given).validate(), max_given
 
 
+ROUTING_FORMATS = ("sglang", "vllm")
+
+
+def _routing_format(body: dict) -> str:
+    v = body.get("routed_experts_format", "sglang")
+    if v not in ROUTING_FORMATS:
+        raise ApiRequestError(f"'routed_experts_format' must be one of {', '.join(ROUTING_FORMATS)}",
+                              "routed_experts_format")
+    return v
+
+
 def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None) -> ApiRequest:
     """Validate a /v1/completions (chat=False) or /v1/chat/completions body.
     `max_tokens_cap`: a public server's limit (None: none, as llama-server)."""
@@ -239,15 +250,56 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None) -> Api
     return ApiRequest(chat=chat, prompt=prompt, settings=settings, model=model, stream=stream,
                       include_usage=include_usage,
                       return_routed_experts=_bool(body, "return_routed_experts"),
+                      routed_experts_format=_routing_format(body),
                       routed_experts_start_len=_integer(body, "routed_experts_start_len", 0, 0), logprobs=logprobs,
                       n=n, echo=echo, max_tokens_given=max_given)
 
 
-# Stop strings: engine/text.py StopText (incremental, held-back tail while streaming)
+# Stop strings ---------------------------------------------------------------------------
+class StopText:
+    """The text a client sees: generation stops after the token that completes a stop
+    string, and the answer ends before it (as llama-cpp-python trims it). While
+    streaming, a tail that could still become a stop string is held back."""
+
+    def __init__(self, stop: list[str]):
+        self.stop = stop
+        self.text = ""
+        self.sent = 0           # characters of `text` already handed out
+
+    def push(self, piece: str) -> str:
+        self.text += piece
+        end = self._cut()
+        if end is None:         # no stop yet: hold back a tail that is a stop's beginning
+            end = len(self.text) - self._partial()
+        out, self.sent = self.text[self.sent:end], max(self.sent, end)
+        return out
+
+    def finish(self) -> str:
+        end = self._cut()
+        end = len(self.text) if end is None else end
+        out, self.sent = self.text[self.sent:end], max(self.sent, end)
+        return out
+
+    @property
+    def final(self) -> str:
+        end = self._cut()
+        return self.text if end is None else self.text[:end]
+
+    def _cut(self) -> int | None:
+        found = [i for i in (self.text.find(s) for s in self.stop) if i >= 0]
+        return min(found) if found else None
+
+    def _partial(self) -> int:
+        best = 0
+        for s in self.stop:
+            for n in range(min(len(s) - 1, len(self.text)), best, -1):
+                if self.text.endswith(s[:n]):
+                    best = n
+                    break
+        return best
 
 
 # A run as the API sees it ---------------------------------------------------------------
-MODEL_NAME_ECHO_MAX = 256   # characters of a request's `model` echoed back; longer: the server's own id
 FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
 
 
@@ -260,9 +312,7 @@ class RunAnswer:
         # a chat's output read for reasoning and tool calls (openai_tools.ChatOutput)
         self.output = ChatOutput(request.chat_plan) if request.chat_plan is not None else None
         self.run_id = run_id
-        # the client's model name is echoed as OpenAI-compatible servers do, up to a length:
-        # every chunk of a stream carries it (a 4 MB name made a 1,024-token stream 4.1 GB)
-        self.model = request.model if request.model and len(request.model) <= MODEL_NAME_ECHO_MAX else model_id
+        self.model = request.model or model_id
         self.moe_layers = moe_layers
         self.id = ("chatcmpl-" if request.chat else "cmpl-") + str(uuid.uuid4())
         self.created = int(time.time())
@@ -362,19 +412,48 @@ class RunAnswer:
         seqlen = f.n_prompt + f.n_generated + (1 if f.reason == "eos" else 0)
         return self.request.routed_experts_start_len, max(self.request.routed_experts_start_len, seqlen - 1)
 
+    def _routed(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self._ids)[start:end], np.concatenate(self._weights)[start:end]
+
+    @property
+    def _vllm(self) -> bool:
+        return self.request.routed_experts_format == "vllm"
+
     def extensions(self, base_url: str) -> dict:
-        """`sgl_ext` and `moeviz` for the finished choice (return_routed_experts only)."""
+        """The finished choice's routing (return_routed_experts only): SGLang's older
+        per-choice `sgl_ext` (or vLLM's per-choice `routed_experts`: the generated tokens'
+        rows as nested lists) and moeviz's `moeviz` (run, permalink, weights)."""
         if not self.request.return_routed_experts or self.finish is None:
             return {}
         start, end = self.routed_rows()
-        ids = np.concatenate(self._ids)[start:end]
-        weights = np.concatenate(self._weights)[start:end]
-        return {
-            "sgl_ext": {"routed_experts": b64(ids, "<i4")},
-            "moeviz": {"run": self.run_id, "permalink": self.permalink_url(base_url),
-                       "moe_layers": list(self.moe_layers), "routed_experts_start_len": start,
-                       "shape": list(ids.shape), "weights": b64(weights, "<f4")},
-        }
+        if self._vllm:          # vLLM splits the prompt's rows (response level) from the generated ones
+            start = max(start, self.finish.n_prompt)
+            end = max(start, end)
+        ids, weights = self._routed(start, end)
+        own = {"run": self.run_id, "permalink": self.permalink_url(base_url), "moe_layers": list(self.moe_layers),
+               "routed_experts_start_len": start, "shape": list(ids.shape), "weights": b64(weights, "<f4")}
+        if self._vllm:
+            return {"routed_experts": ids.tolist(), "moeviz": own}
+        return {"sgl_ext": {"routed_experts": b64(ids, "<i4")}, "moeviz": own}
+
+    def response_extensions(self) -> dict:
+        """The response-level routing: current SGLang's `sglext.routed_experts` (base64
+        int32, the same rows as the choice's sgl_ext), or vLLM's `prompt_routed_experts`
+        (the prompt's rows as nested lists)."""
+        if not self.request.return_routed_experts or self.finish is None:
+            return {}
+        if self._vllm:
+            return {"prompt_routed_experts": self._routed(0, self.finish.n_prompt)[0].tolist()}
+        return {"sglext": {"routed_experts": b64(self._routed(*self.routed_rows())[0], "<i4")}}
+
+    def routing_chunk(self) -> dict | None:
+        """Current SGLang's last streamed chunk before the usage one: `choices: []` and the
+        response-level `sglext` (None unless asked, or in vLLM's placement)."""
+        ext = self.response_extensions()
+        if "sglext" not in ext:
+            return None
+        obj = "chat.completion.chunk" if self.request.chat else "text_completion"
+        return {**self._head(obj), "choices": [], **ext}
 
     def permalink_url(self, base_url: str) -> str | None:
         return base_url.rstrip("/") + self.permalink if self.permalink else None
@@ -389,10 +468,12 @@ class RunAnswer:
             message = self._message()
             choice = {"index": self.index, "message": message,
                       "logprobs": self._logprobs(self.logprobs), "finish_reason": self.finish_reason, **ext}
-            return {**self._head("chat.completion"), "choices": [choice], "usage": self.usage()}
+            return {**self._head("chat.completion"), "choices": [choice], "usage": self.usage(),
+                    **self.response_extensions()}
         choice = {"text": self.echoed + self.text.final, "index": self.index, "logprobs": self._logprobs(self.logprobs),
                   "finish_reason": self.finish_reason, **ext}
-        return {**self._head("text_completion"), "choices": [choice], "usage": self.usage()}
+        return {**self._head("text_completion"), "choices": [choice], "usage": self.usage(),
+                **self.response_extensions()}
 
     def role_chunk(self) -> dict:
         """A chat stream's first chunk: the assistant's role (llama-cpp-python sends it first)."""
@@ -423,6 +504,12 @@ class RunAnswer:
                 "choices": [{"text": text, "index": self.index, "logprobs": lp, "finish_reason": None}]}
 
     def final_chunk(self, base_url: str) -> dict:
+        """The chunk with the finish reason (and the choice's routing; in vLLM's placement
+        the prompt's rows too, at the chunk's top level)."""
+        top = self.response_extensions() if self._vllm else {}
+        return {**self._final_chunk(base_url), **top}
+
+    def _final_chunk(self, base_url: str) -> dict:
         ext, lp = self.extensions(base_url), self._new_logprobs()
         if lp is not None and not (lp.get("content") if self.request.chat else lp["tokens"]):
             lp = None
@@ -445,6 +532,8 @@ def combined_response(answers: list[RunAnswer], base_url: str) -> dict:
     order): every choice, the prompt counted once in the usage (OpenAI's)."""
     out = answers[0].response(base_url)
     out["choices"] = [a.response(base_url)["choices"][0] for a in answers]
+    if "sglext" in out:         # SGLang: one routing per choice, as a list when n > 1
+        out["sglext"] = {"routed_experts": [a.response_extensions()["sglext"]["routed_experts"] for a in answers]}
     completion = sum(a.finish.n_generated for a in answers)
     out["usage"] = {"prompt_tokens": answers[0].finish.n_prompt, "completion_tokens": completion,
                     "total_tokens": answers[0].finish.n_prompt + completion}

@@ -176,7 +176,9 @@ def router(ctx: ServerContext) -> APIRouter:
     async def chat_request(request: Request):
         ctx.guard.check(request)        # x-api-key, as Anthropic's clients send it (or Bearer)
         body = anthropic_to_chat(await read_body(request, settings.api.max_body_bytes))
-        return parse_request(body, chat=True, max_tokens_cap=settings.max_tokens)
+        req = parse_request(body, chat=True, max_tokens_cap=settings.max_tokens)
+        req.routed_experts_format = "sglang"      # the moeviz object carries SGLang's form
+        return req
 
     @r.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request):

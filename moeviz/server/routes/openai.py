@@ -145,6 +145,9 @@ def router(ctx: ServerContext) -> APIRouter:
                     yield sse(chunk)
                 if answer.finish is not None:
                     yield sse(answer.final_chunk(base_url))
+                    routing = answer.routing_chunk()       # current SGLang: sglext in a chunk of its own
+                    if routing is not None:
+                        yield sse(routing)
                     if run.req.include_usage:
                         yield sse(answer.usage_chunk())
                     break
