@@ -15,6 +15,7 @@ import uuid
 import numpy as np
 
 from ..engine import Finished, PromptRouted, SamplingSettings, TokenRouted
+from ..engine.text import StopText
 from ..errors import MoevizError, UserError
 from .openai_tools import ChatOutput, chat_prompt_from_body
 from ..llama.grammar import check_gbnf, json_schema_grammar
@@ -255,51 +256,11 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None) -> Api
                       n=n, echo=echo, max_tokens_given=max_given)
 
 
-# Stop strings ---------------------------------------------------------------------------
-class StopText:
-    """The text a client sees: generation stops after the token that completes a stop
-    string, and the answer ends before it (as llama-cpp-python trims it). While
-    streaming, a tail that could still become a stop string is held back."""
-
-    def __init__(self, stop: list[str]):
-        self.stop = stop
-        self.text = ""
-        self.sent = 0           # characters of `text` already handed out
-
-    def push(self, piece: str) -> str:
-        self.text += piece
-        end = self._cut()
-        if end is None:         # no stop yet: hold back a tail that is a stop's beginning
-            end = len(self.text) - self._partial()
-        out, self.sent = self.text[self.sent:end], max(self.sent, end)
-        return out
-
-    def finish(self) -> str:
-        end = self._cut()
-        end = len(self.text) if end is None else end
-        out, self.sent = self.text[self.sent:end], max(self.sent, end)
-        return out
-
-    @property
-    def final(self) -> str:
-        end = self._cut()
-        return self.text if end is None else self.text[:end]
-
-    def _cut(self) -> int | None:
-        found = [i for i in (self.text.find(s) for s in self.stop) if i >= 0]
-        return min(found) if found else None
-
-    def _partial(self) -> int:
-        best = 0
-        for s in self.stop:
-            for n in range(min(len(s) - 1, len(self.text)), best, -1):
-                if self.text.endswith(s[:n]):
-                    best = n
-                    break
-        return best
+# Stop strings: engine/text.py StopText (incremental, held-back tail while streaming)
 
 
 # A run as the API sees it ---------------------------------------------------------------
+MODEL_NAME_ECHO_MAX = 256   # characters of a request's `model` echoed back; longer: the server's own id
 FINISH_REASONS = {"eos": "stop", "stop": "stop", "length": "length", "context": "length", "cancelled": "stop"}
 
 
@@ -312,7 +273,9 @@ class RunAnswer:
         # a chat's output read for reasoning and tool calls (openai_tools.ChatOutput)
         self.output = ChatOutput(request.chat_plan) if request.chat_plan is not None else None
         self.run_id = run_id
-        self.model = request.model or model_id
+        # the client's model name is echoed as OpenAI-compatible servers do, up to a length:
+        # every chunk of a stream carries it (a 4 MB name made a 1,024-token stream 4.1 GB)
+        self.model = request.model if request.model and len(request.model) <= MODEL_NAME_ECHO_MAX else model_id
         self.moe_layers = moe_layers
         self.id = ("chatcmpl-" if request.chat else "cmpl-") + str(uuid.uuid4())
         self.created = int(time.time())
