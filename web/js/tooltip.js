@@ -3,7 +3,8 @@
 // to whichever side of the pointer is free, or stays hidden when none is (the card says
 // more). Touch screens have no hover: a tap opens the card, and no tooltip shows.
 let el = null;
-const touchOnly = window.matchMedia ? window.matchMedia("(hover: none)") : null;
+// read when needed, not at import: node's tests import the views without a window
+const touchOnly = () => typeof window !== "undefined" && !!window.matchMedia && window.matchMedia("(hover: none)").matches;
 
 function tip() {
   if (!el) el = document.getElementById("tooltip");
@@ -15,7 +16,7 @@ const overlaps = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bot
 export function showTooltip(ev, lines) {
   const t = tip();
   if (!t) return;
-  if (touchOnly && touchOnly.matches) { t.hidden = true; return; }
+  if (touchOnly()) { t.hidden = true; return; }
   t.textContent = lines.join("\n");
   t.hidden = false;
   const pad = 14, w = t.offsetWidth, h = t.offsetHeight, W = window.innerWidth, H = window.innerHeight;
