@@ -45,6 +45,7 @@ FAMILIES = {
     "upstage-Solar-Open-100B.jinja": "solar-open",
     "LFM2-8B-A1B.jinja": "lfm2", "LFM2.5-8B-A1B.jinja": "lfm2",
     "MiniMax-M1.jinja": "minimax-m1",
+    "Cohere2MoE.jinja": "cohere", "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja": "cohere",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
 SINGLE_CALL = {"llama3", "gpt-oss"}        # one call per turn in these formats
@@ -72,6 +73,9 @@ def model_output(plan, calls, content="Let me look that up.") -> str:
     written = fam.join([fam.write(name, args, i) for i, (name, args) in enumerate(calls)])
     if fam.name == "gpt-oss":
         return "<|channel|>analysis<|message|>The user wants weather.<|end|><|start|>assistant" + written
+    if fam.name == "cohere":
+        return (("" if plan.opened else "<|START_THINKING|>") + "The user wants weather.<|END_THINKING|><|START_TEXT|>" + content
+                + "<|END_TEXT|>" + written)
     if fam.name == "solar-open":
         return ("<|think|>The user wants weather.<|end|><|begin|>assistant<|content|>" + content
                 + "<|end|><|begin|>assistant" + written)
@@ -128,6 +132,8 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
     ("google-gemma-4-31B-it.jinja", '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>,days:2}<tool_call|>'),
     ("upstage-Solar-Open-100B.jinja", '<|tool_call:begin|>call12345<|tool_call:name|>get_weather<|tool_call:args|>'
                                       '{"city": "Paris", "days": 2}<|tool_call:end|>'),
+    ("Cohere2MoE.jinja", '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather", "parameters": '
+                         '{"city": "Paris", "days": 2}}\n]<|END_ACTION|>'),
     ("MiniMax-M2.jinja", '<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'),
     ("deepseek-ai-DeepSeek-V3.2.jinja", '<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="city" '
                                         'string="true">Paris</｜DSML｜parameter>\n<｜DSML｜parameter name="days" '
@@ -156,7 +162,7 @@ def test_the_templates_own_rendering_of_a_call_parses_back(name, fragment):
         text = "<|tool_calls|>" + text.split("<|calls|>")[0]
     p = plan.parser()
     if plan.opened and plan.family.name not in ("gpt-oss", "solar-open"):
-        p.feed("</think>")
+        p.feed(plan.family.think[1])              # the prompt opened the reasoning: close it
     for ch in text:
         p.feed(ch)
     p.finish()

@@ -364,7 +364,10 @@ def detect(src: str) -> Family:
         if cls.detect(src):
             return cls()
     from .gemma import Gemma4
+    from .cohere import Cohere
     from .lfm2 import Lfm2
+    if Cohere.detect(src):
+        return Cohere()
     from .solar import Solar
     if Lfm2.detect(src):
         return Lfm2()
