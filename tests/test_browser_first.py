@@ -105,12 +105,14 @@ def test_touch_screens_get_tap_text(server, browser):
         pg.close()
 
 
-def test_masked_experts_are_counted_as_masked_not_dormant(server, browser, fixture_models, tmp_path):
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_masked_experts_are_counted_as_masked_not_dormant(server, browser, axe_source, fixture_models, tmp_path, size):
     # a run of the page's model (deepseek2 fixture: MoE layers 1-3, 16 experts) with 3 experts masked
     out = tmp_path / "masked.json"
     run_cli("record", "--model", fixture_models["deepseek2"], "--prompt", "Hello there", "--max-tokens", "6",
             "--temperature", "0", "--mask", "1:0,2:5,3:7", "--out", out, check=True)
-    pg = Page(browser, server.url + "/", viewport={"width": 1440, "height": 900})
+    w, h = size
+    pg = Page(browser, server.url + "/", viewport={"width": w, "height": h})
     try:
         pg.page.set_input_files("#open-file", str(out))
         pg.page.wait_for_function("moeviz.source && moeviz.source.kind === 'file' && moeviz.done")
@@ -134,6 +136,8 @@ def test_masked_experts_are_counted_as_masked_not_dormant(server, browser, fixtu
         assert pg.page.inner_text("#replay-prompt") == "Hello there"
         line = pg.page.inner_text("#replay-settings")
         assert line.startswith("sampling: up to 6 new tokens, temperature 0") and "routing: 4 experts per token, 3 masked" in line
+        assert in_first_screen(pg, "replay-note", w, h)
+        assert axe_violations(pg, axe_source) == []
         assert pg.errors == []
     finally:
         pg.close()
