@@ -9,6 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from serverproc import ServerProcess
 from websockets.sync.client import connect
 
@@ -180,3 +181,54 @@ def test_kill_9_mid_run_loses_nothing_stored(fixture_models, tmp_path):
             assert m["type"] == "done" and m["permalink"].startswith("/r/")
         assert "Traceback" not in s.close()
     assert Path(tmp_path).is_dir()
+
+
+@pytest.mark.slow
+def test_large_stored_runs_are_served_without_stalling_the_server(fixture_models, tmp_path):
+    """Issue 21 finding 11: 8 concurrent GETs of an 80 MB JSON trace stalled /health 7.1 s
+    (the whole run encoded in two C calls that never let go of the GIL). The JSON is now
+    streamed in pieces (moeviz/server/trace_json.py): the same bytes, and /health answers
+    while 4 clients fetch a 20 MB run."""
+    import numpy as np
+    from starlette.responses import JSONResponse
+
+    from moeviz.trace.io import to_json_dict
+    from moeviz.trace.schema import Trace
+    from moeviz.trace.store import RunStore
+
+    n, L, k, E = 12000, 16, 8, 64
+    rng = np.random.default_rng(0)
+    ids = ((rng.integers(0, E, (n, L, 1)) + np.arange(k)) % E).astype(np.int32)
+    model = {"name": "big", "architecture": "qwen3moe", "n_layer": L, "moe_layers": list(range(L)),
+             "dense_layers": [], "n_expert": E, "n_expert_used": k, "total_params": 10, "active_params": 5,
+             "n_vocab": 100}
+    trace = Trace(model, "p", {}, [{"id": i % 100, "text": f"t{i}", "prompt": i < 1} for i in range(n)], ids,
+                  rng.random((n, L, k)).astype(np.float32),
+                  finish={"reason": "length", "n_prompt": 1, "n_generated": n - 1}).validate()
+    run_id = RunStore(tmp_path).save(trace)
+    expected = JSONResponse(to_json_dict(trace)).body
+    assert len(expected) > 15e6
+    with ServerProcess("--model", fixture_models["llama"], "--data-dir", tmp_path) as s:
+        bodies, lag, done = [], [], threading.Event()
+
+        def fetch():
+            bodies.append(get(f"{s.url}/api/runs/{run_id}")[1])
+
+        def health():
+            while not done.is_set():
+                t0 = time.perf_counter()
+                assert get(s.url + "/health")[0] == 200
+                lag.append(time.perf_counter() - t0)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=health)
+        watcher.start()
+        fetchers = [threading.Thread(target=fetch) for _ in range(4)]
+        for t in fetchers:
+            t.start()
+        for t in fetchers:
+            t.join()
+        done.set()
+        watcher.join()
+        assert len(bodies) == 4 and all(b == expected for b in bodies)
+        assert len(lag) > 5 and max(lag) < 1.5, (len(lag), max(lag))
