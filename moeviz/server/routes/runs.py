@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...analysis import TOKEN_SELECTIONS, AnalysisError, to_json, trace_stats
 from ...errors import Forbidden
-from ...trace.io import to_json_dict
 from ..context import ServerContext
+from ..trace_json import json_pieces
 from ..uploads import store_upload
 
 
@@ -24,7 +24,9 @@ def router(ctx: ServerContext) -> APIRouter:
             # ?head=n: the first n tokens, marked partial, when the run is longer (moeviz/trace/partial.py)
             data = ctx.stored.head(run_id, max(1, head)) if head is not None else None
             return Response(data or store.load_bytes(run_id), media_type="application/octet-stream")
-        return JSONResponse(to_json_dict(store.load(run_id)))
+        # in pieces, pulled in the threadpool: one encode of a large run held the GIL, and
+        # with it the event loop, for seconds (trace_json.py)
+        return StreamingResponse(json_pieces(store.load(run_id)), media_type="application/json")
 
     @r.get("/api/runs/{run_id}/stats")
     def run_stats(run_id: str, tokens: str = "all"):
