@@ -12,6 +12,7 @@ SDIST = Path(os.environ.get("MOEVIZ_CACHE", Path.home() / ".cache/moeviz")) / "s
 
 
 @pytest.mark.skipif(not SDIST.exists(), reason="needs the cached sdist that make setup downloads")
+@pytest.mark.slow
 def test_a_patch_that_does_not_apply_stops_the_build(tmp_path):
     patches = tmp_path / "patches"
     patches.mkdir()

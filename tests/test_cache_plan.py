@@ -130,6 +130,7 @@ def test_every_policy_equals_a_plain_simulation_and_belady_bounds_them(demo_trac
     assert pol["belady"]["hit_rate"] > pol["lru"]["hit_rate"]
 
 
+@pytest.mark.slow
 def test_lrfu_at_lambda_0_is_lfu(demo_traces):
     ids = np.concatenate(_ids(demo_traces[:3]))
     for N in (4, 12):

@@ -103,6 +103,7 @@ def test_facts_describe_the_shipped_file():
     assert ppl["model"] < ppl["unigram"] / 10   # held-out split vs the training split's unigram
 
 
+@pytest.mark.slow
 def test_llama_cpp_logits_match_numpy_forward(samples, reference):
     for (kind, tokens, logits, _), ref in zip(samples, reference):
         ref_logits = ref[3][:N_TOKENS]
@@ -161,6 +162,7 @@ def separation(ids: list[np.ndarray], samples) -> float:
     return float(sep["separation"].max())
 
 
+@pytest.mark.slow
 def test_routing_separates_code_from_prose_unlike_random_weights(samples, reference, tmp_path):
     trained = separation([r[1] for r in reference], samples)
     randoms = []
@@ -178,6 +180,7 @@ def test_routing_separates_code_from_prose_unlike_random_weights(samples, refere
 DORMANT_PROMPTS = ("code-fibonacci", "docs-with-statement")
 
 
+@pytest.mark.slow
 def test_short_prompts_leave_different_experts_dormant(engine):
     from moeviz.demo_model.dormant_report import dormant_sets, uniform_dormant_share
     from moeviz.prompts import load_prompts

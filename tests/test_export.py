@@ -7,6 +7,7 @@ from conftest import run_cli
 from moeviz.trace import load
 
 
+@pytest.mark.slow
 def test_export_traces_and_recorded_prompts(fixture_models, tmp_path):
     t1 = tmp_path / "a.json"
     run_cli("record", "-m", fixture_models["llama"], "--prompt", "hello there", "-o", t1, "--max-tokens", 3, check=True)

@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -21,6 +23,7 @@ def test_serve_on_a_busy_port_is_one_line_naming_it():
     assert "Errno" not in r.stderr and "shows the progress" not in r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_export_lists_every_skipped_prompt_and_counts_runs(tmp_path):
     from moeviz.prompts import DEFAULT_DIR, load_prompts, suits
 
@@ -43,6 +46,7 @@ def test_export_lists_every_skipped_prompt_and_counts_runs(tmp_path):
     assert one.returncode == 0 and "with 1 run to" in one.stderr, one.stderr
 
 
+@pytest.mark.slow
 def test_record_past_the_trained_context_warns_in_one_line(tmp_path):
     # the demo model was trained on 512-token sequences (its GGUF's context length)
     def record(n):

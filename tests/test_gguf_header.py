@@ -29,6 +29,7 @@ def test_same_info_as_gguf_reader_on_every_model(arch_models, monkeypatch):  # n
         assert ours == theirs, path
 
 
+@pytest.mark.slow
 def test_same_info_on_the_qwen3_30b_shape(tmp_path, monkeypatch):
     from moeviz.fixtures import write_fixture
     from moeviz.fixtures.models import QWEN3_30B_SHAPE

@@ -108,6 +108,7 @@ def test_a_prompt_over_the_batch_but_within_the_padded_context_runs(small_ctx_se
 
 
 @pytest.mark.parametrize("n_ctx", [1, 2, 4, 8])
+@pytest.mark.slow
 def test_record_with_a_tiny_context_records(fixture_models, tmp_path, n_ctx):
     out = tmp_path / "t.json"
     r = run_cli("record", "-m", fixture_models["llama"], "--n-ctx", n_ctx, "--prompt", WORDS, "-o", out,

@@ -139,6 +139,7 @@ def test_hub_errors_are_one_line(fake_hub, models, args, words):
         assert w in line
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_is_one_line(tmp_path):
     from serverproc import free_port
 

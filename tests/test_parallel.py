@@ -199,6 +199,7 @@ def test_a_group_of_runs_is_admitted_together_or_not_at_all(demo_pair):
     assert len(texts) > 1   # the seeds drew different continuations
 
 
+@pytest.mark.slow
 def test_quantized_weights_flip_only_near_ties(quantized):  # noqa: F811
     """Quantized expert weights: the decode step's several-row kernels round otherwise
     than one row; a decision that flips must be a near-tie in the run alone."""

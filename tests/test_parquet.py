@@ -21,6 +21,7 @@ def recorded(tmp_path_factory, llama_fixture):
     return paths
 
 
+@pytest.mark.slow
 def test_long_table_round_trip_and_duckdb_reproduces_stats(recorded, tmp_path):
     import duckdb
     import pyarrow.parquet as pq

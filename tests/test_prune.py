@@ -177,6 +177,7 @@ def test_gating_without_renormalization_differs_by_the_dropped_mass(archs):
           f"{100 * same_sets:.1f}% of (token, layer)")
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_writes_nothing(archs, tmp_path):
     folder, models = archs
     m = models["llama"]

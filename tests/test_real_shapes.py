@@ -24,6 +24,7 @@ from moeviz.fixtures.quantize import FTYPES, quantize_gguf
 from moeviz.gguf_info import read_model_info
 from moeviz.trace import load
 
+pytestmark = pytest.mark.slow    # quantizing fixtures and a 152k-vocabulary model: minutes (make test, not test-fast)
 needs_native = pytest.mark.skipif(not native_available() and os.environ.get("MOEVIZ_ALLOW_UNPATCHED") == "1",
                                   reason="unpatched llama-cpp-python explicitly allowed")
 

@@ -126,6 +126,7 @@ def test_logit_bias_by_id_and_by_text(demo):
         generated(demo, max_tokens=2, temperature=0.0, logit_bias=[[10**9, 1]])
 
 
+@pytest.mark.slow
 def test_repeat_penalty_cuts_repeats(demo):
     def repeats(ids):
         return len(ids) - len(set(ids))

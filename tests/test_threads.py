@@ -50,6 +50,7 @@ def texts(trace) -> list[str]:
     return [t["text"] for t in trace.tokens]
 
 
+@pytest.mark.slow
 def test_chat_tokenization_beside_a_generation_leaves_its_text_alone(engine, widened):
     greedy = SamplingSettings(max_tokens=16, temperature=0.0)
     alone = texts(record(engine, PROMPT, greedy))

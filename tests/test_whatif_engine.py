@@ -136,6 +136,7 @@ def test_replay_with_a_mask_and_another_top_k(engine, k):
     assert all(set(a.expert_ids[t, 0][keep[t]]) <= set(b.expert_ids[t, 0]) for t in range(a.n_tokens))
 
 
+@pytest.mark.slow
 def test_q8_0_replay_diff_equals_an_independent_computation(fixture_models, q8_model):
     f32 = Engine(fixture_models["llama"], capture="native", **EXACT)
     try:
@@ -158,6 +159,7 @@ def test_q8_0_replay_diff_equals_an_independent_computation(fixture_models, q8_m
     assert d["candidates"]["kl_mean"] > 0
 
 
+@pytest.mark.slow
 def test_replay_needs_the_same_vocabulary(engine, fixture_dir):
     from moeviz.fixtures import FixtureSpec, write_fixture
 
@@ -186,6 +188,7 @@ def test_without_the_patched_library_an_intervention_is_one_clear_line(engine, m
     assert record(engine, PROMPT, GREEDY).k == 2          # a plain run needs nothing from the patch
 
 
+@pytest.mark.slow
 def test_cli_record_replay_and_diff(fixture_models, q8_model, tmp_path):
     m = fixture_models["llama"]
     common = ["--kv-type", "f32", "--flash-attn", "off", "--n-ctx", "512"]
@@ -215,6 +218,7 @@ def test_cli_record_replay_and_diff(fixture_models, q8_model, tmp_path):
     assert r.stderr == "moeviz record: error: --fast only applies to --tokens-from\n"
 
 
+@pytest.mark.slow
 def test_halving_top_k_on_the_cli(fixture_models, tmp_path):
     """deepseek2: top-4 of 16 -> 2 on the same tokens (in processes of their own: a
     llama.cpp abort must fail this test, not the session)."""
