@@ -62,6 +62,7 @@ def test_every_top_k_on_the_demo_model_records(tmp_path):
         assert json.loads(out.read_text())["settings"]["experts_per_token"] == k
 
 
+@pytest.mark.slow     # every top-k, masked and not, both backends, on 6 models: minutes
 def test_every_top_k_on_the_fixture_architectures(fixture_models):
     from moeviz.demo import default_model_path
 
