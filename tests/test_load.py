@@ -232,3 +232,34 @@ def test_large_stored_runs_are_served_without_stalling_the_server(fixture_models
         watcher.join()
         assert len(bodies) == 4 and all(b == expected for b in bodies)
         assert len(lag) > 5 and max(lag) < 1.5, (len(lag), max(lag))
+
+
+def test_sigterm_ends_the_server_while_a_stream_is_not_read(fixture_models, tmp_path):
+    """Issue 21 finding 6: SIGTERM did not stop a server whose streaming client had stopped
+    reading (still running 30 s later). Shutdown is bounded (uvicorn's graceful timeout,
+    server/connections.py): the stream is cancelled, its run with it, and the process exits."""
+    import socket
+
+    s = ServerProcess("--model", fixture_models["llama"], "--data-dir", tmp_path)
+    try:
+        host, port = s.url.removeprefix("http://").split(":")
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect((host, int(port)))
+        body = json.dumps({"model": "m", "prompt": "the cat sat", "max_tokens": 3000, "stream": True,
+                           "temperature": 1.0, "ignore_eos": True}).encode()
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        stalled.recv(100)    # the stream has begun; nothing more is read
+        time.sleep(3)
+        t0 = time.perf_counter()
+        s.proc.send_signal(signal.SIGTERM)
+        s.proc.wait(timeout=20)
+        took = time.perf_counter() - t0
+        assert took < 10, took
+        stalled.close()
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+        out = s.close()
+    assert "Traceback" not in out, out[-3000:]

@@ -23,6 +23,7 @@ import collections
 import dataclasses
 import ipaddress
 import json
+import logging
 import threading
 
 from ..errors import UserError
@@ -200,13 +201,33 @@ class WebsocketLimits:
         return f"idle for {self.limits.websocket_idle_s:g} s"
 
 
+SHUTDOWN_GRACE_S = 3.0   # after SIGTERM / Ctrl-C: how long open responses may take to finish
+
+
+class _ShutdownCancellations(logging.Filter):
+    """uvicorn logs each response it cancels at the end of the graceful shutdown as an
+    "Exception in ASGI application" with a traceback: that cancellation is the design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, asyncio.CancelledError) and "graceful shutdown" in str(exc))
+
+
+_SHUTDOWN_FILTER = _ShutdownCancellations()
+
+
 def uvicorn_options(settings, forwarded_allow_ips: str | None = None) -> dict:
     """uvicorn.Config keywords for a moeviz server: proxy headers (X-Forwarded-For/-Proto)
     believed only from the `forwarded_allow_ips` addresses (none by default: uvicorn
     itself would trust 127.0.0.1, so any client of a same-host proxy could name its own
     address), and in public mode the connection limits of `settings.limits`."""
     trusted = trusted_networks(forwarded_allow_ips)
-    opts = {"proxy_headers": bool(trusted), "forwarded_allow_ips": forwarded_allow_ips or ""}
+    logging.getLogger("uvicorn.error").addFilter(_SHUTDOWN_FILTER)   # once: a set
+    opts = {"proxy_headers": bool(trusted), "forwarded_allow_ips": forwarded_allow_ips or "",
+            # a bounded graceful shutdown: uvicorn waits for open responses, and a streaming
+            # client that stopped reading kept SIGTERM from ending the server (30 s+); after
+            # this it cancels them (their runs are cancelled as for a client that leaves)
+            "timeout_graceful_shutdown": SHUTDOWN_GRACE_S}
     if settings.public:
         http, ws = limited_protocols(settings.limits, trusted)
         opts.update(http=http, ws=ws, timeout_keep_alive=settings.limits.keep_alive_s)
