@@ -208,10 +208,11 @@ def test_cli_record_replay_and_diff(fixture_models, q8_model, tmp_path):
     assert c.k == 3 and c.settings["tokens_from"]["batches"] == "all at once" and not (c.expert_ids == 2).any()
     out = run_cli("diff", tmp_path / "a.json", tmp_path / "c.json", "--tokens", check=True).stdout
     assert "top-2 vs top-3" in out and "masked: A none; B 0:2,1:2,2:2,3:2" in out
-    for bad, words in ((["--mask", "1-2"], "is not LAYER:EXPERT"), (["--experts-per-token", "9"], "from 1 to 8"),
-                       (["--candidates", "-1"], "candidates must be an integer from 0")):
+    # (run settings are checked as their flags are read, from moeviz/settings.py: argparse's exit status 2)
+    for bad, words, status in ((["--mask", "1-2"], "is not LAYER:EXPERT", 1), (["--experts-per-token", "9"], "from 1 to 8", 1),
+                               (["--candidates", "-1"], "'candidates' must be an integer from 0 to 1000", 2)):
         r = run_cli("record", "-m", m, "--prompt", "x", "-o", tmp_path / "x.json", *bad)
-        assert r.returncode == 1 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+        assert r.returncode == status and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
     r = run_cli("record", "-m", m, "--tokens-from", tmp_path / "nope.json", "-o", tmp_path / "x.json")
     assert r.returncode == 1 and "trace file not found" in r.stderr and r.stderr.count("\n") == 1
     r = run_cli("record", "-m", m, "--prompt", "x", "--fast", "-o", tmp_path / "x.json")
