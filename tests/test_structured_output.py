@@ -104,6 +104,7 @@ def test_echo_and_max_tokens_clamped_to_the_context(client):
     ({"extra_body": {"response_format": {"type": "json_object"}, "grammar": 'root ::= "a"'}}, "response_format"),
     ({"echo": True, "logprobs": 2}, "echo"),
     ({"extra_body": {"typical_p": 2}}, "typical_p"),
+    ({"logit_bias": {"99999": 5}}, "logit_bias"),
 ])
 def test_bad_structured_requests_are_one_line_400s(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as e:

@@ -20,6 +20,7 @@ import ctypes
 import numpy as np
 
 from ..errors import UserError
+from ..settings import SettingsError
 from .grammar import GrammarError, check_gbnf, last_grammar_error
 from .lib import llama_cpp
 
@@ -131,8 +132,7 @@ class SamplerChain:
             if isinstance(key, str):   # llama-server: every token of the text (tokenized without specials)
                 biases += [(t, value) for t in m.tokenize(key)]
             elif not 0 <= key < m.n_vocab:
-                raise GrammarError(f"'logit_bias': token {key} is not in this model's vocabulary (0-{m.n_vocab - 1})",
-                                   "logit_bias")
+                raise _bad_token(key, m.n_vocab)
             else:
                 biases.append((key, value))
         arr = (lc.llama_logit_bias * len(biases))(*[lc.llama_logit_bias(t, b) for t, b in biases])
@@ -207,6 +207,22 @@ def check_grammar(model, text: str) -> None:
     LoadedModel; the sampler is made and freed): a request's grammar is refused before
     its run is queued."""
     llama_cpp().llama_sampler_free(make_grammar_sampler(model.vocab, text))
+
+
+def check_run_settings(model, settings) -> None:
+    """What of a run's (validated) sampling settings only the model can judge: logit_bias
+    token ids within its vocabulary, a grammar its parser takes. A one-line UserError
+    before the run is queued, rather than when it first samples."""
+    for key, _bias in settings.logit_bias:
+        if isinstance(key, int) and not 0 <= key < model.n_vocab:
+            raise _bad_token(key, model.n_vocab)
+    if settings.grammar:
+        check_grammar(model, settings.grammar)
+
+
+def _bad_token(token: int, n_vocab: int) -> SettingsError:
+    return SettingsError(f"'logit_bias': token {token} is not in this model's vocabulary (0-{n_vocab - 1})",
+                         "logit_bias")
 
 
 def _log_mark():
