@@ -45,6 +45,7 @@ FAMILIES = {
     "upstage-Solar-Open-100B.jinja": "solar-open",
     "LFM2-8B-A1B.jinja": "lfm2", "LFM2.5-8B-A1B.jinja": "lfm2",
     "MiniMax-M1.jinja": "minimax-m1",
+    "GigaChat3-10B-A1.8B.jinja": "gigachat3", "GigaChat3.1-10B-A1.8B.jinja": "gigachat3",
     "Cohere2MoE.jinja": "cohere", "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja": "cohere",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",
 }
@@ -134,6 +135,8 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
                                       '{"city": "Paris", "days": 2}<|tool_call:end|>'),
     ("Cohere2MoE.jinja", '<|START_ACTION|>[\n    {"tool_call_id": "0", "tool_name": "get_weather", "parameters": '
                          '{"city": "Paris", "days": 2}}\n]<|END_ACTION|>'),
+    ("GigaChat3-10B-A1.8B.jinja", '<|message_sep|>\n\nfunction call<|role_sep|>\n{"name": "get_weather", '
+                                  '"arguments": {"city": "Paris", "days": 2}}'),
     ("MiniMax-M2.jinja", '<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'),
     ("deepseek-ai-DeepSeek-V3.2.jinja", '<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="city" '
                                         'string="true">Paris</｜DSML｜parameter>\n<｜DSML｜parameter name="days" '
@@ -147,7 +150,8 @@ def test_the_templates_own_rendering_of_a_call_parses_back(name, fragment):
     plan = plan_chat(src, chat_prompt([USER], TOOLS))
     start = history.index(fragment)
     text = history[start:]
-    for end in ("<|im_end|>", "<｜tool▁calls▁end｜>", "</s>", "<|call|>", "[/TOOL_CALLS]", "<|tool_calls_section_end|>"):
+    for end in ("<|message_sep|>\n\nfunction result", "<|im_end|>", "<｜tool▁calls▁end｜>", "</s>", "<|call|>",
+                "[/TOOL_CALLS]", "<|tool_calls_section_end|>"):
         text = text.split(end, 1)[0]
     if plan.family.name == "deepseek":
         text = "<｜tool▁calls▁begin｜>" + text

@@ -355,7 +355,7 @@ class DeepSeek(Family):
 def detect(src: str) -> Family:
     """The family of a chat template, tested in llama.cpp's order (most specific first)."""
     from .harmony import Harmony  # noqa: PLC0415 - these import this module
-    from .jsonforms import Generic, Llama3, MiniMaxM1, Mistral
+    from .jsonforms import Generic, GigaChat3, Llama3, MiniMaxM1, Mistral
     if Mistral.detect(src):
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
@@ -379,7 +379,7 @@ def detect(src: str) -> Family:
         return DeepSeekDsml("function_calls" if "function_calls" in src else "tool_calls")
     if DeepSeek.detect(src):
         return DeepSeek(fenced="```json" in src)
-    for cls in (Glm45, Qwen3Coder, Hermes, MiniMaxM1, Llama3):
+    for cls in (Glm45, Qwen3Coder, Hermes, MiniMaxM1, GigaChat3, Llama3):
         if cls.detect(src):
             return cls()
     return Generic()

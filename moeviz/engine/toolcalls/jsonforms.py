@@ -105,6 +105,26 @@ class MiniMaxM1(Family):
         return self.section_open + "\n" + "\n".join(calls) + "\n" + self.section_close
 
 
+class GigaChat3(Family):
+    """GigaChat 3 (10B-A1.8B MoE): a call is a message of its own,
+    <|message_sep|>\n\nfunction call<|role_sep|>\n{"name": ..., "arguments": {...}}."""
+    name = "gigachat3"
+    call_open = "<|message_sep|>\n\nfunction call<|role_sep|>\n"
+
+    @classmethod
+    def detect(cls, src):
+        return "<|role_sep|>" in src and "<|message_sep|>" in src and "function call" in src
+
+    def call(self, seg, partial, tools):
+        return json_call(seg, partial)[0]
+
+    def write(self, name, args, index=0, call_id=""):
+        return self.call_open + dumps({"name": name, "arguments": args})
+
+    def join(self, calls):
+        return "".join(calls)
+
+
 class JsonFamily(Family):
     """Calls written as bare JSON: the output is one (when it begins with `{` and names a
     known tool), else it is content."""
