@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
-from ..api_runs import ApiRun, ClientGone, start_run
+from ..api_runs import ApiRun, ClientGone, RunError, chat_chunks, finished, start_run
 from ..context import ServerContext
 from ..errors import client_message, client_status
 from ..limits import read_limited
@@ -115,44 +115,27 @@ def router(ctx: ServerContext) -> APIRouter:
 
     async def whole_answer(request: Request, run: ApiRun, base_url: str, headers: dict):
         try:
-            while True:
-                try:
-                    ev, msg, pieces = await run.next(request)
-                except ClientGone:
-                    return JSONResponse(error_body("the client closed the request", 400), status_code=400)
-                if ev is None:
-                    return JSONResponse(error_body(msg["message"], msg.get("status", 500)),
-                                        status_code=msg.get("status", 500), headers=headers)
-                run.answer.add(ev, msg, pieces)
-                if run.answer.finish is not None:
-                    return JSONResponse(run.answer.response(base_url), headers=headers)
-        finally:
-            run.cancel_unless_finished()
+            answer = await finished(run, request)
+        except ClientGone:
+            return JSONResponse(error_body("the client closed the request", 400), status_code=400)
+        except RunError as e:
+            return JSONResponse(error_body(e.one_line(), e.status), status_code=e.status, headers=headers)
+        return JSONResponse(answer.response(base_url), headers=headers)
 
     async def stream(run: ApiRun, base_url: str):
         answer = run.answer
+        if run.req.chat:
+            yield sse(answer.role_chunk())
         try:
-            if run.req.chat:
-                yield sse(answer.role_chunk())
-            while True:
-                ev, msg, pieces = await run.next()
-                if ev is None:     # the run failed after the stream began: OpenAI's error object, then the end
-                    yield sse(error_body(msg["message"], msg.get("status", 500)))
-                    break
-                text = answer.add(ev, msg, pieces)
-                chunk = answer.text_chunk(text) if text else None     # None: held back (tool-call markup)
-                if chunk:
-                    yield sse(chunk)
-                if answer.finish is not None:
-                    yield sse(answer.final_chunk(base_url))
-                    routing = answer.routing_chunk()       # current SGLang: sglext in a chunk of its own
-                    if routing is not None:
-                        yield sse(routing)
-                    if run.req.include_usage:
-                        yield sse(answer.usage_chunk())
-                    break
-            yield "data: [DONE]\n\n"
-        finally:
-            run.cancel_unless_finished()     # the client left: its run is cancelled, as a page's is
+            async for chunk in chat_chunks(run, base_url):      # the text's chunks, then the finishing one
+                yield sse(chunk)
+            routing = answer.routing_chunk()       # current SGLang: sglext in a chunk of its own
+            if routing is not None:
+                yield sse(routing)
+            if run.req.include_usage:
+                yield sse(answer.usage_chunk())
+        except RunError as e:      # the run failed after the stream began: OpenAI's error object, then the end
+            yield sse(error_body(e.one_line(), e.status))
+        yield "data: [DONE]\n\n"
 
     return r
