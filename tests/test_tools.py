@@ -44,7 +44,7 @@ FAMILIES = {
     "google-gemma-4-31B-it.jinja": "gemma4",
     "upstage-Solar-Open-100B.jinja": "solar-open",
     "LFM2-8B-A1B.jinja": "lfm2", "LFM2.5-8B-A1B.jinja": "lfm2",
-    "MiniMax-M1.jinja": "minimax-m1",
+    "MiniMax-M1.jinja": "minimax-m1", "Apriel-1.6-15b-Thinker-fixed.jinja": "minimax-m1",
     "GigaChat3-10B-A1.8B.jinja": "gigachat3", "GigaChat3.1-10B-A1.8B.jinja": "gigachat3",
     "Cohere2MoE.jinja": "cohere", "CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja": "cohere",
     "microsoft-Phi-3.5-mini-instruct.jinja": "generic", "google-gemma-2-2b-it.jinja": "generic",

@@ -67,7 +67,8 @@ class Mistral(Family):
 
 
 class MiniMaxM1(Family):
-    """MiniMax-M1: <tool_calls>{"name": ..., "arguments": {...}} one object a line ...</tool_calls>."""
+    """MiniMax-M1: <tool_calls>{"name": ..., "arguments": {...}} one object a line ...</tool_calls>;
+    Apriel 1.5 / 1.6: the same objects as a JSON list inside the tags."""
     name = "minimax-m1"
     section_open, section_close = "<tool_calls>", "</tool_calls>"
 
@@ -84,7 +85,7 @@ class MiniMaxM1(Family):
             return settled(body, self.markers(), partial), [], "", False
         content, s, calls, pos = body[:i].rstrip(), body[i + len(self.section_open):], [], 0
         while True:
-            while pos < len(s) and s[pos] in " \t\r\n":
+            while pos < len(s) and s[pos] in " \t\r\n[,]":
                 pos += 1
             if pos >= len(s) or s.startswith(self.section_close, pos):
                 break

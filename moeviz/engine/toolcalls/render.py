@@ -51,7 +51,7 @@ def caps(src: str) -> Caps:
 
     def has_args(text: str) -> bool:
         return any(s in text for s in ('"argument_needle"', "'argument_needle'", "<parameter=argument_needle>",
-                                       "argument_needle</arg_key>", "argument_needle:<"))
+                                       "argument_needle</arg_key>", "argument_needle:<", "<argument_needle>"))
 
     object_args = has_args(out([_USER, _call_msg({"argument_needle": "x"})]))
     calls = object_args or has_args(out([_USER, _call_msg('{"argument_needle": "x"}')]))
