@@ -119,3 +119,28 @@ def test_prompt_refused_only_when_it_does_not_fit(client):
     assert "context" in e.value.body["message"]
     r = client.completions.create(model=M, prompt="word " * (N_CTX // 2), max_tokens=1)
     assert r.usage.prompt_tokens > N_CTX // 4
+
+
+def test_n_choices_are_runs_with_their_own_seeds(client, server):
+    r = client.completions.create(model=M, prompt="def f(x):", max_tokens=8, temperature=1.0, seed=40, n=3,
+                                  extra_body={"return_routed_experts": True})
+    assert [c.index for c in r.choices] == [0, 1, 2] and r.usage.completion_tokens == sum(
+        len(stored(server, c.model_extra["moeviz"]["run"])["tokens"]) - r.usage.prompt_tokens for c in r.choices)
+    seeds = [stored(server, c.model_extra["moeviz"]["run"])["settings"]["seed"] for c in r.choices]
+    assert seeds == [40, 41, 42]
+    # each choice is the run its seed gives alone
+    for c, seed in zip(r.choices, seeds):
+        alone = client.completions.create(model=M, prompt="def f(x):", max_tokens=8, temperature=1.0, seed=seed)
+        assert alone.choices[0].text == c.text
+    chunks = list(client.chat.completions.create(model=M, messages=[{"role": "user", "content": "hi"}], n=2,
+                                                 max_tokens=5, temperature=0, stream=True,
+                                                 stream_options={"include_usage": True}))
+    texts = {0: "", 1: ""}
+    for ch in chunks:
+        for c in ch.choices:
+            texts[c.index] += c.delta.content or ""
+    one = client.chat.completions.create(model=M, messages=[{"role": "user", "content": "hi"}], max_tokens=5,
+                                         temperature=0)
+    assert texts[0] == texts[1] == one.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == 2 * one.usage.completion_tokens
+    assert sum(1 for ch in chunks for c in ch.choices if c.finish_reason) == 2

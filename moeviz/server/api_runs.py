@@ -14,7 +14,7 @@ from ..engine import TokenRouted
 from ..engine.text import PromptError
 from ..errors import MoevizError
 from .context import ServerContext
-from ..llama.sampler import check_grammar
+from ..llama.sampler import check_run_settings
 from .openai_shapes import ApiRequest, ApiRequestError, RunAnswer, clamp_to_context
 from .openai_tools import apply_plan, plan_for
 from .requests import GenerateRequest
@@ -58,6 +58,17 @@ async def start_run(ctx: ServerContext, request, req: ApiRequest, *, model_id: s
                     answer_class=RunAnswer) -> ApiRun:
     """Check the prompt and the limits, then queue the run. `prompt_param`: the field an
     error about the prompt names (OpenAI's error `param`)."""
+    runs = await start_runs(ctx, request, req, model_id=model_id, prompt_param=prompt_param,
+                            answer_class=answer_class, n=1)
+    return runs[0]
+
+
+async def start_runs(ctx: ServerContext, request, req: ApiRequest, *, model_id: str, prompt_param: str,
+                     answer_class=RunAnswer, n: int | None = None) -> list[ApiRun]:
+    """start_run for a request's `n` choices (default req.n): checked once, then one run
+    per choice (its own seed: req.choice_settings), queued together (worker.submit_group:
+    they start together when as many slots are free, as llama-server's child tasks)."""
+    n = req.n if n is None else n
     engine, settings = ctx.engine, ctx.settings
     try:
         tokens = await run_in_threadpool(engine.prompt_tokens, req.prompt)
@@ -73,11 +84,22 @@ async def start_run(ctx: ServerContext, request, req: ApiRequest, *, model_id: s
     clamp_to_context(req, len(tokens), engine.lm.n_ctx_seq)     # llama-server's limit: what the context has left
     req.chat_plan = await run_in_threadpool(plan_for, engine, req.prompt)   # tools, reasoning (openai_tools.py)
     apply_plan(req, req.chat_plan)                              # a forced tool choice's grammar
-    if req.settings.grammar:                                    # bad GBNF: a 400 here, before the run is queued
-        await run_in_threadpool(check_grammar, engine.lm, req.settings.grammar)
+    # bad GBNF, a logit_bias token outside the vocabulary: a 400 here, before the run is queued
+    await run_in_threadpool(check_run_settings, engine.lm, req.settings)
     if ctx.limiter is not None:
         ctx.limiter.check(request.client.host if request.client else "?")
 
+    runs = [_make_run(ctx, req, i if n > 1 else None, model_id, answer_class) for i in range(n)]
+    if n == 1:
+        ctx.worker.submit(runs[0].job)
+    else:
+        ctx.worker.submit_group([run.job for run in runs])
+    return runs
+
+
+def _make_run(ctx: ServerContext, req: ApiRequest, index: int | None, model_id: str, answer_class) -> ApiRun:
+    """One run of the request (choice `index` of n, None: the only one), not yet queued."""
+    engine, settings = ctx.engine, ctx.settings
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     piece = engine.lm.piece
@@ -97,10 +119,13 @@ async def start_run(ctx: ServerContext, request, req: ApiRequest, *, model_id: s
             candidates_row[0] = ev.routing.candidate_ids[-1]
         loop.call_soon_threadsafe(events.put_nowait, (ev, msg, pieces))
 
-    job = Job(GenerateRequest(req.prompt, None, req.settings, False, candidates=req.candidates),
+    sampling = req.settings if index is None else req.choice_settings(index)
+    job = Job(GenerateRequest(req.prompt, None, sampling, False, candidates=req.candidates),
               send=lambda _text, _t: None, source="api", store=settings.api.store, on_event=on_event)
-    answer = answer_class(req, job.run_id, model_id, list(engine.info.moe_layers))
-    ctx.worker.submit(job)
+    if index is None:
+        answer = answer_class(req, job.run_id, model_id, list(engine.info.moe_layers))
+    else:
+        answer = answer_class(req, job.run_id, model_id, list(engine.info.moe_layers), index=index)
     return ApiRun(ctx, req, answer, job, events)
 
 
