@@ -29,12 +29,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
+from .files import replaced_whole
 from .gguf_info import read_model_info
 
 KEPT_KEY = "moeviz.prune.kept_experts"
@@ -134,56 +134,48 @@ def prune_gguf(src: str | os.PathLike, dst: str | os.PathLike, plan: PrunePlan) 
     layer_of = {layer: i for i, layer in enumerate(plan.moe_layers)}
     before = info.kept_experts if getattr(info, "kept_experts", None) else None
     original = [[before[i][e] for e in kept] for i, kept in enumerate(plan.kept)] if before else plan.kept
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name, suffix=".tmp")
-    os.close(fd)
     try:
-        w = gguf.GGUFWriter(tmp, arch)
-        for key, field in header.fields.items():
-            if key in ("general.architecture", KEPT_KEY, BEFORE_KEY):
-                continue
-            value = field.contents()
-            if key == f"{arch}.expert_count":
-                value = n
-            elif key == f"{arch}.expert_used_count":
-                value = [min(v, n) for v in value] if isinstance(value, list) else min(value, n)
-            elif key == "general.alignment":
-                w.data_alignment = int(value)
-            vtype = gguf.GGUFValueType(field.vtype)
-            w.add_key_value(key, value, vtype, gguf.GGUFValueType(field.item_type) if field.vtype == 9 else None)
-        w.add_key_value(KEPT_KEY, [e for kept in original for e in kept], gguf.GGUFValueType.ARRAY,
-                        gguf.GGUFValueType.INT32)
-        if BEFORE_KEY in header.fields:
-            w.add_key_value(BEFORE_KEY, header.fields[BEFORE_KEY].contents(), gguf.GGUFValueType.UINT32)
-        else:
-            w.add_key_value(BEFORE_KEY, info.n_expert, gguf.GGUFValueType.UINT32)
-        parts = []
-        for t in header.tensors:
-            raw = data[t.data_offset:t.data_offset + t.n_bytes]
-            m = _SLICED.match(t.name)
-            shape = list(t.shape)
-            if m and int(m.group(1)) in layer_of:
-                if shape[-1] != info.n_expert:
-                    raise PruneError(f"tensor {t.name} has {shape[-1]} entries on its expert axis, not {info.n_expert}")
-                keep = plan.kept[layer_of[int(m.group(1))]]
-                shape[-1] = n
-                parts.append((raw.reshape(info.n_expert, -1), keep))
+        with replaced_whole(dst) as tmp:
+            w = gguf.GGUFWriter(tmp, arch)
+            for key, field in header.fields.items():
+                if key in ("general.architecture", KEPT_KEY, BEFORE_KEY):
+                    continue
+                value = field.contents()
+                if key == f"{arch}.expert_count":
+                    value = n
+                elif key == f"{arch}.expert_used_count":
+                    value = [min(v, n) for v in value] if isinstance(value, list) else min(value, n)
+                elif key == "general.alignment":
+                    w.data_alignment = int(value)
+                vtype = gguf.GGUFValueType(field.vtype)
+                w.add_key_value(key, value, vtype, gguf.GGUFValueType(field.item_type) if field.vtype == 9 else None)
+            w.add_key_value(KEPT_KEY, [e for kept in original for e in kept], gguf.GGUFValueType.ARRAY,
+                            gguf.GGUFValueType.INT32)
+            if BEFORE_KEY in header.fields:
+                w.add_key_value(BEFORE_KEY, header.fields[BEFORE_KEY].contents(), gguf.GGUFValueType.UINT32)
             else:
-                parts.append((raw, None))
-            w.add_tensor_info(t.name, list(reversed(shape)), np.dtype(np.float32), t.n_bytes * shape[-1] // t.shape[-1],
-                              raw_dtype=t.tensor_type)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for raw, keep in parts:          # one tensor in memory at a time: each expert's slab, whole
-            w.write_tensor_data(np.ascontiguousarray(raw if keep is None else raw[keep]))
-        w.close()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+                w.add_key_value(BEFORE_KEY, info.n_expert, gguf.GGUFValueType.UINT32)
+            parts = []
+            for t in header.tensors:
+                raw = data[t.data_offset:t.data_offset + t.n_bytes]
+                m = _SLICED.match(t.name)
+                shape = list(t.shape)
+                if m and int(m.group(1)) in layer_of:
+                    if shape[-1] != info.n_expert:
+                        raise PruneError(f"tensor {t.name} has {shape[-1]} entries on its expert axis, not {info.n_expert}")
+                    keep = plan.kept[layer_of[int(m.group(1))]]
+                    shape[-1] = n
+                    parts.append((raw.reshape(info.n_expert, -1), keep))
+                else:
+                    parts.append((raw, None))
+                w.add_tensor_info(t.name, list(reversed(shape)), np.dtype(np.float32), t.n_bytes * shape[-1] // t.shape[-1],
+                                  raw_dtype=t.tensor_type)
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            for raw, keep in parts:          # one tensor in memory at a time: each expert's slab, whole
+                w.write_tensor_data(np.ascontiguousarray(raw if keep is None else raw[keep]))
+            w.close()
     finally:
         del data
         header.close()

@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "moeviz"
 
 # bottom (0) to top; modules of one rank may import each other
 LAYERS = [
-    {"__init__", "errors", "settings"},                   # settings: the run settings' one schema
+    {"__init__", "errors", "settings", "files"},                   # settings: the run settings' one schema
     {"gguf_info", "gguf_archs", "gguf_header", "bpe", "gguf_write", "resources", "hub"},  # model files, package data
     {"llama"},                                            # ctypes, owning wrappers
     {"capture"},                                          # routing out of llama.cpp

@@ -18,10 +18,11 @@ Written in row groups of about ROWS_PER_GROUP rows straight from the routing arr
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..files import replaced_whole
 
 ROWS_PER_GROUP = 1 << 22
 COLUMNS = ("run", "token_index", "token_id", "token", "prompt", "layer", "slot", "expert", "weight")
@@ -65,19 +66,11 @@ def write_parquet(runs: list[tuple[str, object]], path: str | os.PathLike) -> in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = pa.array([name for name, _ in runs], pa.string())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     rows = 0
-    try:
+    with replaced_whole(path) as tmp:
         with pq.ParquetWriter(tmp, _schema(pa), compression="zstd") as writer:
             for i, (name, trace) in enumerate(runs):
                 for batch in _batches(pa, name, trace, i, names):
                     writer.write_batch(batch)
                     rows += batch.num_rows
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return rows
