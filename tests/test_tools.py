@@ -347,3 +347,15 @@ def test_schemas_no_grammar_can_hold_are_one_line_errors(params, message):
         plan_chat(CHATML_TEMPLATE, chat_prompt([USER], tools, tool_choice="required"))
     assert str(e.value).startswith(message) and e.value.param == "tools" and "\n" not in str(e.value)
     assert plan_chat(CHATML_TEMPLATE, chat_prompt([USER], tools)).grammar is None      # auto needs no grammar
+
+
+@NO_SDIST
+@pytest.mark.parametrize("name", sorted(TEMPLATES) or ["(none)"])
+def test_every_vendored_template_takes_tools_a_call_and_its_result(name):
+    """Natively or polyfilled, no template refuses tools or a tool-calling history, and
+    none drops the call or the result."""
+    src = TEMPLATES[name]
+    assert "get_weather" in plan_chat(src, chat_prompt([USER], TOOLS)).text
+    text = plan_chat(src, chat_prompt(HISTORY, TOOLS)).text
+    after = text[text.index("Weather in Paris?") + len("Weather in Paris?"):]      # the conversation after the question
+    assert "18 C and sunny" in after and "get_weather" in after and "Paris" in after
