@@ -263,3 +263,43 @@ def test_sigterm_ends_the_server_while_a_stream_is_not_read(fixture_models, tmp_
             s.proc.kill()
         out = s.close()
     assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_chat_requests_beside_a_greedy_run_leave_its_text_alone(tmp_path):
+    """Issue 21 finding 2 on a real server: chat requests (their templates' <|endoftext|>
+    rendered in the API's threadpool) beside a temperature-0 completion on the demo model;
+    its text equals its text alone (the probe saw 20 of 20 answers hold bytes of
+    <|endoftext|>; tests/test_threads.py makes the race certain in-process)."""
+    from moeviz.demo import default_model_path
+
+    def post(url, body):
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.loads(r.read())
+
+    greedy = {"model": "m", "prompt": "def main(args):\n    ", "max_tokens": 16, "temperature": 0}
+    chat = {"model": "m", "messages": [{"role": "user", "content": "list of numbers"}], "max_tokens": 1}
+    with ServerProcess("--model", default_model_path(), "--data-dir", tmp_path, "--parallel", "2") as s:
+        alone = post(s.url + "/v1/completions", greedy)["choices"][0]["text"]
+        stop, answers, errors = threading.Event(), [], []
+
+        def chatter():
+            while not stop.is_set():
+                try:
+                    post(s.url + "/v1/chat/completions", chat)
+                except Exception as e:  # noqa: BLE001 - reported below
+                    errors.append(repr(e))
+
+        threads = [threading.Thread(target=chatter) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(2):
+                answers.append(post(s.url + "/v1/completions", greedy)["choices"][0]["text"])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+    assert not errors, errors[:3]
+    assert answers == [alone] * 2, (alone, answers)
