@@ -16,6 +16,7 @@ import pytest
 from browser import Page, browser, pytestmark  # noqa: F401
 from conftest import run_cli
 from serverproc import static_server
+from write_golden import expected_figures as expected  # the same figures the node goldens hold
 
 from moeviz import analysis as A
 from moeviz.trace import load
@@ -85,28 +86,6 @@ def assert_close(page, py, path="figures", skip=()):
 def assert_near(page, py, path, tol=NOISY):
     for i, (a, b) in enumerate(zip(page, py)):
         assert (a is None) == (b is None) and (a is None or abs(a - b) <= tol), f"{path}[{i}]: page {a} vs python {b}"
-
-
-def expected(r, layer, expert, min_count):
-    """Every figure the page computes, from moeviz.analysis (JSON types)."""
-    tal = A.tally(r)
-    k, E = r.k, r.n_expert
-    out = {
-        "utilization": {"counts": tal.counts, "top1_counts": tal.top1_counts},
-        "balance": A.load_balance(r),
-        "dormant": {**A.dormant_experts(r), "uniform_expected_fraction": (1 - k / E) ** r.n_tokens},
-        "saturation": A.saturation_curve(r, per_layer=True),
-        "profile": A.expert_token_profile(r, layer, expert),
-        "routing_map": {"top1": A.routing_map(r)["top1"]},
-        "locality": A.consecutive_repetition(r),
-        "coactivation": A.coactivation(r, layer),
-        "transitions": A.layer_transitions(r, layer) if layer != r.moe_layers[-1] else None,
-        "transition_summary": A.transition_summary(r),
-        "specialization": A.vocabulary_specialization(r, min_count=min_count),
-        "confidence": A.router_confidence(r) if r.probs is not None else None,
-        "cache": A.cache_hit_rates(r),
-    }
-    return A.to_json(out)
 
 
 def check_figures(fig, r, layer, expert, min_count):
