@@ -528,3 +528,15 @@ def test_public_mode_times_out_a_body_that_stalls(engines, tmp_path):
         assert time.perf_counter() - t0 < 8
         status, health = http(url + "/health")
         assert status == 200, health   # the address is not blocked
+
+
+def test_a_top_k_up_to_n_expert_over_the_websocket_runs(small_ctx_server):
+    """Finding 1: one websocket message with experts_per_token near n_expert aborted the
+    server (every client dropped, nothing logged). The deepseek2 fixture has 16 experts."""
+    with opened(small_ctx_server.ws_url) as ws:
+        for k in (16, 15, 1):
+            msgs = run(ws, text="def f(x):", max_tokens=3, experts_per_token=k)
+            assert msgs[-1]["type"] == "done", msgs[-3:]
+        m = run(ws, text="def f(x):", max_tokens=3, experts_per_token=17)[-1]
+        assert m["type"] == "error" and "from 1 to 16" in m["message"], m
+    assert small_ctx_server.proc.poll() is None
