@@ -9,6 +9,7 @@ client_status).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -16,11 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
-from ..api_runs import ApiRun, ClientGone, RunError, chat_chunks, finished, start_run
+from ..api_runs import ApiRun, ClientGone, RunError, chat_chunks, finished, start_run, start_runs
 from ..context import ServerContext
 from ..errors import client_message, client_status
 from ..limits import read_limited
-from ..openai_shapes import ApiRequest, ApiRequestError, error_body, parse_request
+from ..openai_shapes import ApiRequest, ApiRequestError, combined_response, error_body, parse_request
 
 
 class OpenAIRoute(APIRoute):
@@ -105,6 +106,8 @@ def router(ctx: ServerContext) -> APIRouter:
         raise ApiNotFound(f"no such endpoint: /v1/{rest[:80]}")
 
     async def answer(request: Request, req: ApiRequest):
+        if req.n > 1:
+            return await answers(request, req)
         run = await start_run(ctx, request, req, model_id=model_id, prompt_param="messages" if req.chat else "prompt")
         base_url = str(request.base_url)
         headers = {"X-Moeviz-Run": run.run_id}
@@ -112,6 +115,67 @@ def router(ctx: ServerContext) -> APIRouter:
             return await whole_answer(request, run, base_url, headers)
         return StreamingResponse(stream(run, base_url), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
+
+    async def answers(request: Request, req: ApiRequest):
+        """n > 1: one run per choice (start_runs), answered together."""
+        runs = await start_runs(ctx, request, req, model_id=model_id,
+                                prompt_param="messages" if req.chat else "prompt")
+        base_url = str(request.base_url)
+        headers = {"X-Moeviz-Run": ",".join(run.run_id for run in runs)}
+        if req.stream:
+            return StreamingResponse(stream_many(runs, base_url), media_type="text/event-stream",
+                                     headers={**headers, "Cache-Control": "no-cache"})
+        try:
+            done = await asyncio.gather(*(finished(run, request) for run in runs))
+        except ClientGone:
+            return JSONResponse(error_body("the client closed the request", 400), status_code=400)
+        except RunError as e:
+            return JSONResponse(error_body(e.one_line(), e.status), status_code=e.status, headers=headers)
+        finally:
+            for run in runs:
+                run.cancel_unless_finished()
+        return JSONResponse(combined_response(list(done), base_url), headers=headers)
+
+    async def stream_many(runs: list[ApiRun], base_url: str):
+        """The choices' chunks as they come, each carrying its index; then one usage chunk."""
+        merged: asyncio.Queue = asyncio.Queue()
+
+        async def pump(run):
+            try:
+                async for chunk in chat_chunks(run, base_url):
+                    await merged.put(chunk)
+                routing = run.answer.routing_chunk()
+                if routing is not None:
+                    await merged.put(routing)
+            except RunError as e:
+                await merged.put(error_body(e.one_line(), e.status))
+            finally:
+                await merged.put(None)
+
+        if runs[0].req.chat:
+            for run in runs:
+                yield sse(run.answer.role_chunk())
+        tasks = [asyncio.create_task(pump(run)) for run in runs]
+        try:
+            left = len(runs)
+            while left:
+                chunk = await merged.get()
+                if chunk is None:
+                    left -= 1
+                else:
+                    yield sse(chunk)
+            if runs[0].req.include_usage:
+                usage = runs[0].answer.usage_chunk()
+                completion = sum(run.answer.finish.n_generated for run in runs if run.answer.finish)
+                usage["usage"] = {"prompt_tokens": usage["usage"]["prompt_tokens"], "completion_tokens": completion,
+                                  "total_tokens": usage["usage"]["prompt_tokens"] + completion}
+                yield sse(usage)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for run in runs:
+                run.cancel_unless_finished()
+        yield "data: [DONE]\n\n"
 
     async def whole_answer(request: Request, run: ApiRun, base_url: str, headers: dict):
         try:
