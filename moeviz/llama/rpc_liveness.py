@@ -86,7 +86,7 @@ _WENT_AWAY = re.compile(r"RPC server (\S+) went away \((.*)\); its operations fa
 def lost_reason(endpoint: str) -> str | None:
     """Why ggml-rpc marked `endpoint` lost, from its log line ("no answer within 60 s,
     frozen or overloaded", "connection lost or malformed response", ...)."""
-    for _, line in reversed(list(llama_log().lines)):
+    for _, line in reversed(llama_log().since(0)):   # a snapshot under the log's lock
         m = _WENT_AWAY.search(line)
         if m and m.group(1) == endpoint:
             return m.group(2)
