@@ -12,6 +12,7 @@ two pieces the GIL passes to whoever waits. The bytes are those of
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 import numpy as np
@@ -53,10 +54,12 @@ def json_pieces(trace: Trace):
     if trace.candidate_ids is not None:
         d["candidates"] = {**d.get("candidates", {}), "ids": placeholder(trace.candidate_ids),
                            "probs": placeholder(trace.candidate_probs)}
-    text = _encode(d)
-    for key, arr in arrays.items():
-        before, _, text = text.partition(f'"{key}"')
-        yield before.encode("utf-8")
-        for piece in _array_pieces(arr):
-            yield piece.encode("utf-8")
-    yield text.encode("utf-8")
+    # the placeholders in the order they appear in the text (a header's own "candidates"
+    # key may come before "routing")
+    parts = re.split(f'"({re.escape(mark)}\\d+@@)"', _encode(d))
+    for i, part in enumerate(parts):
+        if i % 2:
+            for piece in _array_pieces(arrays[part]):
+                yield piece.encode("utf-8")
+        else:
+            yield part.encode("utf-8")
