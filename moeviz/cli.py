@@ -58,6 +58,9 @@ def add_run_flags(p, command: str) -> None:
             p.add_argument(s.flag, action="store_true", help=s.help)
         elif s.kind == "strings":
             p.add_argument(s.flag, action="append", default=[], metavar=s.metavar, help=s.help)
+        elif s.kind == "logit_bias":
+            p.add_argument(s.flag, action="append", default=[], type=_bias_pair, metavar="TOKEN=BIAS",
+                           help=f"{s.help}; TOKEN a token id or a text, BIAS a number or false (repeatable)")
         else:
             p.add_argument(s.flag, type=_setting_type(s), default=s.default,
                           metavar=s.metavar or ("X" if s.kind == "float" else None), help=help_text)
@@ -77,6 +80,19 @@ def _setting_type(s):
             raise argparse.ArgumentTypeError(e.one_line()) from None
     convert.__name__ = s.name
     return convert
+
+
+def _bias_pair(text: str) -> list:
+    """--logit-bias TOKEN=BIAS: [token id or text, bias or False] (settings.py checks the rest)."""
+    token, eq, bias = text.rpartition("=")
+    if not eq or not token:
+        raise argparse.ArgumentTypeError(f"expected TOKEN=BIAS, got {text[:40]!r}")
+    if bias.strip().lower() == "false":
+        return [token, False]
+    try:
+        return [token, float(bias)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the bias of {token[:40]!r} must be a number or false") from None
 
 
 def settings_from_args(args):

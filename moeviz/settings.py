@@ -193,7 +193,7 @@ SETTINGS: tuple[Setting, ...] = (
        "loop: the generation's length", lo=0, hi=INT32_MAX, aliases=("n_predict", "max_completion_tokens"),
        page=True, metavar="N"),
     _s("logit_bias", "logit_bias", [], "added to these tokens' logits: [[token id or text, bias or false], ...]",
-       "llama_sampler_init_logit_bias", commands=()),
+       "llama_sampler_init_logit_bias", commands=("record",)),
     _s("repeat_penalty", "float", 1.0, "divide the logits of tokens among the last repeat_last_n (1 = off)",
        "llama_sampler_init_penalties", lo=0.0, hi=10.0, lo_open=True),
     _s("repeat_last_n", "int", 64, "tokens the penalties look back over (0 = off, -1 = the whole context)",

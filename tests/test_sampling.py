@@ -78,6 +78,11 @@ def test_cli_flags_come_from_the_schema(tmp_path):
     args = build_parser().parse_args(["record", "--prompt", "x", "-o", "t.json", "--min-p", "0.2", "--typical-p",
                                       "0.9", "--repeat-penalty", "1.1", "--repeat-last-n", "-1"])
     assert (args.min_p, args.typical_p, args.repeat_penalty, args.repeat_last_n) == (0.2, 0.9, 1.1, -1)
+    from moeviz.cli import settings_from_args
+
+    biased = build_parser().parse_args(["record", "--prompt", "x", "-o", "t.json", "--logit-bias", " return=false",
+                                        "--logit-bias", "5=-2.5"])
+    assert settings_from_args(biased).logit_bias == [[" return", False], [5, -2.5]]
     export = build_parser().parse_args(["export", "-o", "site", "--min-p", "0"])
     assert export.min_p == 0.0 and export.temperature == BY_NAME["temperature"].default
     r = subprocess.run([sys.executable, "-m", "moeviz", "record", "--prompt", "x", "-o", str(tmp_path / "t.json"),
