@@ -142,6 +142,9 @@ def test_repeat_penalty_cuts_repeats(demo):
     assert repeats(penalized) < repeats(plain) and repeats(presence) < repeats(plain)
     off, _, _ = generated(demo, max_tokens=40, temperature=0.0, repeat_penalty=3.0, repeat_last_n=0)
     assert off == plain               # repeat_last_n 0: the penalties look at nothing
+    # past the context: the whole context (-1), not a 2^31-token ring buffer in llama.cpp
+    whole, _, _ = generated(demo, max_tokens=40, temperature=0.0, repeat_penalty=3.0, repeat_last_n=-1)
+    assert generated(demo, max_tokens=40, temperature=0.0, repeat_penalty=3.0, repeat_last_n=2**31 - 1)[0] == whole
 
 
 def test_the_trace_records_every_setting(demo):

@@ -92,7 +92,9 @@ class SamplerChain:
         penalties = (s.repeat_last_n != 0 and (s.repeat_penalty != 1.0 or s.frequency_penalty != 0.0
                                                 or s.presence_penalty != 0.0))
         if penalties:
-            last_n = vocab.n_ctx_seq if s.repeat_last_n == -1 else s.repeat_last_n   # llama-server: -1 = the context
+            # llama-server: -1 = the context; more than the context looks at nothing more, and llama.cpp
+            # allocates a ring of repeat_last_n tokens: 2^31 of them would be 8 GiB
+            last_n = vocab.n_ctx_seq if s.repeat_last_n == -1 else min(s.repeat_last_n, vocab.n_ctx_seq)
             self._add(lc.llama_sampler_init_penalties(vocab.n_vocab, last_n, s.repeat_penalty, s.frequency_penalty,
                                                       s.presence_penalty))
         if s.temperature <= 0.0:
