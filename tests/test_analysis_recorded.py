@@ -20,6 +20,7 @@ def recorded(engines):
     return b.trace()
 
 
+@pytest.mark.slow
 def test_stats_of_a_recorded_trace(recorded):
     t = recorded
     s = A.trace_stats(t)

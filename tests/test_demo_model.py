@@ -115,6 +115,7 @@ def test_llama_cpp_logits_match_numpy_forward(samples, reference):
         assert (logits.argmax(-1) == ref_logits.argmax(-1))[clear].all()
 
 
+@pytest.mark.slow
 def test_captured_routing_matches_numpy_router(samples, reference):
     agree = total = 0
     for (kind, _, _, trace), (ref_probs, ref_ids, ref_w, _) in zip(samples, reference):

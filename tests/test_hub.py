@@ -181,6 +181,7 @@ def split_gguf(src, out_prefix, max_tensors: int) -> list:
     return sorted(out_prefix.parent.glob(out_prefix.name + "-*-of-*.gguf"))
 
 
+@pytest.mark.slow
 def test_a_split_model_is_downloaded_whole_and_read_as_one(fake_hub, models, tmp_path):
     a, _ = models
     parts = split_gguf(a, tmp_path / "m-Q4_K_M", max_tensors=12)

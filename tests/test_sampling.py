@@ -110,6 +110,7 @@ def test_top_n_sigma_near_zero_keeps_only_the_top_logit_and_the_others_run(demo)
         assert len(ids) == 8 and reason == "length" and (ids, _, reason) != greedy
 
 
+@pytest.mark.slow
 def test_typical_p_near_zero_keeps_one_token_whatever_the_seed(demo):
     runs = [generated(demo, max_tokens=12, temperature=1.5, seed=seed, top_k=0, top_p=1.0, min_p=0.0, typical_p=1e-6)
             for seed in (1, 2, 3)]

@@ -22,7 +22,7 @@ PROMPT = "The quick brown fox jumps over the lazy dog, and then"
 GREEDY = SamplingSettings(max_tokens=10, temperature=0.0)
 
 
-@pytest.fixture(scope="module", params=["native", "callback"])
+@pytest.fixture(scope="module", params=["native", pytest.param("callback", marks=pytest.mark.slow)])  # callback: make test
 def engine(request, fixture_models):
     e = Engine(fixture_models["llama"], capture=request.param, **EXACT)
     yield e
