@@ -46,7 +46,8 @@ class ServerContext:
     @classmethod
     def build(cls, engine, settings: ServerSettings) -> "ServerContext":
         store = RunStore(settings.data_dir or default_data_dir(), settings.max_runs, settings.max_run_bytes)
-        live_runs = LiveRuns(public=settings.public, show_api_runs=settings.api.show_api_runs)
+        live_runs = LiveRuns(public=settings.public, show_api_runs=settings.api.show_api_runs,
+                             default_k=engine.default_interventions[0])
         holder: dict = {}
         metrics = ServerMetrics(engine.info.moe_layers, engine.info.n_expert, lambda: holder["worker"].load(),
                                 per_expert=settings.metrics_per_expert) if settings.metrics else None

@@ -55,8 +55,28 @@ class _Entry:
                 "queued_at": round(self.queued_at, 3), "permalink": self.permalink}
 
 
-def run_title(request) -> str:
-    """What the list calls a run: a library prompt's title, else its opening words."""
+def run_title(request, default_k: int | None = None) -> str:
+    """What the list calls a run: a library prompt's title, else its opening words, then
+    what the run changed (web/js/runname.js whatDiffers says it the same way), so that
+    several what-if runs of one prompt can be told apart in another page's Compare list."""
+    return " · ".join([_base_title(request), *what_differs(request, default_k)])
+
+
+def what_differs(request, default_k: int | None = None) -> list[str]:
+    """"2 experts per token" (a top-k other than the server's), "3 experts masked"."""
+    out = []
+    k = getattr(request, "experts_per_token", None)
+    if isinstance(k, int) and not isinstance(k, bool) and k != default_k:
+        out.append(f"{k} expert{'' if k == 1 else 's'} per token")
+    mask = getattr(request, "mask", None)
+    n = len(mask) if isinstance(mask, list) else len([p for p in mask.split(",") if p.strip()]) \
+        if isinstance(mask, str) else 0
+    if n:
+        out.append(f"{n} expert{'' if n == 1 else 's'} masked")
+    return out
+
+
+def _base_title(request) -> str:
     title = getattr(request, "prompt_title", None) or getattr(request, "prompt_name", None)
     if not title:
         prompt = request.prompt
@@ -70,8 +90,10 @@ def run_title(request) -> str:
 
 
 class LiveRuns:
-    def __init__(self, *, public: bool = False, show_api_runs: bool = False, recent: int = RECENT):
+    def __init__(self, *, public: bool = False, show_api_runs: bool = False, recent: int = RECENT,
+                 default_k: int | None = None):
         self.public = public
+        self.default_k = default_k        # the server's experts per token: a run asking for it changes nothing
         self.show_api_runs = show_api_runs
         self.recent = recent
         self._runs: "collections.OrderedDict[str, _Entry]" = collections.OrderedDict()
@@ -94,7 +116,8 @@ class LiveRuns:
     # The worker's reports ---------------------------------------------------------------
     def queued(self, job) -> None:
         with self._lock:
-            self._runs[job.run_id] = _Entry(job.run_id, job.source, run_title(job.request), job.owner, time.time())
+            self._runs[job.run_id] = _Entry(job.run_id, job.source, run_title(job.request, self.default_k), job.owner,
+                                           time.time())
             self._broadcast()
 
     def started(self, job) -> None:
