@@ -59,7 +59,8 @@ class Engine:
         self.placement: list[dict] = self.model.placement
         self.parallel = options.parallel
         self.output_budget = options.output_budget
-        self._lock = threading.Lock()
+        # held by the slot scheduler while any run is active (slots.py), and by set_interventions
+        self.context_lock = threading.Lock()
         self.experts_per_token: int = self.info.n_expert_used   # what the routers use now (set_interventions)
         self.mask: list[tuple[int, int]] = []
         self._batch = Batch(self.lm.n_batch)
@@ -225,7 +226,7 @@ class Engine:
             left = self.info.n_expert - sum(1 for p in pairs if p[0] == layer)
             if left < k:
                 raise SettingsError(f"mask: layer {layer} keeps {left} experts, fewer than the {k} each token uses")
-        if not self._lock.acquire(blocking=False):
+        if not self.context_lock.acquire(blocking=False):
             raise BusyError("a generation is running on this model")
         try:
             set_experts_per_token(self.lm.ctx, 0 if k == self.info.n_expert_used else k)
@@ -233,7 +234,7 @@ class Engine:
             self.capture.set_experts_per_token(k)
             self.experts_per_token, self.mask = k, pairs
         finally:
-            self._lock.release()
+            self.context_lock.release()
 
     def replay(self, tokens: list[int], n_prompt: int, *, probs: bool = False, candidates: int = 0) -> BatchRouting:
         """Routing of a fixed token sequence, with no sampling: the first n_prompt tokens
@@ -266,10 +267,6 @@ class Engine:
             e = np.exp(z)
             r.probs = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
         return r
-
-    def check_rpc(self) -> None:
-        """RpcServerLost (one line) once an rpc-server holding layers has gone."""
-        self.liveness.check()
 
     def unusable(self) -> str | None:
         """Why this model cannot run any more, in one line (an rpc-server holding its

@@ -158,7 +158,7 @@ class Scheduler:
     def _admit(self, key, run: Run) -> _Slot:
         engine = self.engine
         if not self._locked:
-            if not engine._lock.acquire(blocking=False):
+            if not engine.context_lock.acquire(blocking=False):
                 raise BusyError("a generation is already running on this model")
             self._locked = True
         seq = min(set(range(self.n_slots)) - set(self._slots))
@@ -304,7 +304,7 @@ class Scheduler:
     def _release_if_idle(self) -> None:
         if not self._slots and self._locked:
             self._locked = False
-            self.engine._lock.release()
+            self.engine.context_lock.release()
 
 
 def run_alone(engine, run: Run):
