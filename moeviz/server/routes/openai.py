@@ -22,6 +22,7 @@ from ..context import ServerContext
 from ..errors import client_message, client_status
 from ..limits import read_limited
 from ..openai_shapes import ApiRequest, ApiRequestError, combined_response, error_body, parse_request
+from ...trace.jsontext import parse_json
 
 
 class OpenAIRoute(APIRoute):
@@ -57,16 +58,7 @@ class ApiNotFound(ApiRequestError):
 async def read_body(request: Request, max_bytes: int):
     """A request's JSON body (any API surface): within the size limit, one 400 for every way it is not JSON."""
     raw = await read_limited(request, max_bytes)
-    try:
-        body = json.loads(raw)
-        json.dumps(body, ensure_ascii=False).encode("utf-8")     # a lone surrogate could not be answered
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiRequestError("the request body is not valid JSON") from None
-    except UnicodeEncodeError:
-        raise ApiRequestError("the request body holds a lone surrogate (such as \\ud800): not valid Unicode") from None
-    except RecursionError:
-        raise ApiRequestError("the request body is nested too deeply") from None
-    return body
+    return parse_json(raw, "the request body", ApiRequestError)   # every way JSON fails: a 400
 
 
 def served_model_id(ctx: ServerContext) -> str:
