@@ -276,7 +276,7 @@ def test_websocket_runs_take_top_k_mask_and_candidates(fixture_models, tmp_path)
             assert "candidates" not in plain[1]
             for req, words in (({"experts_per_token": "3"}, "'experts_per_token' must be an integer"),
                                ({"mask": {"1": 2}}, "'mask' must be a list"),
-                               ({"candidates": -2}, "'candidates' must be a non-negative integer"),
+                               ({"candidates": -2}, "'candidates' must be an integer from 0 to 1000, got -2"),
                                ({"experts_per_token": 9}, "experts per token must be an integer from 1 to 8"),
                                ({"mask": "0:*"}, "layer 0 keeps 0 experts"),
                                ({"mask": [[7, 1]]}, "layer 7 is not one of this model's MoE layers")):
