@@ -21,11 +21,11 @@ import json
 import math
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..files import replaced_whole
 from .jsontext import nonfinite_path, parse_json
 from .schema import Trace, TraceFormatError, routing_k, validate_header
 
@@ -242,22 +242,12 @@ def load(path: str | os.PathLike) -> Trace:
     try:
         return loads(buf)
     except TraceFormatError as e:
-        raise TraceFormatError(f"{p}: {e}") from None
+        e.file = p   # the same error, now naming its file
+        raise
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with replaced_whole(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

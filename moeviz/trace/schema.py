@@ -24,7 +24,16 @@ MODEL_FIELDS = ("name", "architecture", "n_layer", "moe_layers", "n_expert", "n_
 
 
 class TraceFormatError(UserError, ValueError):
-    """A trace file or message does not follow the schema; the message says where."""
+    """A trace file or message does not follow the schema; the message says where.
+
+    `file`: the trace file it was read from, when it came from one (io.load names it on
+    the way out, the same error object, not a copy of its text)."""
+
+    file = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{self.file}: {text}" if self.file is not None else text
 
 
 # Shapes a trace may claim: what llama.cpp can load (LLAMA_MAX_LAYERS, LLAMA_MAX_EXPERTS in
