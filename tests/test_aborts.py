@@ -53,6 +53,7 @@ def test_abort_text_reaches_the_log():
     assert "/build/deep" not in r.stderr
 
 
+@pytest.mark.slow
 def test_every_top_k_on_the_demo_model_records(tmp_path):
     """The probe's case: record --experts-per-token K for K = 57..64 aborted (exit 134)."""
     for k in (57, 64):

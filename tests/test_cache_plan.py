@@ -11,6 +11,8 @@ from moeviz.analysis import select_tokens
 from moeviz.analysis.cache_plan import POLICIES, cache_plan, simulate
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow     # records five demo-model runs first: 40 s under load (make test, not test-fast)
+
 
 @pytest.fixture(scope="module")
 def demo_traces(tmp_path_factory):

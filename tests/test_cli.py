@@ -7,7 +7,8 @@ from conftest import run_cli
 from moeviz.trace import load
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2moe", "deepseek2", "gpt-oss"])
+@pytest.mark.parametrize("arch", ["llama", *(pytest.param(a, marks=pytest.mark.slow)   # llama in the fast tier
+                                            for a in ("qwen2moe", "deepseek2", "gpt-oss"))])
 def test_info_and_record_every_fixture(fixture_models, tmp_path, arch):
     path = fixture_models[arch]
     r = run_cli("info", path, check=True)

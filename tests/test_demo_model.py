@@ -131,6 +131,7 @@ def test_captured_routing_matches_numpy_router(samples, reference):
     assert agree / total >= ROUTING_AGREEMENT, f"expert sets agree on {agree}/{total} (token, layer) decisions"
 
 
+@pytest.mark.slow
 def test_held_out_perplexity_far_below_unigram(samples, reference):
     for (kind, tokens, _, _), ref in zip(samples, reference):
         ppl = stats.perplexity(ref[3][:N_TOKENS], tokens)

@@ -46,6 +46,7 @@ def test_export_with_a_bad_trace_is_one_line(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_the_preview_image_names_the_run_its_model_and_dormant_figure(fixture_models, tmp_path):
     """og:image (a permalink's, an exported site's preview.png): the run's title, its
     model, the dormant figure (masked experts apart) and a legend, around the heatmap."""
