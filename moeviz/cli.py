@@ -21,28 +21,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _add_model_args(p, required=False):
+def _add_model_args(p, command: str, required=False):
     p.add_argument("--model", "-m", required=required, help="GGUF model file (default: the built-in demo model)")
     _add_hub_args(p)
-    p.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens (default 4096)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1 = all)")
-    p.add_argument("--cpu-moe", action="store_true",
-                   help="keep all routed-expert weights in CPU memory (attention and the rest follow --n-gpu-layers)")
-    p.add_argument("--n-cpu-moe", type=int, default=0, metavar="N",
-                   help="keep the routed-expert weights of the first N layers in CPU memory")
-    _add_rpc_args(p)
-    p.add_argument("--capture", choices=["auto", "native", "callback"], default="auto",
-                   help="routing capture backend (auto: native when the patched library is installed)")
-    p.add_argument("--kv-type", choices=["f16", "f32"], default="f16", help="KV cache type (default f16)")
-    p.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
-                   help="flash attention (off + --kv-type f32 gives the most exact arithmetic on the CPU)")
-    p.add_argument("--experts-per-token", type=int, default=None, metavar="N",
-                   help="route every token to N experts per MoE layer instead of the model's top-k (1 to n_expert; "
-                        "needs the patched llama.cpp)")
-    p.add_argument("--mask", default=None, metavar="L:E[,L:E...]",
-                   help="never select these experts (model layer index:expert id; L:* = every expert of layer L, "
-                        "*:E = expert E in every MoE layer); the router picks the best unmasked ones")
+    _add_load_flags(p, exclude=() if command == "serve" else ("parallel",))
+
+
+LOAD_FLAG_ALIASES = {"--parallel": ("-np",)}   # llama-server's short names
+
+
+def _add_load_flags(p, only=None, exclude=()) -> None:
+    """The load-time options' flags (--n-ctx, --kv-type, --rpc, ...) from engine/options.py's
+    EngineOptions: each field's flag, help, type and choices are defined there once."""
+    from .engine.options import option_fields  # noqa: PLC0415
+
+    for f in option_fields():
+        meta = f.metadata
+        if not meta.get("flag") or f.name in exclude or (only is not None and f.name not in only):
+            continue
+        names = (meta["flag"], *LOAD_FLAG_ALIASES.get(meta["flag"], ()))
+        kw = {"help": meta["help"], "dest": meta.get("dest", f.name)}
+        if meta.get("type") is bool:
+            p.add_argument(*names, action="store_true", **kw)
+            continue
+        if meta.get("choices"):
+            kw["choices"] = list(meta["choices"])
+        if meta.get("metavar"):
+            kw["metavar"] = meta["metavar"]
+        p.add_argument(*names, type=meta.get("type", str), default=f.default, **kw)
 
 
 def add_run_flags(p, command: str) -> None:
@@ -112,14 +118,6 @@ def _add_hub_args(p):
                    help="with -hf: this file of the repository instead of choosing by QUANT")
 
 
-def _add_rpc_args(p):
-    p.add_argument("--rpc", default=None, metavar="HOST:PORT[,...]",
-                   help="llama.cpp rpc-servers (moeviz rpc-server) that take the layers --n-gpu-layers offloads")
-    p.add_argument("--tensor-split", default=None, metavar="P[,P...]",
-                   help="share of the offloaded layers per device (--rpc servers in order), e.g. 1,1 "
-                        "(default: by free memory)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="moeviz", description="Mixture-of-Experts routing from llama.cpp, live and replayable.")
     parser.add_argument("--version", action="version", version=f"moeviz {__version__}")
@@ -129,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="GGUF model file (default: the built-in demo model)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_hub_args(p)
-    p.add_argument("--n-gpu-layers", type=int, default=0, help="with --rpc: layers offloaded (-1 = all)")
-    _add_rpc_args(p)
+    _add_load_flags(p, only=("n_gpu_layers", "rpc", "tensor_split"))   # with --rpc: the placement plan
 
     p = sub.add_parser("rpc-server", help="run llama.cpp's rpc-server: this machine computes layers for --rpc")
     p.add_argument("--host", default="127.0.0.1",
@@ -144,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", action="store_true", help="rpc-server's local tensor cache (-c)")
 
     p = sub.add_parser("record", help="generate from a prompt and save the routing trace")
-    _add_model_args(p)
+    _add_model_args(p, "record")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text")
     src.add_argument("--prompt-file", help="file with the prompt text, or JSON chat messages [{role, content}, ...]")
@@ -158,12 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="trace file to write (.json, or .moetrace for the binary form)")
     add_run_flags(p, "record")
     p = sub.add_parser("serve", help="serve the live visualizer")
-    _add_model_args(p)
+    _add_model_args(p, "serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--parallel", "-np", type=int, default=1, metavar="N",
-                   help="decode up to N requests together in one batch (continuous batching, as llama.cpp's "
-                        "server slots); each gets --n-ctx / N tokens of context (default 1)")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
     p.add_argument("--prompts", default=None, help="prompt folder (default: the bundled prompts/)")
     p.add_argument("--max-tokens-limit", type=int, default=None, metavar="N",
@@ -212,10 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "token_id, token, prompt, layer, slot, expert, weight (docs: moeviz/trace/parquet.py)")
     p.add_argument("--model", "-m", help="record every prompt of --prompts with this model first")
     _add_hub_args(p)
+    _add_load_flags(p, exclude=("parallel",))   # with --model: loaded as record loads it
     p.add_argument("--prompts", help="prompt folder to record (default: the bundled prompts/)")
     add_run_flags(p, "export")
-    p.add_argument("--n-gpu-layers", type=int, default=0, help="with --model: layers to offload (-1 = all)")
-    _add_rpc_args(p)
     return parser
 
 
