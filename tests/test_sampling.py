@@ -101,6 +101,7 @@ def test_min_p_one_keeps_only_the_most_likely_token(demo):
         assert only_top == greedy         # ...min_p = 1 keeps the top token alone
 
 
+@pytest.mark.slow
 def test_top_n_sigma_near_zero_keeps_only_the_top_logit_and_the_others_run(demo):
     greedy = generated(demo, max_tokens=16, temperature=0.0)
     assert generated(demo, max_tokens=16, temperature=1.5, seed=4, top_k=0, top_p=1.0, min_p=0.0,
@@ -119,6 +120,7 @@ def test_typical_p_near_zero_keeps_one_token_whatever_the_seed(demo):
     assert runs[0] == runs[1] == runs[2] and len({tuple(r[0]) for r in free}) > 1
 
 
+@pytest.mark.slow
 def test_logit_bias_by_id_and_by_text(demo):
     ids, _, _ = generated(demo, max_tokens=6, temperature=0.0)
     banned, _, _ = generated(demo, max_tokens=6, temperature=0.0, logit_bias=[[ids[0], False]])
@@ -159,6 +161,7 @@ def test_the_trace_records_every_setting(demo):
 
 
 # Grammars -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_grammar_constrains_every_run(demo):
     g = 'root ::= "[" [0-9]+ ("," " "? [0-9]+)* "]"'
     for seed in (1, 2, 3):

@@ -291,6 +291,7 @@ def demo_lm():
 
 
 @NO_SDIST
+@pytest.mark.slow
 def test_the_scripted_fixture_writes_its_scripts(tmp_path):
     """Greedy decoding writes script 0, and script 1 once a tool result is in the prompt;
     the routers route every token (the recorded routing is real), the pieces were cut
