@@ -51,15 +51,29 @@ def _add_load_flags(p, only=None, exclude=()) -> None:
         p.add_argument(*names, type=meta.get("type", str), default=f.default, **kw)
 
 
+def serve_run_settings():
+    """The run settings serve takes as defaults for requests (as llama-server's --temp,
+    --top-k, ...): the sampling ones; not a grammar, stop strings or logit biases, which
+    belong to a request (a default grammar would refuse every response_format)."""
+    from .settings import SAMPLING  # noqa: PLC0415
+
+    return [s for s in SAMPLING if "record" in s.commands and s.name not in ("grammar", "stop", "logit_bias")]
+
+
 def add_run_flags(p, command: str) -> None:
-    """The run settings' flags of `command` (record, export), from moeviz/settings.py:
-    each with its help, default and range check."""
+    """The run settings' flags of `command` (record, export, serve), from moeviz/settings.py:
+    each with its help, default and range check. serve's flags are defaults for the
+    requests that leave a setting out: absent, the table's default applies."""
     from .settings import SETTINGS  # noqa: PLC0415
 
+    serve = command == "serve"
+    chosen = {s.name for s in serve_run_settings()} if serve else None
     for s in SETTINGS:
-        if command not in s.commands:
+        if (chosen is not None and s.name not in chosen) or (chosen is None and command not in s.commands):
             continue
-        help_text = f"{s.help} (default: {s.default if s.default not in ('', []) else 'none'})"
+        shown = s.default if s.default not in ("", []) else "none"
+        help_text = (f"{s.help}; the default for requests that leave it out (else {shown})" if serve
+                     else f"{s.help} (default: {shown})")
         if s.kind == "bool":
             p.add_argument(s.flag, action="store_true", help=s.help)
         elif s.kind == "strings":
@@ -68,7 +82,7 @@ def add_run_flags(p, command: str) -> None:
             p.add_argument(s.flag, action="append", default=[], type=_bias_pair, metavar="TOKEN=BIAS",
                            help=f"{s.help}; TOKEN a token id or a text, BIAS a number or false (repeatable)")
         else:
-            p.add_argument(s.flag, type=_setting_type(s), default=s.default,
+            p.add_argument(s.flag, type=_setting_type(s), default=None if serve else s.default,
                           metavar=s.metavar or ("X" if s.kind == "float" else None), help=help_text)
 
 
@@ -186,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-metrics", action="store_true", help="turn GET /metrics (Prometheus text format) off")
     p.add_argument("--metrics-per-expert", action="store_true",
                    help="/metrics: also a selection counter per (MoE layer, expert): layers x experts series")
+    add_run_flags(p, "serve")
     from .analysis.cli import add_stats_parser  # noqa: PLC0415
 
     add_stats_parser(sub)
@@ -394,7 +409,12 @@ def cmd_serve(args) -> int:
                               api=ApiSettings(enabled=not args.no_api, api_key=args.api_key,
                                               store=not args.no_store_api, show_api_runs=args.show_api_runs),
                               metrics=not args.no_metrics, metrics_per_expert=args.metrics_per_expert,
-                              allowed_origins=parse_origins(args.allowed_origins))
+                              allowed_origins=parse_origins(args.allowed_origins),
+                              run_defaults={s.name: getattr(args, s.name) for s in serve_run_settings()
+                                            if getattr(args, s.name) is not None})
+    cap, default = settings.effective().max_tokens, settings.run_defaults.get("max_tokens")
+    if cap is not None and default is not None and default > cap:
+        raise UserError(f"--max-tokens {default} is over this server's limit of {cap} (--max-tokens-limit, --public)")
     path = _model_path(args)
     if not Path(path).is_file():
         read_model_info(path)   # a mistyped path: its one-line error at once, before listening

@@ -275,6 +275,14 @@ def check_recorded(settings: dict, error=SettingsError) -> None:
             raise error(f"settings.{s.name} must be {kinds[s.kind]}")
 
 
-def to_json() -> list[dict]:
-    """The table, for the page (GET /api/settings) and docs."""
-    return [s.to_json() for s in SETTINGS]
+def to_json(defaults: dict | None = None) -> list[dict]:
+    """The table, for the page (GET /api/settings) and docs; `defaults`: a server's own
+    (serve --temperature ...) in place of the table's."""
+    defaults = defaults or {}
+    return [{**s.to_json(), **({"default": defaults[s.name]} if s.name in defaults else {})} for s in SETTINGS]
+
+
+def with_defaults(given: dict, defaults: dict | None) -> dict:
+    """A request's settings over a server's defaults (serve --temperature ...: what a
+    request that leaves a setting out gets, as llama-server's flags do)."""
+    return {**(defaults or {}), **given}

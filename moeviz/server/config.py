@@ -71,6 +71,9 @@ class ServerSettings:
     metrics: bool = True                  # GET /metrics (metrics.py); False: `serve --no-metrics`
     metrics_per_expert: bool = False      # `serve --metrics-per-expert`: a series per (MoE layer, expert)
     allowed_origins: tuple[str, ...] = () # `serve --allowed-origins`: browser origins CORS answers (none by default)
+    # `serve --temperature 0.2 --top-k 20 ...` (moeviz/settings.py): what a request that leaves a run setting out
+    # gets, on every surface (websocket, APIs) and as the page's defaults, as llama-server's sampling flags
+    run_defaults: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.allowed_origins = tuple(check_origin(o) for o in self.allowed_origins)

@@ -19,7 +19,7 @@ from ..engine.text import StopText
 from ..errors import MoevizError, UserError
 from .openai_tools import ChatOutput, chat_prompt_from_body
 from ..llama.grammar import check_gbnf, json_schema_grammar
-from ..settings import INT32_MAX, SAMPLING, from_message
+from ..settings import INT32_MAX, SAMPLING, from_message, with_defaults
 
 MAX_LOGPROBS = 20            # OpenAI's top_logprobs limit
 MAX_CANDIDATES = 1000        # engine.candidates.MAX_CANDIDATES: the most tokens a row's candidates hold
@@ -156,7 +156,8 @@ def response_format_grammar(fmt) -> str | None:
     return json_schema_grammar(spec.get("schema") or {"type": "object"})
 
 
-def _settings(body: dict, chat: bool, max_tokens_cap: int | None) -> tuple[SamplingSettings, bool]:
+def _settings(body: dict, chat: bool, max_tokens_cap: int | None,
+              defaults: dict | None = None) -> tuple[SamplingSettings, bool]:
     """The run's sampling settings from the request's fields (moeviz/settings.py: names
     and aliases, types, ranges, messages)."""
     if chat and body.get("max_tokens") is None and body.get("max_completion_tokens") is not None:
@@ -166,9 +167,12 @@ def _settings(body: dict, chat: bool, max_tokens_cap: int | None) -> tuple[Sampl
         body["stop"] = [x for x in body["stop"] if x != ""]            # "" stops nothing: dropped, as llama-cpp-python
     elif body.get("stop") == "":
         body["stop"] = None
+    if body.get("seed") is None and (defaults or {}).get("seed") is not None:
+        body["seed"] = defaults["seed"]                                 # serve --seed
     if body.get("seed") in (None, -1):                                  # llama.cpp's -1: a random seed; the trace
         body["seed"] = secrets.randbits(32)                             # keeps it: the permalink's run reproduces
-    given = from_message(body, [s.name for s in SAMPLING])
+    given = with_defaults(from_message(body, [s.name for s in SAMPLING]), defaults)
+    max_given = "max_tokens" in given                                   # by the client or serve --max-tokens
     fmt_grammar = response_format_grammar(body.get("response_format"))
     if fmt_grammar is not None:
         if given.get("grammar"):
@@ -176,7 +180,6 @@ def _settings(body: dict, chat: bool, max_tokens_cap: int | None) -> tuple[Sampl
         given["grammar"] = fmt_grammar
     if given.get("grammar"):
         check_gbnf(given["grammar"])
-    max_given = "max_tokens" in given
     if max_tokens_cap is not None:
         given.setdefault("max_tokens", max_tokens_cap)
         if given["max_tokens"] > max_tokens_cap:
@@ -198,9 +201,10 @@ def _routing_format(body: dict) -> str:
     return v
 
 
-def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None) -> ApiRequest:
+def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None, defaults: dict | None = None) -> ApiRequest:
     """Validate a /v1/completions (chat=False) or /v1/chat/completions body.
-    `max_tokens_cap`: a public server's limit (None: none, as llama-server)."""
+    `max_tokens_cap`: a public server's limit (None: none, as llama-server); `defaults`:
+    serve's run-setting flags, for the settings the body leaves out."""
     if not isinstance(body, dict):
         raise ApiRequestError("the request body must be a JSON object")
     if chat:      # messages, tools, tool_choice (openai_tools.py): a ChatPrompt the template renders whole
@@ -235,7 +239,7 @@ def parse_request(body, *, chat: bool, max_tokens_cap: int | None = None) -> Api
     if echo and logprobs is not None:
         raise ApiRequestError("'echo' with 'logprobs' (the prompt's logprobs) is not supported", "echo")
 
-    settings, max_given = _settings(body, chat, max_tokens_cap)
+    settings, max_given = _settings(body, chat, max_tokens_cap, defaults)
     if logprobs is not None and settings.temperature > 0 and not 0 < settings.top_k <= MAX_CANDIDATES:
         raise ApiRequestError(f"logprobs with temperature above 0 need top_k from 1 to {MAX_CANDIDATES} (the "
                               "sampled token must be among the tokens whose logprobs are kept)", "top_k")

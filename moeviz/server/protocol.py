@@ -21,8 +21,9 @@ Send = Callable[[str, float], None]     # (json text, perf_counter when its even
 
 class LiveSession:
     def __init__(self, *, worker: GenerationWorker, live_runs: LiveRuns, prompts: dict, max_tokens: int,
-                 max_message_bytes: int, send: Send, limiter=None, client: str = "?"):
+                 max_message_bytes: int, send: Send, limiter=None, client: str = "?", run_defaults: dict | None = None):
         self.worker, self.live_runs, self.prompts = worker, live_runs, prompts
+        self.run_defaults = run_defaults or {}     # serve --temperature ...: for settings a message leaves out
         self.max_tokens, self.max_message_bytes = max_tokens, max_message_bytes
         self.limiter, self.client = limiter, client
         self.send = send
@@ -61,7 +62,7 @@ class LiveSession:
     def generate(self, msg: dict) -> None:
         if self.running:
             raise RequestError("a generation is already running on this connection; send cancel or wait for done")
-        req = generate_request(msg, self.prompts, self.max_tokens)
+        req = generate_request(msg, self.prompts, self.max_tokens, self.run_defaults)
         if self.limiter is not None:
             self.limiter.check(self.client)
         self.live_runs.unwatch(self.viewer)

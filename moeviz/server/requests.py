@@ -6,7 +6,7 @@ import dataclasses
 from ..errors import UserError
 from ..engine import SamplingSettings
 from ..engine.text import validate_messages
-from ..settings import ALIASES, SAMPLING, SETTINGS, from_message
+from ..settings import ALIASES, SAMPLING, SETTINGS, from_message, with_defaults
 from ..trace.jsontext import parse_json
 
 
@@ -42,9 +42,11 @@ def parse_message(raw: str | bytes, max_bytes: int) -> dict:
     return msg
 
 
-def generate_request(msg: dict, prompts: dict, max_tokens_cap: int | None = None) -> GenerateRequest:
+def generate_request(msg: dict, prompts: dict, max_tokens_cap: int | None = None,
+                     defaults: dict | None = None) -> GenerateRequest:
     """A `generate` message, checked. `max_tokens_cap`: a public server's limit (None:
-    none; a run also ends where its context is full)."""
+    none; a run also ends where its context is full); `defaults`: serve's run-setting
+    flags, for the settings the message leaves out."""
     unknown = sorted(set(msg) - _KNOWN)
     if unknown:
         raise RequestError(f"unknown field(s) in generate: {', '.join(unknown)}")
@@ -62,7 +64,7 @@ def generate_request(msg: dict, prompts: dict, max_tokens_cap: int | None = None
         prompt = msg["text"]
     else:
         prompt = validate_messages(msg["messages"])   # its PromptError is the client's one line
-    given = from_message(msg)                        # SettingsError names the field
+    given = with_defaults(from_message(msg), defaults)   # SettingsError names the field
     settings = SamplingSettings(**{s.name: given[s.name] for s in SAMPLING if s.name in given}).validate()
     if max_tokens_cap is not None and settings.max_tokens > max_tokens_cap:
         raise RequestError(f"max_tokens {settings.max_tokens} is over this server's limit of {max_tokens_cap}")

@@ -176,7 +176,8 @@ def router(ctx: ServerContext) -> APIRouter:
     async def chat_request(request: Request):
         ctx.guard.check(request)        # x-api-key, as Anthropic's clients send it (or Bearer)
         body = anthropic_to_chat(await read_body(request, settings.api.max_body_bytes))
-        req = parse_request(body, chat=True, max_tokens_cap=settings.max_tokens)
+        req = parse_request(body, chat=True, max_tokens_cap=settings.max_tokens,
+                            defaults=settings.run_defaults)
         req.routed_experts_format = "sglang"      # the moeviz object carries SGLang's form
         return req
 

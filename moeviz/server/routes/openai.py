@@ -84,13 +84,15 @@ def router(ctx: ServerContext) -> APIRouter:
     @r.post("/v1/completions")
     async def completions(request: Request):
         check_key(request)
-        req = parse_request(await body_of(request), chat=False, max_tokens_cap=settings.max_tokens)
+        req = parse_request(await body_of(request), chat=False, max_tokens_cap=settings.max_tokens,
+                            defaults=settings.run_defaults)
         return await answer(request, req)
 
     @r.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_key(request)
-        req = parse_request(await body_of(request), chat=True, max_tokens_cap=settings.max_tokens)
+        req = parse_request(await body_of(request), chat=True, max_tokens_cap=settings.max_tokens,
+                            defaults=settings.run_defaults)
         return await answer(request, req)
 
     @r.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])

@@ -77,7 +77,7 @@ def router(ctx: ServerContext) -> APIRouter:
     @r.get("/api/settings")
     def api_settings() -> dict:
         # every run setting (moeviz/settings.py): the page's inputs take their defaults and ranges from it
-        return {"settings": settings_table()}
+        return {"settings": settings_table(ctx.settings.run_defaults)}
 
     @r.get("/api/limits")
     def api_limits() -> dict:

@@ -186,7 +186,8 @@ def router(ctx: ServerContext) -> APIRouter:
     async def responses(request: Request):
         ctx.guard.check(request)
         body = await read_body(request, settings.api.max_body_bytes)
-        req = parse_request(responses_to_chat(body), chat=True, max_tokens_cap=settings.max_tokens)
+        req = parse_request(responses_to_chat(body), chat=True, max_tokens_cap=settings.max_tokens,
+                            defaults=settings.run_defaults)
         req.routed_experts_format = "sglang"      # the moeviz object carries SGLang's form
         run = await start_run(ctx, request, req, model_id=model_id, prompt_param="input")
         base_url = str(request.base_url)

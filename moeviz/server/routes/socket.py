@@ -53,7 +53,8 @@ def router(ctx: ServerContext) -> APIRouter:
         out.put_nowait((dumps(model_message(ctx.model)), 0.0, 0.0))
         session = LiveSession(worker=ctx.worker, live_runs=ctx.live_runs, prompts=ctx.prompts,
                               max_tokens=settings.max_tokens, max_message_bytes=settings.max_message_bytes,
-                              send=send_threadsafe, limiter=ctx.limiter, client=host)
+                              send=send_threadsafe, limiter=ctx.limiter, client=host,
+                              run_defaults=settings.run_defaults)
         try:
             while True:
                 if sockets is None:
