@@ -1,7 +1,7 @@
 """What every test shares: the fixture models, loaded engines, run_cli, and the tiers.
 
 Tiers (markers declared in pyproject.toml; `make test-fast` and `make test` pick them):
-  fast   `make test-fast`, the edit loop (under 3 minutes): every test without the marks
+  fast   `make test-fast`, the edit loop (under 3 minutes on 2 cores): every test without the marks
          below, plus the two marked `smoke` (one real server, one page in Chromium), plus
          node's tests of the page's JS (tests/js/)
   full   `make test` (.ci/run): everything, after `make arch-models`
