@@ -53,6 +53,27 @@ def test_abort_text_reaches_the_log():
     assert "/build/deep" not in r.stderr
 
 
+def test_an_abort_inside_a_guarded_call_raises_the_callers_own_error():
+    """llama.cpp asserting inside run_guarded (a model load, a context's graph) parks that
+    thread and raises the error kind the caller names, with the assert line: the model
+    loader's ModelLoadError, not a LlamaAborted it would have to catch and re-word."""
+    import ctypes
+
+    from moeviz.llama import abort
+    from moeviz.llama.lib import linked_library_path
+
+    class Refused(Exception):
+        pass
+
+    lib = ctypes.CDLL(str(linked_library_path("ggml-base")))
+    with pytest.raises(Refused) as e:
+        abort.run_guarded(lib.ggml_abort, b"/build/deep/llama-model.cpp", 77, b"GGML_ASSERT(%s) failed",
+                          b"n_expert > 0", aborted=lambda line: Refused(f"cannot load: {line}"))
+    assert "llama-model.cpp:77: GGML_ASSERT(n_expert > 0) failed" in str(e.value) and "/build/deep" not in str(e.value)
+    with pytest.raises(abort.LlamaAborted):      # the default kind
+        abort.run_guarded(lib.ggml_abort, b"x.cpp", 1, b"GGML_ASSERT(%s) failed", b"0")
+
+
 @pytest.mark.slow
 def test_every_top_k_on_the_demo_model_records(tmp_path):
     """The probe's case: record --experts-per-token K for K = 57..64 aborted (exit 134)."""

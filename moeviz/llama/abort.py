@@ -120,9 +120,10 @@ def short_assert(text: str) -> str:
     return (os.path.basename(head) + sep + rest) if sep else os.path.basename(first)
 
 
-def run_guarded(fn, *args):
-    """fn(*args) on a guarded daemon thread: its result, or LlamaAborted(assert line) when
-    llama.cpp aborts in it. Exceptions fn raises are raised here."""
+def run_guarded(fn, *args, aborted=LlamaAborted):
+    """fn(*args) on a guarded daemon thread: its result, or `aborted(assert line)` raised
+    when llama.cpp aborts in it (the caller's own error kind, with its own context).
+    Exceptions fn raises are raised here."""
     with _lock:
         try:
             _install()
@@ -143,7 +144,7 @@ def run_guarded(fn, *args):
     threading.Thread(target=body, name="moeviz-llama-guarded", daemon=True).start()
     slot["event"].wait()
     if slot["message"] is not None:
-        raise LlamaAborted(short_assert(slot["message"]))
+        raise aborted(short_assert(slot["message"]))
     if slot["error"] is not None:
         raise slot["error"]
     return slot["result"]

@@ -10,7 +10,7 @@ import ctypes
 import os
 
 from ..errors import UserError
-from .abort import LlamaAborted, run_guarded
+from .abort import run_guarded
 from .lib import llama_cpp
 from .log import llama_log
 from ..gguf_info import ModelFileError, ModelInfo, read_model_info
@@ -122,10 +122,8 @@ class LoadedModel:
         log = llama_log()
         mark = log.mark()
         # on a guarded thread: an assert on the file's metadata refuses the file, not the process
-        try:
-            self.model = run_guarded(lc.llama_model_load_from_file, os.fsencode(str(path)), mp)
-        except LlamaAborted as e:
-            raise ModelLoadError(f"llama.cpp cannot load {path}: it aborted on the file's contents ({e})") from None
+        self.model = run_guarded(lc.llama_model_load_from_file, os.fsencode(str(path)), mp, aborted=lambda line:
+                                 ModelLoadError(f"llama.cpp cannot load {path}: it aborted on the file's contents ({line})"))
         if not self.model:
             if reporter is not None and reporter.error is not None:
                 raise reporter.error
@@ -149,11 +147,11 @@ class LoadedModel:
         cp.no_perf = True
         if configure_context:
             configure_context(cp)
-        try:
-            self.ctx = run_guarded(lc.llama_init_from_model, self.model, cp)
-        except LlamaAborted as e:   # the model stays with the parked thread: not freed
-            self.model = None
-            raise ModelLoadError(f"llama.cpp cannot run {path}: it aborted building its graph ({e})") from None
+        def graph_refused(line: str) -> ModelLoadError:
+            self.model = None   # the model stays with the parked thread: not freed
+            return ModelLoadError(f"llama.cpp cannot run {path}: it aborted building its graph ({line})")
+
+        self.ctx = run_guarded(lc.llama_init_from_model, self.model, cp, aborted=graph_refused)
         if not self.ctx:
             lc.llama_model_free(self.model)
             self.model = None
