@@ -32,6 +32,26 @@ def error_response(e: BaseException) -> JSONResponse:
     return JSONResponse({"error": client_message(e)}, status_code=client_status(e))
 
 
+def translating_route(respond) -> type:
+    """An APIRoute class whose handlers' errors all become `respond(e)`: each API surface
+    (OpenAI's, Anthropic's) answers every error once, in its own error shape."""
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+
+    class Route(APIRoute):
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def route(request):
+                try:
+                    return await handler(request)
+                except Exception as e:  # noqa: BLE001 - translated here, once (a bug is logged by client_message)
+                    return respond(e)
+
+            return route
+
+    return Route
+
+
 def install(app) -> None:
     """Every HTTP route's errors, in one handler."""
     app.add_exception_handler(MoevizError, lambda _request, exc: error_response(exc))

@@ -17,13 +17,12 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from ..api_convert import anthropic_to_chat
 from ..api_runs import ClientGone, RunError, chat_chunks, finished, start_run, stop_sequence
 from ..context import ServerContext
-from ..errors import client_message, client_status
+from ..errors import client_message, client_status, translating_route
 from ..openai_shapes import RunAnswer, parse_request
 from .openai import read_body, served_model_id
 
@@ -36,19 +35,11 @@ def error_body(message: str, status: int) -> dict:
     return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
 
 
-class AnthropicRoute(APIRoute):
-    """Any error of a handler here becomes Anthropic's error object with the app's status."""
+def anthropic_error(e: BaseException) -> JSONResponse:
+    return JSONResponse(error_body(client_message(e), client_status(e)), status_code=client_status(e))
 
-    def get_route_handler(self):
-        handler = super().get_route_handler()
 
-        async def route(request: Request):
-            try:
-                return await handler(request)
-            except Exception as e:  # noqa: BLE001 - translated here, once (a bug is logged by client_message)
-                return JSONResponse(error_body(client_message(e), client_status(e)), status_code=client_status(e))
-
-        return route
+AnthropicRoute = translating_route(anthropic_error)   # every handler's errors in Anthropic's error object
 
 
 def sse(event: dict) -> str:

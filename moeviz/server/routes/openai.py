@@ -15,29 +15,13 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.routing import APIRoute
 
 from ..api_runs import ApiRun, ClientGone, RunError, chat_chunks, finished, start_run, start_runs
 from ..context import ServerContext
-from ..errors import client_message, client_status
+from ..errors import client_message, client_status, translating_route
 from ..limits import read_limited
 from ..openai_shapes import ApiRequest, ApiRequestError, combined_response, error_body, parse_request
 from ...trace.jsontext import parse_json
-
-
-class OpenAIRoute(APIRoute):
-    """Any error of a /v1 handler becomes OpenAI's error object with the app's status."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def route(request: Request):
-            try:
-                return await handler(request)
-            except Exception as e:  # noqa: BLE001 - translated here, once (a bug is logged by client_message)
-                return openai_error(e)
-
-        return route
 
 
 def openai_error(e: BaseException) -> JSONResponse:
@@ -45,6 +29,9 @@ def openai_error(e: BaseException) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(error_body(client_message(e), status, getattr(e, "param", None)), status_code=status,
                         headers=headers)
+
+
+OpenAIRoute = translating_route(openai_error)   # every /v1 handler's errors in OpenAI's error object
 
 
 def sse(obj) -> str:
