@@ -65,7 +65,9 @@ def export_site(out: str | os.PathLike, runs: list[tuple[str, Trace]], web_dir: 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        shutil.copytree(web_dir, tmp / "static", ignore=shutil.ignore_patterns("index.html", "notfound.html", "loading.html", "*.py", "__pycache__"))
+        # the server's page templates (web/*.html: the page, loading, not found, key needed)
+        # are rendered, never served as they are: a site gets only its own index.html
+        shutil.copytree(web_dir, tmp / "static", ignore=shutil.ignore_patterns("*.html", "*.py", "__pycache__"))
         (tmp / "runs").mkdir()
         entries, used = [], set()
         for name, trace in runs:
