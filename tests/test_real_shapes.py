@@ -4,7 +4,7 @@ experts, top-8, a 151,936-token vocabulary, tiny hidden size), written at test t
 
 Native and callback capture agree exactly (ids, weights, probabilities) on all of them,
 including prompts longer than a ubatch where the callback has to prefill in chunks
-(README, "Exactness"); the Qwen3-30B-shaped model also runs through `moeviz record`,
+(docs/capture.md, "Exactness between the backends"); the Qwen3-30B-shaped model also runs through `moeviz record`,
 `moeviz serve` and the page.
 """
 import json

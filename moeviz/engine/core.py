@@ -193,7 +193,7 @@ class Engine:
             # They subdivide llama.cpp's ubatches (what native capture decodes) into even pieces
             # of at least 64 rows where the ubatch has them (ggml-cpu's flash attention switches
             # kernels at 64 query rows; hence a cap of at least 128), so each row meets the same
-            # kernels under both backends and they agree bit for bit (README, "Exactness").
+            # kernels under both backends and they agree bit for bit (docs/capture.md, "Exactness").
             cap = max(128, self.output_budget // (4 * self.lm.n_vocab))
             n_ubatch = llama_cpp().llama_n_ubatch(self.lm.ctx)
             ubatches = [(u, min(u + n_ubatch, e)) for s, e in spans for u in range(s, e, n_ubatch)]
