@@ -63,10 +63,12 @@ def test_prune_preview_marks_and_masks_and_the_cache_policies(server, browser, f
         pg.page.dispatch_event(".an-budget", "change")
         pg.page.click("[data-an-tokens=prompt]")
         pg.page.click("[data-an-tokens=all]")
-        pg.page.wait_for_function("document.querySelector('.an-policies th:nth-child(2)').textContent.includes('4 of 8')")
+        ids = masked.expert_ids.astype(np.int64)
+        # the table re-renders on a later frame: wait for the one over all the run's tokens at 4 of 8
+        pg.page.wait_for_function("document.querySelector('.an-policies th:nth-child(2)').textContent.includes('4 of 8')"
+                                  f" && document.querySelector('.an-policies').dataset.tokens === '{len(ids)}'")
         got = pg.js("""Object.fromEntries([...document.querySelectorAll('td[data-policy]')]
             .map((td) => [td.dataset.policy, Number(td.dataset.hitRate)]))""")
-        ids = masked.expert_ids.astype(np.int64)
         n, L, k = ids.shape
         lam = best_lambda(ids, 8, 4)
         hits = {"lru": simulate(ids, 8, 4, "lru"), "lfu": simulate(ids, 8, 4, "lfu"),

@@ -245,6 +245,7 @@ def ws_run(url, request, log, started=None, ready=None):
         if ready is not None:   # a threading.Barrier: every client connected, then all send at once
             ready.wait(60)
         ws.send(json.dumps({"type": "generate", **request}))
+        log.append((time.perf_counter(), {"type": "sent"}))
         while True:
             m = json.loads(ws.recv(timeout=180))
             log.append((time.perf_counter(), m))
@@ -309,7 +310,8 @@ def test_server_runs_requests_together_each_equal_to_record(par_server, tmp_path
 def test_server_a_run_with_other_interventions_waits_and_keeps_its_place(par_server):
     logs = [[], [], []]
     started = [threading.Event() for _ in logs]
-    requests = [{"text": DEMO_PROMPTS[0], "max_tokens": 40, "temperature": 0},
+    # A long enough (900 tokens, ~1 s on an idle machine) that B and C arrive while it runs
+    requests = [{"text": DEMO_PROMPTS[0], "max_tokens": 900, "temperature": 0},
                 {"text": DEMO_PROMPTS[1], "max_tokens": 5, "temperature": 0, "experts_per_token": 1},
                 {"text": DEMO_PROMPTS[2], "max_tokens": 5, "temperature": 0}]
     threads = []
@@ -319,13 +321,18 @@ def test_server_a_run_with_other_interventions_waits_and_keeps_its_place(par_ser
         if i == 0:
             assert started[0].wait(60)
         else:
-            time.sleep(0.3)
+            time.sleep(0.05)
     for t in threads:
         t.join(300)
     at = [{m["type"]: t for t, m in reversed(log)} for log in logs]   # first time of each kind
     assert all(log[-1][1]["type"] == "done" for log in logs), [log[-1] for log in logs]
-    assert at[1]["start"] > at[0]["done"]          # the router change waited for the running run
-    assert at[2]["start"] >= at[1]["start"]        # and the run behind it did not jump ahead
+    # times are when each client thread read the message: the server sends A's done and then B's
+    # start back to back, and two threads can read them 0.06 ms apart the other way round (seen
+    # under load). SKEW absorbs that; a B that did not wait would start a whole run earlier.
+    skew = 0.02
+    assert at[1]["start"] > at[0]["done"] - skew   # the router change waited for the running run
+    assert at[2]["start"] >= at[1]["start"] - skew  # and the run behind it did not jump ahead
+    assert at[0]["done"] > at[2]["sent"] + 3 * skew, "A ended before C was sent: nothing was tested"
     assert logs[1][-1][1]["finish"]["n_generated"] == 5
 
 

@@ -138,8 +138,10 @@ export class PolicyTable {
     const key = `${fig.range}|${fig.applied}|${this.budget}|${E}|${K}`;
     if (key === this.shown) return;
     this.shown = key;
-    const r = cachePolicies(this.selection(fig.selection), this.budget);
+    const sel = this.selection(fig.selection);
+    const r = cachePolicies(sel, this.budget);
     this.figures = r;
+    this.box.dataset.tokens = String(sel.n);   // the tokens the rates are over (tests wait for a selection's)
     const rows = Object.entries(r.policies).map(([name, p]) => {
       const cell = el("td", { dataset: { policy: name, hitRate: String(p.hit_rate) } }, pct(p.hit_rate));
       return [name === "lrfu" ? `${POLICY_NAMES[name]}, λ ${r.lambda}` : POLICY_NAMES[name], cell,
