@@ -73,3 +73,22 @@ def test_long_stop_strings_cost_only_what_a_piece_reaches():
     out = "".join(st.push(" the" if i % 2 else " cat") for i in range(1024)) + st.finish()
     assert out == "".join(" the" if i % 2 else " cat" for i in range(1024)) == st.final
     assert max(len(a.fail) for a in st._automata) <= 2
+
+
+def test_the_loops_stop_decision_is_the_definitions():
+    """StopStrings (the slot loop's "stop after this token") hits on the first token whose
+    text completes a stop string anywhere in the text so far, as `s in text` says."""
+    from moeviz.engine.text import StopStrings
+
+    rng = random.Random(22)
+    for trial in range(6000):
+        alpha = "ab" if trial % 2 else "abc \n"
+        stops = ["".join(rng.choice(alpha) for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 3))]
+        loop, text = StopStrings(stops), ""
+        for _ in range(rng.randint(1, 10)):
+            piece = "".join(rng.choice(alpha) for _ in range(rng.randint(0, 5)))
+            text += piece
+            want = any(s in text for s in stops)
+            assert loop.hit(piece) == want, (stops, text)
+            if want:
+                break

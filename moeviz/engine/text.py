@@ -76,24 +76,6 @@ class Detokenizer:
         return self._dec.decode(b"", final=True)
 
 
-class StopStrings:
-    """A run's stop strings over its generated text, fed one token's text at a time."""
-
-    def __init__(self, stop: list[str]):
-        self.stop = list(stop)
-        self.longest = max(map(len, self.stop), default=0)
-        self.generated = ""
-
-    def hit(self, text: str) -> bool:
-        """Whether the text so far, with `text` appended, now contains a stop string."""
-        self.generated += text
-        if not self.stop or not text:
-            return False
-        # a new match ends in this token's text: only the tail can hold it
-        tail = self.generated[-(len(text) + self.longest - 1):]
-        return any(s in tail for s in self.stop)
-
-
 class _StopAutomaton:
     """Knuth-Morris-Pratt over one stop string, fed a character at a time: `state` is the
     length of the longest prefix of the stop string that ends the text so far. The failure
@@ -125,6 +107,23 @@ class _StopAutomaton:
             return True
         self.state = k
         return False
+
+
+class StopStrings:
+    """A run's stop strings over its generated text, fed one token's text at a time: the
+    loop's stop decision, with the same automata as StopText (each token costs its own
+    length per stop string; no copy of the text so far is kept)."""
+
+    def __init__(self, stop: list[str]):
+        self._automata = [_StopAutomaton(s) for s in stop if s]
+
+    def hit(self, text: str) -> bool:
+        """Whether the text so far, with `text` appended, now contains a stop string."""
+        hit = False
+        for a in self._automata:      # every automaton sees every character (no early exit)
+            for ch in text:
+                hit = a.feed(ch) or hit
+        return hit
 
 
 class StopText:

@@ -117,25 +117,6 @@ _UNSUPPORTED = ("functions", "function_call")
 MAX_N = 16
 
 
-def _message_content(m: dict, i: int) -> str:
-    content = m.get("content")
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            else:
-                raise ApiRequestError(f"messages[{i}]: only text content is supported", "messages")
-        return "".join(parts)
-    raise ApiRequestError(f"messages[{i}].content must be a string or a list of text parts", "messages")
-
-
 def response_format_grammar(fmt) -> str | None:
     """GBNF for OpenAI's `response_format`: None for text; any JSON object for
     json_object (llama-cpp-python: a `schema` inside it constrains it further);

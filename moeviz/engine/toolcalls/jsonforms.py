@@ -10,6 +10,24 @@ from .scan import Call, dumps, json_call, json_value, settled
 _FIRST_KEY = re.compile(r'\s*\{\s*"((?:[^"\\]|\\.)*)"\s*:')
 
 
+def json_calls(s: str, pos: int, separators: str, at_end, partial: bool) -> list:
+    """The JSON call objects of a list from `pos` on: separators skipped, until `at_end(s, pos)`,
+    the end of the text, or a call still being written (kept, not done, when `partial`)."""
+    calls = []
+    while True:
+        while pos < len(s) and s[pos] in separators:
+            pos += 1
+        if pos >= len(s) or at_end(s, pos):
+            return calls
+        call, end = json_call(s[pos:], partial)
+        if call is None:
+            return calls
+        calls.append(call)
+        if end < 0:
+            return calls
+        call.done = True
+        pos += end
+
 class Mistral(Family):
     """Mistral Nemo: [TOOL_CALLS][{"name", "arguments", "id"}, ...]; Mistral Small 3.2 /
     Devstral / Ministral: [TOOL_CALLS]NAME[CALL_ID]ID[ARGS]{...} (the id optional), repeated."""
@@ -30,23 +48,9 @@ class Mistral(Family):
         if i < 0:
             return settled(body, self.markers(), partial), [], "", False
         content, s = body[:i].rstrip(), body[i + len(self.call_open):].lstrip()
-        calls, pos = [], 1
         if not s.startswith("["):
             return content, [], "" if partial else s, False
-        while True:
-            while pos < len(s) and s[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(s) or s[pos] == "]":
-                break
-            call, end = json_call(s[pos:], partial)
-            if call is None:
-                break
-            calls.append(call)
-            if end < 0:
-                break
-            call.done = True
-            pos += end
-        return content, calls, "", False
+        return content, json_calls(s, 1, " \t\r\n,", lambda s, pos: s[pos] == "]", partial), "", False
 
     def call(self, seg, partial, tools):
         a = seg.find("[ARGS]")
@@ -83,21 +87,9 @@ class MiniMaxM1(Family):
         i = body.find(self.section_open)
         if i < 0:
             return settled(body, self.markers(), partial), [], "", False
-        content, s, calls, pos = body[:i].rstrip(), body[i + len(self.section_open):], [], 0
-        while True:
-            while pos < len(s) and s[pos] in " \t\r\n[,]":
-                pos += 1
-            if pos >= len(s) or s.startswith(self.section_close, pos):
-                break
-            call, end = json_call(s[pos:], partial)
-            if call is None:
-                break
-            calls.append(call)
-            if end < 0:
-                break
-            call.done = True
-            pos += end
-        return content, calls, "", False
+        content, s = body[:i].rstrip(), body[i + len(self.section_open):]
+        return content, json_calls(s, 0, " \t\r\n[,]", lambda s, pos: s.startswith(self.section_close, pos),
+                                   partial), "", False
 
     def write(self, name, args, index=0, call_id=""):
         return dumps({"name": name, "arguments": args})
