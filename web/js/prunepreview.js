@@ -5,6 +5,8 @@
 // what-if mask (whatif.js), so the next live run is the what-if: for gatings that
 // renormalize the selected weights, a run of the pruned file routes exactly as that masked run.
 
+import { HeatmapPlacement } from "./whatif.js";
+
 // [[model layer, expert], ...] the prune would drop, and the kept share of the selections
 export function pruneDrops(counts, layers, E, keep) {
   const dropped = [];
@@ -41,6 +43,7 @@ export class PrunePreview {
     this.canvas.setAttribute("aria-hidden", "true");
     Object.assign(this.canvas.style, { position: "absolute", pointerEvents: "none" });
     wrap.appendChild(this.canvas);
+    this.placement = new HeatmapPlacement(this.grid, wrap);
     this.toggle.addEventListener("click", () => { this.on = !this.on; this.shown = ""; });
     this.input.addEventListener("change", () => { this.keep = Number(this.input.value); this.shown = ""; });
     this.maskButton.addEventListener("click", () => this.maskDropped());
@@ -64,8 +67,8 @@ export class PrunePreview {
     }
     this.input.max = String(E - 1);
     if (document.activeElement !== this.input) this.input.value = String(this.keep);
-    const gc = g.canvas;
-    const key = `${s.gen}|${s.applied}|${this.keep}|${this.on}|${gc.width}x${gc.height}|${gc.offsetLeft},${gc.offsetTop}`;
+    const gc = g.canvas, [left, top, width, height] = this.placement.get(s.gen);
+    const key = `${s.gen}|${s.applied}|${this.keep}|${this.on}|${gc.width}x${gc.height}|${left},${top},${width},${height}`;
     if (key === this.shown) return;
     this.shown = key;
     this.toggle.setAttribute("aria-pressed", String(this.on));
@@ -78,8 +81,7 @@ export class PrunePreview {
     const c = this.canvas;
     c.width = gc.width;
     c.height = gc.height;
-    Object.assign(c.style, { left: `${gc.offsetLeft}px`, top: `${gc.offsetTop}px`, width: `${gc.clientWidth}px`,
-      height: `${gc.clientHeight}px` });
+    Object.assign(c.style, { left: `${left}px`, top: `${top}px`, width: `${width}px`, height: `${height}px` });
     const ctx = c.getContext("2d"), dpr = g.layout.dpr;
     ctx.clearRect(0, 0, c.width, c.height);
     if (!this.on) return;

@@ -154,6 +154,34 @@ export class WhatIfControls {
 // Over the cumulative heatmap: the cells the next run will mask (a red cross) and the
 // cells the shown run masked (a grey cross). In mask mode a click on a cell toggles it
 // instead of choosing it (the capture listener on the wrapper runs first).
+// Where the heatmap's canvas sits in its wrapper, for the overlays drawn over it (the mask
+// crosses, the prune preview): read only after a resize or once per run. Reading offsetLeft
+// every frame, after the other views changed the page, forced a layout per frame (the
+// largest script cost while a long prompt plays in).
+export class HeatmapPlacement {
+  constructor(grid, wrap) {
+    this.grid = grid;
+    this.box = null;
+    this.gen = null;
+    this.observed = typeof ResizeObserver !== "undefined";
+    if (this.observed) {
+      const observer = new ResizeObserver(() => { this.box = null; });
+      observer.observe(wrap);
+      observer.observe(grid.canvas);
+    }
+  }
+
+  // [left, top, width, height] in CSS pixels; `gen` is the state's run generation
+  get(gen) {
+    if (!this.box || !this.observed || this.gen !== gen) {
+      this.gen = gen;
+      const gc = this.grid.canvas;
+      this.box = [gc.offsetLeft, gc.offsetTop, gc.clientWidth, gc.clientHeight];
+    }
+    return this.box;
+  }
+}
+
 export class MaskOverlay {
   constructor(heatmap, state, controls, wrap) {
     this.grid = heatmap.grid;
@@ -164,16 +192,7 @@ export class MaskOverlay {
     this.canvas.setAttribute("aria-hidden", "true");
     wrap.appendChild(this.canvas);
     this.shown = "";
-    // Where the heatmap's canvas sits in its wrapper, read only after a resize: reading
-    // offsetLeft every frame, after the other views changed the page, forced a layout
-    // per frame (the largest script cost while a long prompt plays in).
-    this.geometry = null;
-    if (typeof ResizeObserver !== "undefined") {
-      const observer = new ResizeObserver(() => { this.geometry = null; });
-      observer.observe(wrap);
-      observer.observe(this.grid.canvas);
-      this.observed = true;
-    }
+    this.placement = new HeatmapPlacement(this.grid, wrap);
     wrap.addEventListener("click", (ev) => {
       if (!controls.maskMode || ev.target !== this.grid.canvas) return;
       const hit = this.grid.hitTest(ev.clientX, ev.clientY);
@@ -186,12 +205,7 @@ export class MaskOverlay {
     const s = this.state, g = this.grid, c = this.canvas;
     if (!s.model || !g.layout) return;
     const runMask = maskOf(s.run && s.run.settings);
-    if (!this.geometry || !this.observed || this.geometryGen !== s.gen) {   // and once per run
-      this.geometryGen = s.gen;
-      const gc = g.canvas;
-      this.geometry = [gc.offsetLeft, gc.offsetTop, gc.clientWidth, gc.clientHeight];
-    }
-    const [left, top, width, height] = this.geometry;
+    const [left, top, width, height] = this.placement.get(s.gen);
     const key = `${g.canvas.width}x${g.canvas.height}|${left},${top},${width},${height}|${[...this.controls.mask]}|` +
       `${JSON.stringify(runMask)}|${s.gen}`;
     if (key === this.shown) return;
