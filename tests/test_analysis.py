@@ -234,16 +234,23 @@ def brute_force_lru(ids, E):
     return hist
 
 
-@pytest.mark.parametrize("E, k, chunk", [(6, 2, 5), (16, 4, 1 << 15), (70, 8, 9), (300, 3, 13)])
-def test_lru_stack_distances_match_a_direct_simulation(E, k, chunk, monkeypatch):
-    from moeviz.analysis import expert_cache
-
-    monkeypatch.setattr(expert_cache, "CHUNK_TOKENS", chunk)
-    rng = np.random.default_rng(E)
+@pytest.mark.parametrize("E, k, n", [(6, 2, 150), (16, 4, 150), (70, 8, 150), (256, 8, 400), (257, 5, 300),
+                                     (300, 3, 150), (64, 64, 40), (128, 1, 2000)])
+def test_lru_stack_distances_match_a_direct_simulation(E, k, n):
+    # 256 experts: the last that fit the kernel's uint8 ranks; 257 and 300: uint16 ranks;
+    # k = E: every expert every token; k = 1: a long top-1 stream
+    rng = np.random.default_rng(E * 100 + k)
     popularity = rng.random(E) ** 3 + 0.01
     ids = np.stack([np.stack([rng.choice(E, k, replace=False, p=popularity / popularity.sum()) for _ in range(2)])
-                    for _ in range(150)])
+                    for _ in range(n)])
     assert A.stack_distances(routing(ids, E=E)).tolist() == brute_force_lru(ids, E).tolist()
+
+
+def test_a_token_that_selects_an_expert_twice_is_refused_not_counted():
+    # the stack pass relies on a token's experts being distinct; a hand-made trace may not be
+    ids = np.array([[[0, 1], [2, 3]], [[1, 2], [3, 3]]])
+    with pytest.raises(A.AnalysisError, match=r"token 1 selects one expert twice at MoE layer 2 \(\[3, 3\]\)"):
+        A.stack_distances(routing(ids, E=4))
 
 
 @pytest.mark.parametrize("L, jobs", [(5, 2), (7, 3), (1, 4)])

@@ -16,7 +16,7 @@ LAYERS = [
     {"capture"},                                          # routing out of llama.cpp
     {"engine"},                                           # loading, generation loop
     {"trace"},                                            # the schema, files, messages
-    {"analysis"},                                         # pure numpy
+    {"analysis"},                                         # numpy (the LRU pass: numba)
     {"prompts", "preview", "record", "demo", "demo_model", "fixtures", "page", "prune", "prune_cli"},
     {"export"},
     {"server"},

@@ -7,8 +7,8 @@ so it is cut along the layers, as are the per-layer loops with shuffled baseline
 (tokens.py, locality.py). Workers are forked: they see the trace's arrays (and the
 parent's cached tallies) without a copy (copy-on-write, and nothing writes them) and
 send back only their results. Threads would not do: much of each pass is short numpy
-calls that hold the GIL (measured on 2 cores, LRU pass: 2 threads 1.2x, 2 processes
-1.7-2.0x).
+calls that hold the GIL (measured on 2 cores with the numpy LRU pass expert_cache.py
+had before its compiled one: 2 threads 1.2x, 2 processes 1.7-2.0x).
 
 Used only when asked (`jobs` > 1, which `moeviz stats` does by default) and only for
 traces big enough to pay for starting processes; only on Linux, where forking a
