@@ -146,26 +146,54 @@ def _anthropic_tool_choice(choice) -> tuple:
 
 
 # OpenAI Responses -----------------------------------------------------------------------
-def responses_to_chat(body) -> dict:
+def responses_state(body) -> tuple[str | None, bool]:
+    """The request's `previous_response_id` (None when absent or empty) and `store` (true
+    when absent, as OpenAI's default). `conversation` (OpenAI's Conversations API) is refused."""
     body = _object(body)
-    if body.get("previous_response_id"):
-        raise ApiRequestError("'previous_response_id' is not supported: send the whole conversation as 'input'",
-                              "previous_response_id")
-    if "input" not in body:
+    if body.get("conversation") is not None:
+        raise ApiRequestError("'conversation' is not supported: use 'previous_response_id' or send the whole "
+                              "conversation as 'input'", "conversation")
+    previous = body.get("previous_response_id")
+    store = body.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise ApiRequestError("'store' must be true or false", "store")
+    return (previous if previous != "" else None), store is not False
+
+
+def responses_input(body) -> list[dict]:
+    """The request's `input` as Responses items, as OpenAI lists them (input_items): a
+    string is one user message, and a message's string content one text part."""
+    given = _object(body).get("input")
+    if given is None:
         raise ApiRequestError("'input' is required", "input")
+    if isinstance(given, str):
+        given = [{"type": "message", "role": "user", "content": given}]
+    if not isinstance(given, list):
+        raise ApiRequestError("'input' must be a string or a list of input items", "input")
+    items = []
+    for item in given:
+        if isinstance(item, dict) and item.get("type", "message") == "message":
+            item = {**item, "type": "message"}
+            if isinstance(item.get("content"), str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": item["content"]}]
+        items.append(item)
+    return items
+
+
+def responses_to_chat(body, previous: tuple | list = ()) -> dict:
+    """A Responses request as a chat body; `previous`: the stored conversation's items
+    (previous_response_id's, response_store.ResponseStore.conversation), before the input."""
+    body = _object(body)
     messages = []
     if body.get("instructions") is not None:
         if not isinstance(body["instructions"], str):
             raise ApiRequestError("'instructions' must be a string", "instructions")
         messages.append({"role": "system", "content": body["instructions"]})
-    given = body["input"]
-    if isinstance(given, str):
-        messages.append({"role": "user", "content": given})
-    elif isinstance(given, list):
-        for i, item in enumerate(given):
-            _responses_item(item, i, messages)
-    else:
-        raise ApiRequestError("'input' must be a string or a list of input items", "input")
+    for item in previous:
+        _responses_item(item, 0, messages)
+    for i, item in enumerate(responses_input(body)):
+        _responses_item(item, i, messages)
     chat = {**_passed(body), "messages": messages}
     if body.get("max_output_tokens") is not None:
         chat["max_tokens"] = body["max_output_tokens"]

@@ -9,7 +9,7 @@ limits) and mounts one router per surface, in the order of `SURFACES`:
 | live websocket               | routes/socket.py  | `/ws` (the protocol itself: protocol.py)             |
 | health and metrics           | routes/metrics.py | `/health`, `/metrics`                                |
 | Anthropic Messages API       | routes/anthropic.py | `/v1/messages`, `/v1/messages/count_tokens`        |
-| OpenAI Responses API         | routes/responses.py | `/v1/responses`                                    |
+| OpenAI Responses API         | routes/responses.py | `/v1/responses`, `/v1/responses/<id>[/input_items]` |
 | llama-server's extras        | routes/extras.py  | `/tokenize`, `/detokenize`, `/apply-template`, `/props`, `/slots` |
 | OpenAI API                   | routes/openai.py  | `/v1/*` (the HTTP APIs: not with `--no-api`)         |
 

@@ -10,6 +10,11 @@ item's output_item.added, its deltas and its done events, then response.complete
 each with a sequence_number. The format has no routing field: a `moeviz` object on the
 response (and on response.completed's) carries the run, its permalink and, with
 `return_routed_experts`, SGLang's routed experts and moeviz's weights.
+
+`store` (true unless a request says false) keeps the response in this app's
+ResponseStore (../response_store.py): `previous_response_id` continues from it, and
+`GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items` read and
+remove it.
 """
 from __future__ import annotations
 
@@ -20,13 +25,29 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..api_convert import responses_to_chat
+from ..api_convert import responses_input, responses_state, responses_to_chat
 from ..api_runs import ClientGone, RunError, chat_chunks, finished, start_run
 from ..context import ServerContext
-from ..errors import client_message
-from ..openai_shapes import RunAnswer, error_body, parse_request
+from ..errors import client_message, translating_route
+from ..openai_shapes import ApiRequestError, RunAnswer, error_body, parse_request
+from ..response_store import ResponseStore
 from .anthropic import moeviz_object
-from .openai import OpenAIRoute, read_body, served_model_id
+from .openai import openai_error, read_body, served_model_id
+
+
+def responses_error(e: BaseException) -> JSONResponse:
+    """OpenAI's error object, with OpenAI's `code` where the error has one
+    (previous_response_not_found)."""
+    response = openai_error(e)
+    code = getattr(e, "code", None)
+    if code is None:
+        return response
+    body = json.loads(response.body)
+    body["error"]["code"] = code
+    return JSONResponse(body, status_code=response.status_code)
+
+
+ResponsesRoute = translating_route(responses_error)
 
 
 def sse(event: dict) -> str:
@@ -57,8 +78,9 @@ def output_items(message: dict) -> list[dict]:
 class ResponseShape:
     """The response object's fields around its output (one per request)."""
 
-    def __init__(self, answer: RunAnswer, body: dict, base_url: str):
+    def __init__(self, answer: RunAnswer, body: dict, base_url: str, previous_id: str | None, store: bool):
         self.answer, self.body, self.base_url = answer, body, base_url
+        self.previous_id, self.store = previous_id, store
         self.id = "resp_" + uuid.UUID(answer.id[-36:]).hex
         self.created = int(time.time())
 
@@ -73,7 +95,8 @@ class ResponseShape:
                 "tool_choice": self.body.get("tool_choice", "auto"), "tools": self.body.get("tools") or [],
                 "temperature": answer.request.settings.temperature, "top_p": answer.request.settings.top_p,
                 "max_output_tokens": self.body.get("max_output_tokens"), "metadata": self.body.get("metadata") or {},
-                "text": {"format": {"type": "text"}}, "usage": None}
+                "text": {"format": {"type": "text"}}, "previous_response_id": self.previous_id,
+                "store": self.store, "usage": None}
         if done and f is not None:
             resp["usage"] = {"input_tokens": f.n_prompt, "input_tokens_details": {"cached_tokens": 0},
                              "output_tokens": f.n_generated, "output_tokens_details": {"reasoning_tokens": 0},
@@ -179,19 +202,23 @@ class ResponseStream:
 
 def router(ctx: ServerContext) -> APIRouter:
     settings = ctx.settings
-    r = APIRouter(route_class=OpenAIRoute)
+    r = APIRouter(route_class=ResponsesRoute)
     model_id = served_model_id(ctx)
+    store = ResponseStore()       # this app's stored responses (in memory, bounded: response_store.py)
 
     @r.post("/v1/responses")
     async def responses(request: Request):
         ctx.guard.check(request)
         body = await read_body(request, settings.api.max_body_bytes)
-        req = parse_request(responses_to_chat(body), chat=True, max_tokens_cap=settings.max_tokens,
+        previous_id, keep = responses_state(body)
+        previous = store.conversation(previous_id) if previous_id is not None else []
+        req = parse_request(responses_to_chat(body, previous), chat=True, max_tokens_cap=settings.max_tokens,
                             defaults=settings.run_defaults)
         req.routed_experts_format = "sglang"      # the moeviz object carries SGLang's form
+        conversation = previous + responses_input(body) if keep else None    # what a stored response keeps
         run = await start_run(ctx, request, req, model_id=model_id, prompt_param="input")
         base_url = str(request.base_url)
-        shape = ResponseShape(run.answer, body, base_url)
+        shape = ResponseShape(run.answer, body, base_url, previous_id, keep)
         headers = {"X-Moeviz-Run": run.run_id}
         if not req.stream:
             try:
@@ -200,17 +227,22 @@ def router(ctx: ServerContext) -> APIRouter:
                 return JSONResponse(error_body("the client closed the request", 400), status_code=400)
             chat = answer.response(base_url)["choices"][0]
             ext = {k: chat[k] for k in ("sgl_ext", "moeviz") if k in chat}
-            return JSONResponse(shape.response(output_items(chat["message"]), ext), headers=headers)
-        return StreamingResponse(stream(run, shape, base_url), media_type="text/event-stream",
+            resp = shape.response(output_items(chat["message"]), ext)
+            if conversation is not None:
+                store.put(resp, conversation)
+            return JSONResponse(resp, headers=headers)
+        return StreamingResponse(stream(run, shape, base_url, conversation), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
 
-    async def stream(run, shape: ResponseShape, base_url: str):
+    async def stream(run, shape: ResponseShape, base_url: str, conversation: list[dict] | None):
         writer = ResponseStream(shape)
         for event in writer.start():
             yield sse(event)
         try:
             async for chunk in chat_chunks(run, base_url):
                 for event in writer.events(chunk):
+                    if event["type"] == "response.completed" and conversation is not None:
+                        store.put(event["response"], conversation)      # kept before the client can refer to it
                     yield sse(event)
         except RunError as e:      # the run failed after the stream began: an error event, then response.failed
             yield sse(writer._ev({"type": "error", "code": None, "message": client_message(e), "param": None}))
@@ -218,4 +250,43 @@ def router(ctx: ServerContext) -> APIRouter:
             failed["status"], failed["error"] = "failed", {"code": "server_error", "message": client_message(e)}
             yield sse(writer._ev({"type": "response.failed", "response": failed}))
 
+    @r.get("/v1/responses/{response_id}")
+    def retrieve(request: Request, response_id: str):
+        ctx.guard.check(request)
+        if request.query_params.get("stream") in ("true", "1"):
+            raise ApiRequestError("streaming a stored response again is not supported", "stream")
+        return store.response(response_id)
+
+    @r.delete("/v1/responses/{response_id}")
+    def delete(request: Request, response_id: str):
+        ctx.guard.check(request)
+        return store.delete(response_id)
+
+    @r.get("/v1/responses/{response_id}/input_items")
+    def input_items(request: Request, response_id: str):
+        ctx.guard.check(request)
+        return item_list(store.input_items(response_id), request.query_params)
+
     return r
+
+
+def item_list(items: list[dict], query) -> dict:
+    """OpenAI's list of input items: `order` desc (default) or asc, `limit` 1 to 100
+    (default 20), `after` an item id of the list (the page starts after it)."""
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ApiRequestError("'order' must be asc or desc", "order")
+    limit = query.get("limit", "20")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100:
+        raise ApiRequestError("'limit' must be an integer from 1 to 100", "limit")
+    if order == "desc":
+        items = items[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item.get("id") for item in items]
+        if after not in ids:
+            raise ApiRequestError(f"'after': no item {after[:80]!r} in this response's input items", "after")
+        items = items[ids.index(after) + 1:]
+    page = items[:int(limit)]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > len(page)}
