@@ -356,11 +356,15 @@ def detect(src: str) -> Family:
     """The family of a chat template, tested in llama.cpp's order (most specific first)."""
     from .harmony import Harmony  # noqa: PLC0415 - these import this module
     from .jsonforms import Generic, GigaChat3, Llama3, MiniMaxM1, Mistral
+    from .jsontags import GigaChat31, NemotronV2
+    from .kimi3 import KimiK3
+    from .minimax3 import MiniMaxM3
+    from .tagged import Hy3, Ling3, Qwen3CoderThinking, SeedOss
     if Mistral.detect(src):
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
         return Harmony()
-    for cls in (KimiK2, MiniMaxM2):
+    for cls in (KimiK2, KimiK3, Ling3, MiniMaxM3, MiniMaxM2):
         if cls.detect(src):
             return cls()
     from .gemma import Gemma4
@@ -379,7 +383,10 @@ def detect(src: str) -> Family:
         return DeepSeekDsml("function_calls" if "function_calls" in src else "tool_calls")
     if DeepSeek.detect(src):
         return DeepSeek(fenced="```json" in src)
-    for cls in (Glm45, Qwen3Coder, Hermes, MiniMaxM1, GigaChat3, Llama3):
+    if Hy3.detect(src):
+        return Hy3.from_template(src)
+    for cls in (Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1, GigaChat31, GigaChat3,
+                Llama3):
         if cls.detect(src):
             return cls()
     return Generic()
