@@ -73,6 +73,7 @@ bench: setup
 	$(PY) bench/soak.py
 	$(PY) bench/parallel.py
 	$(PY) bench/grammar_speed.py
+	$(PY) bench/analysis_speed.py
 
 # Retrain the shipped demo model (moeviz/data/demo-moe.gguf): 64 experts top-4; about 75 minutes
 # on 2 cores (docs/demo-model.md).

@@ -246,11 +246,16 @@ def test_lru_stack_distances_match_a_direct_simulation(E, k, n):
     assert A.stack_distances(routing(ids, E=E)).tolist() == brute_force_lru(ids, E).tolist()
 
 
-def test_a_token_that_selects_an_expert_twice_is_refused_not_counted():
-    # the stack pass relies on a token's experts being distinct; a hand-made trace may not be
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_token_that_selects_an_expert_twice_is_refused_not_counted(jobs, monkeypatch):
+    # the stack pass relies on a token's experts being distinct; a hand-made trace may not
+    # be. With 2 jobs the second layer's worker finds it and the error crosses the process.
+    from moeviz.analysis import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_ASSIGNMENTS", 0)
     ids = np.array([[[0, 1], [2, 3]], [[1, 2], [3, 3]]])
     with pytest.raises(A.AnalysisError, match=r"token 1 selects one expert twice at MoE layer 2 \(\[3, 3\]\)"):
-        A.stack_distances(routing(ids, E=4))
+        A.stack_distances(routing(ids, E=4), jobs=jobs)
 
 
 @pytest.mark.parametrize("L, jobs", [(5, 2), (7, 3), (1, 4)])

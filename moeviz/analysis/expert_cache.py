@@ -42,27 +42,23 @@ def stack_distances(routing: Routing, jobs: int = 1) -> np.ndarray:
     E = routing.n_expert
     if E > 1 << 16:
         raise AnalysisError(f"{routing.name}: the cache simulation takes at most 65,536 experts per layer, not {E:,}")
-    ids = _ids(routing)
-    repeated, _ = _kernel(routing.k)       # compiled (or loaded) here, not in every worker
-    bad = repeated(ids)
-    if bad >= 0:
-        t, i = divmod(int(bad), routing.n_layers)
-        raise AnalysisError(f"{routing.name}: token {t} selects one expert twice at MoE layer "
-                            f"{routing.moe_layers[i]} ({ids[t, i].tolist()})")
+    _kernel(routing.k)                     # compiled (or loaded) here, not in every worker
     return np.concatenate(map_ranges(_layer_distances, routing.n_layers, jobs, routing, size=routing.expert_ids.size))
 
 
-def _ids(routing: Routing) -> np.ndarray:
-    return np.asarray(routing.expert_ids, np.int32)     # a view of a trace's int32 array, not a copy
-
-
 def _layer_distances(lo: int, hi: int, routing: Routing) -> np.ndarray:
-    ids = _ids(routing)[:, lo:hi]
+    ids = np.asarray(routing.expert_ids, np.int32)[:, lo:hi]     # a view of a trace's int32 array
     n, L, k = ids.shape
     E = routing.n_expert
+    repeated, stack_pass = _kernel(k)
+    bad = repeated(ids)
+    if bad >= 0:
+        t, i = divmod(int(bad), L)
+        raise AnalysisError(f"{routing.name}: token {t} selects one expert twice at MoE layer "
+                            f"{routing.moe_layers[lo + i]} ({ids[t, i].tolist()})")
     ranks = np.tile(np.arange(E, dtype=np.uint8 if E <= 256 else np.uint16), (L, 1))
     hist = np.zeros((L, E + 1), np.int64)
-    _kernel(k)[1](ids, ranks, hist)
+    stack_pass(ids, ranks, hist)
     return hist
 
 
