@@ -359,7 +359,7 @@ def detect(src: str) -> Family:
     from .jsontags import GigaChat31, NemotronV2
     from .kimi3 import KimiK3
     from .minimax3 import MiniMaxM3
-    from .tagged import Hy3, Ling3, Qwen3CoderThinking, SeedOss
+    from .tagged import Hy3, Laguna, Ling3, Qwen3CoderThinking, SeedOss
     if Mistral.detect(src):
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
@@ -385,7 +385,7 @@ def detect(src: str) -> Family:
         return DeepSeek(fenced="```json" in src)
     if Hy3.detect(src):
         return Hy3.from_template(src)
-    for cls in (Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1, GigaChat31, GigaChat3,
+    for cls in (Laguna, Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1, GigaChat31, GigaChat3,
                 Llama3):
         if cls.detect(src):
             return cls()

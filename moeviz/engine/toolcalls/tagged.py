@@ -9,6 +9,9 @@
   ends the reasoning as `</think>` does; `<|role_end|>` ends the turn.
 - Qwen3-Coder's calls in thinking templates (Qwen3.5, StepFun 3.5 Flash, Nemotron 3 Nano;
   common/parsers/qwen3-coder.cpp): a `<tool_call>` ends an opened reasoning too.
+- poolside Laguna (autoparser): GLM-4.5's calls.
+
+A call ends at its closing tag past its values' own closing tags (a value may hold the call's).
 
 Values are raw text when the tool's schema allows a string, else JSON (argschema.tagged_value).
 """
@@ -36,6 +39,24 @@ def tag_pairs(seg: str, pos: int, tags: tuple[str, str, str, str], root) -> tupl
         key = seg[o + len(key_open):k].strip()
         pairs.append((key, tagged_value(seg[v + len(value_open):e], props.get(key), root)))
         pos = e + len(value_close)
+
+
+class ValueClose:
+    """A call's closing tag is looked for past its values (`value_tags`: a value's opening and
+    closing tag): a string, or a JSON value's string, may hold it, and llama.cpp reads a value
+    up to its own closing tag."""
+    value_tags = ("<arg_value>", "</arg_value>")
+
+    def _close_at(self, body: str, k: int) -> int:
+        value_open, value_close = self.value_tags
+        while True:
+            c, o = body.find(self.call_close, k), body.find(value_open, k)
+            if c < 0 or o < 0 or c < o:
+                return c
+            e = body.find(value_close, o + len(value_open))
+            if e < 0:
+                return -1
+            k = e + len(value_close)
 
 
 class ThinkTurn:
@@ -76,7 +97,7 @@ class ThinkTurn:
         return msg
 
 
-class Hy3(ThinkTurn, Family):
+class Hy3(ThinkTurn, ValueClose, Family):
     name = "hy3"
 
     def __init__(self, tag: str = ":opensource"):
@@ -87,6 +108,7 @@ class Hy3(ThinkTurn, Family):
         self.call_open, self.call_close = f"<tool_call{tag}>", f"</tool_call{tag}>"
         self.sep = f"<tool_sep{tag}>"
         self.tags = (f"<arg_key{tag}>", f"</arg_key{tag}>", f"<arg_value{tag}>", f"</arg_value{tag}>")
+        self.value_tags = self.tags[2:]
 
     @classmethod
     def detect(cls, src):
@@ -119,8 +141,9 @@ class Hy3(ThinkTurn, Family):
         return self.section_open + "\n" + "".join(calls) + self.section_close
 
 
-class SeedOss(Family):
+class SeedOss(ValueClose, Family):
     name = "seed-oss"
+    value_tags = ("<parameter=", "</parameter>")
     think = ("<seed:think>", "</seed:think>")
     call_open, call_close = "<seed:tool_call>", "</seed:tool_call>"
     TAGS = ("<parameter=", ">", "", "</parameter>")
@@ -149,7 +172,7 @@ class SeedOss(Family):
         return "\n".join(calls)
 
 
-class Ling3(ThinkTurn, Glm45):
+class Ling3(ThinkTurn, ValueClose, Glm45):
     name = "ling3"
     prefix = "<think>"
     think_stops = ("<tool_call>",)
@@ -160,11 +183,21 @@ class Ling3(ThinkTurn, Glm45):
         return "<role>ASSISTANT</role>" in src and "<arg_key>" in src
 
 
-class Qwen3CoderThinking(ThinkTurn, Qwen3Coder):
+class Qwen3CoderThinking(ThinkTurn, ValueClose, Qwen3Coder):
     """Qwen3-Coder's calls in a template that thinks (llama.cpp: the template has `<think>`)."""
     prefix = "<think>\n"
+    value_tags = ("<parameter=", "</parameter>")
     think_stops = ("<tool_call>",)
 
     @classmethod
     def detect(cls, src):
         return Qwen3Coder.detect(src) and "<think>" in src
+
+
+class Laguna(ValueClose, Glm45):
+    """poolside Laguna: GLM-4.5's calls (llama.cpp's autoparser, its Laguna patch tolerating whitespace
+    between the tags), a value holding `</tool_call>` included."""
+
+    @classmethod
+    def detect(cls, src):
+        return Glm45.detect(src) and "laguna_glm_thinking" in src
