@@ -246,6 +246,28 @@ def test_lru_stack_distances_match_a_direct_simulation(E, k, n):
     assert A.stack_distances(routing(ids, E=E)).tolist() == brute_force_lru(ids, E).tolist()
 
 
+def test_the_compiled_passes_run_where_numba_cannot_write_its_cache(monkeypatch):
+    # a read-only install with no writable cache folder: numba refuses cache=True with a
+    # RuntimeError at compile time; the passes must compile in the process instead
+    import numba.core.caching
+    from moeviz.analysis import cache_plan, expert_cache
+
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    for getter in (expert_cache._kernel, cache_plan._kernels):
+        getter.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="cannot cache"):     # what the fallback is for
+            numba.njit(cache=True)(lambda x: x)(1)
+        rng = np.random.default_rng(3)
+        ids = np.stack([np.stack([rng.choice(12, 3, replace=False) for _ in range(2)]) for _ in range(60)])
+        assert A.stack_distances(routing(ids, E=12)).tolist() == brute_force_lru(ids, 12).tolist()
+        assert cache_plan.simulate(ids, 12, 4, "lru").sum() > 0
+    finally:
+        for getter in (expert_cache._kernel, cache_plan._kernels):
+            getter.cache_clear()
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_token_that_selects_an_expert_twice_is_refused_not_counted(jobs, monkeypatch):
     # the stack pass relies on a token's experts being distinct; a hand-made trace may not

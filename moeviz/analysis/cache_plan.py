@@ -44,6 +44,7 @@ import functools
 
 import numpy as np
 
+from .compiled import njit
 from .routing import AnalysisError, Routing, same_model
 
 POLICIES = ("lru", "lfu", "lrfu", "static", "belady")
@@ -109,11 +110,7 @@ def _kernels():
     eviction takes the candidate with the smallest key (largest for Belady) in one scan
     over E, `over` times: the keys do not change while a token evicts, so this removes
     the same experts as sorting them once."""
-    import numba                           # only here: ~0.3 s to import
-
-    jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-
-    @jit
+    @njit()
     def online(ids, E, budget, policy, scored_from, lam, hits):
         n, L, k = ids.shape
         for li in range(L):
@@ -155,7 +152,7 @@ def _kernels():
                     cache[out] = False
                     size -= 1
 
-    @jit
+    @njit()
     def belady_pass(ids, after, E, budget, hits):
         n, L, k = ids.shape
         for li in range(L):

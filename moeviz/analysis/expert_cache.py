@@ -30,6 +30,7 @@ import functools
 
 import numpy as np
 
+from .compiled import njit
 from .parallel import map_ranges
 from .routing import AnalysisError, Routing
 from .tallies import tally
@@ -68,12 +69,11 @@ def _kernel(k: int):
     (a token's experts are distinct). k is a compile-time constant (numba freezes the
     closure's k, and its disk cache keys on it), so the k compares per expert of the
     sweep unroll and the sweep over experts vectorizes."""
-    import numba                           # only here: ~0.3 s to import, and only `stats` needs it
+    import numba
 
     ids_type = numba.int32[:, :, :]
-    jit = functools.partial(numba.njit, cache=True, nogil=True, boundscheck=False)
 
-    @jit([numba.int64(ids_type)])
+    @njit([numba.int64(ids_type)])
     def repeated(ids):
         """-1, or t * L + layer of the first token that selects an expert twice (the
         ranks below would stop being a permutation). A pass of its own: inside the
@@ -90,8 +90,8 @@ def _kernel(k: int):
                     return t * L + i
         return -1
 
-    @jit([numba.void(ids_type, numba.types.Array(rank, 2, "C"), numba.int64[:, ::1])
-          for rank in (numba.uint8, numba.uint16)])
+    @njit([numba.void(ids_type, numba.types.Array(rank, 2, "C"), numba.int64[:, ::1])
+           for rank in (numba.uint8, numba.uint16)])
     def stack_pass(ids, ranks, hist):
         """ids [n, L, k], a token's experts distinct; ranks [L, E], each row a
         permutation of 0..E-1 (the stack: experts never used sit below the used ones,
