@@ -4,6 +4,7 @@ allows a string is the raw text between its tags; any other is the JSON it spell
 schema does not type (an unknown parameter) is JSON when it parses, else text."""
 from __future__ import annotations
 
+import ast
 import json
 
 _STRUCTURAL = {"type", "$ref", "anyOf", "oneOf", "allOf", "const", "enum", "properties", "additionalProperties",
@@ -95,14 +96,21 @@ def may_be_string(schema, root, seen: frozenset = frozenset()) -> bool:
 
 
 def tagged_value(raw: str, schema, root):
-    """A parameter's text as its value: the text itself when the schema allows a string (or
-    the text is no JSON), else the JSON it spells."""
+    """A parameter's text as its value: the text itself when the schema allows a string, else the
+    JSON it spells, or the Python literal (Seed-OSS's template writes `value | string`, a Python
+    repr; llama.cpp's mapper turns those quotes into JSON too), else the text."""
     if schema is not None and may_be_string(schema, root):
         return raw
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
+        pass
+    try:
+        value = ast.literal_eval(raw.strip())
+        json.dumps(value)                 # no bytes, sets or the like inside
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return raw
+    return value if isinstance(value, (dict, list, bool, int, float)) else raw
 
 
 def properties(root) -> dict:

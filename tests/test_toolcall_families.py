@@ -1,0 +1,298 @@
+"""The MoE families' tool calls llama.cpp parses with its newer parsers: Kimi K3, MiniMax-M3, Tencent Hy3,
+Ling 3.0, StepFun 3.5 Flash, GigaChat 3 / 3.1, poolside Laguna, ByteDance Seed-OSS, Nemotron Nano v2.
+
+Each real template (llama.cpp's models/templates/, read from the sdist as test_chat_templates does) is
+rendered with tools through render.plan_chat and detected as llama.cpp detects it; model output in its
+syntax is parsed, whole and streamed in small pieces, to the message llama.cpp's parser gives. The
+expected messages are llama.cpp's own: the vendored common/chat.cpp (common_chat_templates_apply, then
+common_chat_peg_parse of the output) built and run on the same template, tools and text.
+"""
+import json
+
+import pytest
+from test_chat_templates import NO_SDIST, TEMPLATES
+from test_tools import HISTORY, TOOLS, USER, collect, demo_lm  # noqa: F401 - demo_lm: the fixture
+
+from moeviz.engine.toolcalls import StreamParser, chat_prompt, detect, plan_chat
+
+NS = "]<]minimax[>["
+H = ":opensource"
+EDIT = {"type": "function", "function": {"name": "edit_file", "description": "Edit a file", "parameters": {
+    "type": "object", "properties": {
+        "path": {"type": "string"},
+        "edits": {"type": "array", "items": {"type": "object", "properties": {
+            "old": {"type": "string"}, "new": {"type": "string"}, "line": {"type": "integer"}}, "required": ["old", "new"]}},
+        "options": {"type": "object", "properties": {"dry_run": {"type": "boolean"},
+                                                    "tags": {"type": "array", "items": {"type": "string"}}}}},
+    "required": ["path", "edits"]}}}
+LIMITS = {"type": "function", "function": {"name": "set_limits", "parameters": {"type": "object", "properties": {
+    "limit": {"oneOf": [{"type": "integer"}, {"type": "object", "properties": {"max": {"type": "integer"}}}]},
+    "label": {"anyOf": [{"type": "string"}, {"type": "object"}]}}}}}
+ALL_TOOLS = [*TOOLS, EDIT, LIMITS]
+# nested JSON, strings holding the markers' characters (and a whole closing tag)
+NESTED = {"path": "src/a<b>.py", "edits": [{"old": 'x = "</tool_call>"', "new": "y = '<|sep|>'", "line": 3}],
+          "options": {"dry_run": True, "tags": ["a", "b"]}}
+EDITS_JSON, OPTIONS_JSON = json.dumps(NESTED["edits"]), json.dumps(NESTED["options"])
+W, T = ("get_weather", {"city": 'Pa"ris <|x|>', "days": 2}), ("get_time", {"zone": "CET"})
+
+
+def k3_call(name, i, *args):
+    a = "".join(f'<|open|>argument key="{k}" type="{t}"<|sep|>{v}<|close|>argument<|sep|>' for k, t, v in args)
+    return f'<|open|>call tool="{name}" index="{i}"<|sep|>{a}<|close|>call<|sep|>'
+
+
+def m3_el(k, v):
+    return f"{NS}<{k}>{v}{NS}</{k}>"
+
+
+def m3_calls(*calls):
+    return f"{NS}<tool_call>\n" + "".join(f'{NS}<invoke name="{name}">' + "".join(els) + f"{NS}</invoke>\n"
+                                          for name, *els in calls) + f"{NS}</tool_call>"
+
+
+def hy3_calls(*calls):
+    return f"<tool_calls{H}>\n" + "".join(
+        f"<tool_call{H}>{name}<tool_sep{H}>\n"
+        + "".join(f"<arg_key{H}>{k}</arg_key{H}>\n<arg_value{H}>{v}</arg_value{H}>\n" for k, v in kv)
+        + f"</tool_call{H}>\n" for name, *kv in calls) + f"</tool_calls{H}>"
+
+
+def seed_call(name, *kv):
+    return f"<seed:tool_call>\n<function={name}>\n" + "".join(f"<parameter={k}>{v}</parameter>\n" for k, v in kv) \
+        + "</function>\n</seed:tool_call>"
+
+
+def glm_call(name, *kv, sep="\n"):
+    return f"<tool_call>{name}{sep}" + "".join(f"<arg_key>{k}</arg_key>{sep}<arg_value>{v}</arg_value>{sep}"
+                                               for k, v in kv) + "</tool_call>"
+
+
+def coder_call(name, *kv):
+    return f"<tool_call>\n<function={name}>\n" + "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in kv) \
+        + "</function>\n</tool_call>"
+
+
+def json_list(*calls):
+    return ", ".join(json.dumps({"name": n, "arguments": a}) for n, a in calls)
+
+
+# (case, template, chat_template_kwargs, model output, (content, reasoning, calls)): the message is
+# llama.cpp's for that output after that template's prompt
+CASES = [
+    ("kimi-k3 reasoning, content, two calls", "Kimi-K3.jinja", {},
+     "The user wants weather.<|close|>think<|sep|><|open|>response<|sep|>Let me look that up.<|close|>response<|sep|>"
+     "<|open|>tools<|sep|>" + k3_call("get_weather", 1, ("city", "string", 'Pa"ris <|x|>'), ("days", "number", "2"))
+     + k3_call("get_time", 2, ("zone", "string", "CET")) + "<|close|>tools<|sep|><|close|>message<|sep|>",
+     ("Let me look that up.", "The user wants weather.", [W, T])),
+    ("kimi-k3 nested JSON arguments, no response section", "Kimi-K3.jinja", {},
+     "Edit it.<|close|>think<|sep|><|open|>tools<|sep|>" + k3_call(
+         "edit_file", 1, ("path", "string", "src/a<b>.py"), ("edits", "array", EDITS_JSON),
+         ("options", "object", OPTIONS_JSON)) + "<|close|>tools<|sep|><|close|>message<|sep|>",
+     ("", "Edit it.", [("edit_file", NESTED)])),
+    ("kimi-k3 thinking off: the prompt opened the response, a string schema keeps digits text", "Kimi-K3.jinja",
+     {"thinking": False},
+     "Checking.<|close|>response<|sep|><|open|>tools<|sep|>" + k3_call("get_time", 1, ("zone", "number", "2"))
+     + "<|close|>tools<|sep|><|close|>message<|sep|>",
+     ("Checking.", "", [("get_time", {"zone": "2"})])),
+    ("kimi-k3 truncated in the reasoning", "Kimi-K3.jinja", {}, "Still thinking when the budget ran out",
+     ("", "Still thinking when the budget ran out", [])),
+    ("minimax-m3 reasoning, content, two calls", "MiniMax-M3.jinja", {},
+     "<mm:think>The user wants weather.</mm:think>Let me look that up." + m3_calls(
+         ("get_weather", m3_el("city", 'Pa"ris <|x|>'), m3_el("days", "2")), ("get_time", m3_el("zone", "CET"))),
+     ("Let me look that up.", "The user wants weather.", [W, T])),
+    ("minimax-m3 nested values expanded in elements", "MiniMax-M3.jinja", {},
+     "</mm:think>" + m3_calls((
+         "edit_file", m3_el("path", "src/a<b>.py"),
+         m3_el("edits", m3_el("item", m3_el("old", 'x = "</tool_call>"') + m3_el("new", "y = '<|sep|>'")
+                              + m3_el("line", "3"))),
+         m3_el("options", m3_el("dry_run", "true") + m3_el("tags", m3_el("item", "a") + m3_el("item", "b"))))),
+     ("", "", [("edit_file", NESTED)])),
+    ("minimax-m3 unions: the first alternative that reads; one that may be a string takes the text",
+     "MiniMax-M3.jinja", {},
+     "</mm:think>Setting limits." + m3_calls(
+         ("set_limits", m3_el("limit", m3_el("max", "10")), m3_el("label", m3_el("text", "hi"))),
+         ("set_limits", m3_el("limit", "5"))),
+     ("Setting limits.", "", [("set_limits", {"limit": {"max": 10}, "label": f"{NS}<text>hi{NS}</text>"}),
+                              ("set_limits", {"limit": 5})])),
+    ("minimax-m3 a turn without reasoning opens with </mm:think>", "MiniMax-M3.jinja", {},
+     "</mm:think>Just text, <b>no</b> call.", ("Just text, <b>no</b> call.", "", [])),
+    ("hy3 content, then two calls", "tencent-Hy3.jinja", {},
+     "Let me look that up." + hy3_calls(("get_weather", ("city", 'Pa"ris <|x|>'), ("days", "2")),
+                                        ("get_time", ("zone", "CET"))),
+     ("Let me look that up.", "", [W, T])),
+    ("hy3 nested JSON arguments", "tencent-Hy3.jinja", {},
+     hy3_calls(("edit_file", ("path", "src/a<b>.py"), ("edits", EDITS_JSON), ("options", OPTIONS_JSON))),
+     ("", "", [("edit_file", NESTED)])),
+    ("hy3 reasoning_effort high: the prompt opened the reasoning", "tencent-Hy3.jinja", {"reasoning_effort": "high"},
+     f"The user wants weather.</think{H}>On it." + hy3_calls(("get_time", ("zone", "CET"))),
+     ("On it.", "The user wants weather.", [T])),
+    ("seed-oss reasoning, content, two calls", "ByteDance-Seed-OSS.jinja", {},
+     "<seed:think>The user wants weather.</seed:think>\nLet me look that up.\n"
+     + seed_call("get_weather", ("city", 'Pa"ris <|x|>'), ("days", "2")) + "\n" + seed_call("get_time", ("zone", "CET")),
+     ("Let me look that up.", "The user wants weather.", [W, T])),
+    ("seed-oss nested JSON; a string keeps its newline", "ByteDance-Seed-OSS.jinja", {},
+     seed_call("edit_file", ("path", "src/a<b>.py\n"), ("edits", EDITS_JSON), ("options", OPTIONS_JSON)),
+     ("", "", [("edit_file", {**NESTED, "path": "src/a<b>.py\n"})])),
+    ("ling3 reasoning, content, two calls", "inclusionai-ling-3.0-flash.jinja", {},
+     "The user wants weather.\n</think>\nLet me look that up.\n"
+     + glm_call("get_weather", ("city", 'Pa"ris </think> <tool_call>'), ("days", "2")) + "\n"
+     + glm_call("get_time", ("zone", "CET")),
+     ("Let me look that up.", "The user wants weather.",
+      [("get_weather", {"city": 'Pa"ris </think> <tool_call>', "days": 2}), T])),
+    ("ling3 a call ends an unclosed reasoning", "inclusionai-ling-3.0-flash.jinja", {},
+     "I need to edit it.\n" + glm_call("edit_file", ("path", "src/a<b>.py"), ("edits", EDITS_JSON),
+                                       ("options", OPTIONS_JSON)),
+     ("", "I need to edit it.", [("edit_file", NESTED)])),
+    ("ling3 thinking off, text after the call", "inclusionai-ling-3.0-flash.jinja", {"enable_thinking": False},
+     glm_call("get_time", ("zone", "CET"), sep="") + "\nThe time has been checked.",
+     ("The time has been checked.", "", [T])),
+    ("nemotron-v2 reasoning, content, two calls", "NVIDIA-Nemotron-Nano-v2.jinja", {},
+     "The user wants weather.\n</think>\nLet me look that up.\n<TOOLCALL>[" + json_list(W, T) + "]</TOOLCALL>",
+     ("Let me look that up.", "The user wants weather.", [W, T])),
+    ("nemotron-v2 nested JSON, the closing marker in a string, two blocks", "NVIDIA-Nemotron-Nano-v2.jinja", {},
+     "Edit.</think><TOOLCALL>[" + json_list(("edit_file", {**NESTED, "path": "</TOOLCALL>"})) + "]</TOOLCALL>\n"
+     "<TOOLCALL>[" + json_list(T) + "]</TOOLCALL>",
+     ("", "Edit.", [("edit_file", {**NESTED, "path": "</TOOLCALL>"}), T])),
+    ("gigachat3.1 content, then a call", "GigaChat3.1-10B-A1.8B.jinja", {},
+     "Let me look that up.<|function_call|>" + json_list(("get_weather", {"city": 'Pa"ris <|function_call|>', "days": 2})),
+     ("Let me look that up.", "", [("get_weather", {"city": 'Pa"ris <|function_call|>', "days": 2})])),
+    ("gigachat3.1 nested JSON", "GigaChat3.1-10B-A1.8B.jinja", {},
+     "<|function_call|>" + json_list(("edit_file", NESTED)), ("", "", [("edit_file", NESTED)])),
+    ("gigachat3 content, then a call message", "GigaChat3-10B-A1.8B.jinja", {},
+     "Let me look that up.<|message_sep|>\n\nfunction call<|role_sep|>\n" + json_list(("edit_file", NESTED)),
+     ("Let me look that up.", "", [("edit_file", NESTED)])),
+    ("stepfun a call ends an unclosed reasoning", "StepFun3.5-Flash.jinja", {},
+     "I need the weather.\n" + coder_call("get_weather", ("city", 'Pa"ris </think> <parameter=x>'), ("days", "2"))
+     + "\n" + coder_call("get_time", ("zone", "CET")),
+     ("", "I need the weather.", [("get_weather", {"city": 'Pa"ris </think> <parameter=x>', "days": 2}), T])),
+    ("stepfun reasoning, content, nested JSON", "StepFun3.5-Flash.jinja", {},
+     "Edit it.\n</think>\nOn it.\n" + coder_call("edit_file", ("path", "src/a<b>.py"), ("edits", EDITS_JSON),
+                                                  ("options", OPTIONS_JSON)),
+     ("On it.", "Edit it.", [("edit_file", NESTED)])),
+    ("laguna-s tight tags, nested JSON", "poolside-Laguna-S-2.1.jinja", {},
+     "The user wants weather.</think>Let me look that up.\n"
+     + glm_call("get_weather", ("city", 'Pa"ris <arg_key>'), ("days", "2"), sep="")
+     + glm_call("edit_file", ("path", "src/a<b>.py"), ("edits", EDITS_JSON), ("options", OPTIONS_JSON), sep=""),
+     ("Let me look that up.", "The user wants weather.",
+      [("get_weather", {"city": 'Pa"ris <arg_key>', "days": 2}), ("edit_file", NESTED)])),
+    ("laguna-xs thinking off", "poolside-Laguna-XS-2.1.jinja", {"enable_thinking": False},
+     "Let me look that up.\n" + glm_call("get_time", ("zone", "CET")) + "\n" + glm_call("get_time", ("zone", "UTC")),
+     ("Let me look that up.", "", [T, ("get_time", {"zone": "UTC"})])),
+]
+
+# template -> (family, what the prompt ends in, whether that opened the reasoning); the prompt's end
+# is llama.cpp's generation prompt for the same request
+DETECTED = {
+    "Kimi-K3.jinja": ("kimi-k3", '<|open|>message role="assistant"<|sep|><|open|>think<|sep|>', True),
+    "MiniMax-M3.jinja": ("minimax-m3", "]~b]ai\n", False),
+    "tencent-Hy3.jinja": ("hy3", f"<｜hy_Assistant{H}｜><think{H}></think{H}>", False),
+    "inclusionai-ling-3.0-flash.jinja": ("ling3", "<role>ASSISTANT</role>\n<think>", True),
+    "StepFun3.5-Flash.jinja": ("qwen3-coder", "<|im_start|>assistant\n<think>\n", True),
+    "GigaChat3-10B-A1.8B.jinja": ("gigachat3", "assistant<|role_sep|>\n", False),
+    "GigaChat3.1-10B-A1.8B.jinja": ("gigachat3", "assistant<|role_sep|>\n", False),
+    "poolside-Laguna-S-2.1.jinja": ("glm-4.5", "<assistant><think>", True),
+    "poolside-Laguna-XS-2.1.jinja": ("glm-4.5", "<assistant>\n<think>", True),
+    "poolside-Laguna-XS.2.jinja": ("glm-4.5", "<assistant>\n<think>", True),
+    "ByteDance-Seed-OSS.jinja": ("seed-oss", "<seed:bos>assistant\n", False),
+    "NVIDIA-Nemotron-Nano-v2.jinja": ("nemotron-v2", "<SPECIAL_11>Assistant\n<think>\n", True),
+}
+
+
+def plan_for(name, kwargs=None, tools=ALL_TOOLS, **options):
+    # Seed-OSS's template reads every parameter's `type` (a union has none)
+    tools = [t for t in tools if t is not LIMITS or "MiniMax" in name]
+    return plan_chat(TEMPLATES[name], chat_prompt([USER], tools, chat_template_kwargs=kwargs or {}, **options))
+
+
+@NO_SDIST
+@pytest.mark.parametrize("name", sorted(DETECTED))
+def test_each_template_renders_its_tools_and_is_detected_as_llama_cpp_detects_it(name):
+    family, prompt_end, opened = DETECTED[name]
+    assert detect(TEMPLATES[name]).name == family
+    plan = plan_for(name)
+    assert plan.family.name == family
+    assert "get_weather" in plan.text and "The weather in a city now" in plan.text and "edit_file" in plan.text
+    assert plan.text.endswith(prompt_end) and plan.opened is opened
+
+
+def _parse(plan, text, step):
+    p = plan.parser()
+    events = [ev for i in range(0, len(text), step) for ev in p.feed(text[i:i + step])] + p.finish()
+    return collect(events), p.message()
+
+
+@NO_SDIST
+@pytest.mark.parametrize("case, name, kwargs, text, expected", CASES, ids=[c[0] for c in CASES])
+def test_model_output_parses_as_llama_cpp_parses_it(case, name, kwargs, text, expected):
+    plan = plan_for(name, kwargs)
+    content, reasoning, calls = expected
+    for step in (len(text), 1, 3, 7):                # whole, and streamed in pieces
+        streamed, msg = _parse(plan, text, step)
+        assert (msg.content, msg.reasoning_content or "") == (content, reasoning), step
+        assert [(c.name, json.loads(c.arguments)) for c in msg.tool_calls] == calls, step
+        assert streamed["calls"] == [[c.name, c.arguments] for c in msg.tool_calls]     # the stream adds up to it
+        assert (streamed["content"], streamed["reasoning"]) == (msg.content, msg.reasoning_content or "")
+        assert len({c.id for c in msg.tool_calls}) == len(calls) and all(c.id for c in msg.tool_calls)
+
+
+def test_a_partial_marker_is_held_back_until_the_next_tokens_decide():
+    """Text that begins a marker stays out of what is streamed; once it turns out not to be one, it is content."""
+    fam = detect('{{ "]<]minimax[>[<tool_call>" }}{{ "<invoke name=" }}')
+    assert fam.name == "minimax-m3"
+    p = StreamParser(fam, ALL_TOOLS, thinking=True, calls_wanted=True)
+    assert collect(p.feed("</mm:think>Use ]<]mini")) == {"content": "Use", "reasoning": "", "calls": []}
+    out = collect(p.feed("ature ]<]minimax[>[ bins") + p.finish())
+    assert out["content"] == " ]<]miniature ]<]minimax[>[ bins" and p.message().tool_calls == []
+
+
+# template -> (the assistant turn's opener, its end): the turn the template renders for an earlier call
+TURNS = {
+    "Kimi-K3.jinja": ('<|open|>message role="assistant"<|sep|>', "<|end_of_msg|>"),
+    "MiniMax-M3.jinja": ("]~b]ai\n", "[e~["),
+    "tencent-Hy3.jinja": (f"<｜hy_Assistant{H}｜>", f"<｜hy_eos{H}｜>"),
+    "inclusionai-ling-3.0-flash.jinja": ("<role>ASSISTANT</role>", "<|role_end|>"),
+    "StepFun3.5-Flash.jinja": ("<|im_start|>assistant\n", "<|im_end|>"),
+    "GigaChat3.1-10B-A1.8B.jinja": ("assistant<|role_sep|>\n", "<|message_sep|>"),
+    "poolside-Laguna-S-2.1.jinja": ("<assistant>", "</assistant>"),
+    "ByteDance-Seed-OSS.jinja": ("<seed:bos>assistant\n", "<seed:eos>"),
+    "NVIDIA-Nemotron-Nano-v2.jinja": ("<SPECIAL_11>Assistant\n", "\n<SPECIAL_12>"),
+}
+
+
+@NO_SDIST
+@pytest.mark.parametrize("name", sorted(TURNS))
+def test_the_templates_own_rendering_of_two_calls_parses_back(name):
+    """The template writes earlier calls (nested arguments included) in the syntax the parser reads."""
+    calls = [("get_weather", {"city": "Paris", "days": 2}), ("edit_file", NESTED)]
+    history = [HISTORY[0], {"role": "assistant", "content": None, "tool_calls": [
+        {"id": f"call0000{i}", "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+        for i, (n, a) in enumerate(calls)]}] + [
+        {"role": "tool", "tool_call_id": f"call0000{i}", "name": n, "content": "done"} for i, (n, _) in enumerate(calls)]
+    opener, end = TURNS[name]
+    rendered = plan_chat(TEMPLATES[name], chat_prompt(history, ALL_TOOLS[:3])).text
+    turn = rendered.split("Weather in Paris?", 1)[1]
+    turn = turn[turn.index(opener) + len(opener):]
+    turn = turn[:turn.index(end)]
+    plan = plan_for(name, tools=ALL_TOOLS[:3])
+    prompt_tail = plan.text[plan.text.rindex(opener) + len(opener):]     # what the prompt already wrote
+    turn = turn[len(prompt_tail):] if turn.startswith(prompt_tail) else turn
+    p = plan.parser()
+    if plan.opened and plan.family.think[1] not in turn:
+        p.feed(plan.family.think[1])              # the earlier turn did not think: close the reasoning
+    for ch in turn:
+        p.feed(ch)
+    p.finish()
+    one = name.startswith("GigaChat")               # its template renders an assistant's first call only
+    assert [(c.name, json.loads(c.arguments)) for c in p.message().tool_calls] == (calls[:1] if one else calls)
+
+
+@NO_SDIST
+@pytest.mark.parametrize("name", sorted(TURNS))
+def test_forced_choice_grammars_are_taken_by_llama_cpp(name, demo_lm):
+    from moeviz.llama.sampler import check_grammar
+    fam = detect(TEMPLATES[name])
+    for choice in ("required", {"type": "function", "function": {"name": "edit_file"}}):
+        plan = plan_for(name, tools=ALL_TOOLS[:3], tool_choice=choice)
+        check_grammar(demo_lm, plan.grammar)
+        head = fam.write("edit_file", {}) if not hasattr(fam, "xml_parts") else fam.xml_parts("edit_file", "", True)[0]
+        assert json.dumps(head.split("edit_file")[0])[1:-1] in plan.grammar      # the family's own call syntax
