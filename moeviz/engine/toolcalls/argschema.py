@@ -70,8 +70,10 @@ def kind(schema, root, seen: frozenset = frozenset()) -> tuple[str, object]:
         if not _object_like(schema) and "allOf" in schema:
             return "allof", [c for c in schema["allOf"] or () if isinstance(c, dict)]
         return "object", schema.get("properties") or {}
+    if t == "string" and "allOf" in schema:
+        return "allof", [c for c in schema["allOf"] or () if isinstance(c, dict)]
     if t == "string":
-        return ("allof", [c for c in schema["allOf"] or () if isinstance(c, dict)]) if "allOf" in schema else ("string", None)
+        return "string", None
     if t == "array":
         return ("array", schema.get("items")) if "prefixItems" not in schema else ("json", None)
     return "json", None

@@ -385,8 +385,8 @@ def detect(src: str) -> Family:
         return DeepSeek(fenced="```json" in src)
     if Hy3.detect(src):
         return Hy3.from_template(src)
-    for cls in (Laguna, Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1, GigaChat31, GigaChat3,
-                Llama3):
+    for cls in (Laguna, Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1,
+                GigaChat31, GigaChat3, Llama3):
         if cls.detect(src):
             return cls()
     return Generic()

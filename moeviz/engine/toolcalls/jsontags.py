@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from .families import Family
-from .jsonforms import GigaChat3, json_calls
-from .scan import dumps, json_call, json_value, settled
+from .jsonforms import GigaChat3, MiniMaxM1, json_calls
+from .scan import Call, json_call, json_value, settled
 
 _SEPARATORS = " \t\r\n[,]"
 
@@ -20,7 +20,32 @@ def _skip(s: str, pos: int) -> int:
     return pos
 
 
-class NemotronV2(Family):
+class JsonBlocks(Family):
+    """Calls in blocks one after another after the turn's text, each opened by the family's first
+    marker and read by `block` as JSON (a string may hold any marker)."""
+
+    def parse(self, body, partial, tools):
+        opener = self.markers()[0]
+        i = body.find(opener)
+        if i < 0:
+            return settled(body, self.markers(), partial), [], "", False
+        content, calls, pos = body[:i].rstrip(), [], i
+        while body.startswith(opener, pos):
+            got, end = self.block(body, pos + len(opener), partial)
+            calls += got
+            if end is None:                  # not a call: the rest is text
+                break
+            if end < 0:
+                return content, calls, "", False
+            pos = _skip(body, end)
+        return content, calls, body[pos:].strip() if not partial else "", False
+
+    def block(self, body: str, pos: int, partial: bool) -> tuple[list[Call], int | None]:
+        """The calls of the block whose text starts at `pos` and where it ends (-1: the text ends in it)."""
+        raise NotImplementedError
+
+
+class NemotronV2(JsonBlocks, MiniMaxM1):
     name = "nemotron-v2"
     section_open, section_close = "<TOOLCALL>", "</TOOLCALL>"
 
@@ -28,34 +53,20 @@ class NemotronV2(Family):
     def detect(cls, src):
         return all(t in src for t in ("<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>", "<TOOL_RESPONSE>"))
 
-    def markers(self):
-        return [self.section_open]
-
-    def parse(self, body, partial, tools):
-        i = body.find(self.section_open)
-        if i < 0:
-            return settled(body, self.markers(), partial), [], "", False
-        content, calls, pos = body[:i].rstrip(), [], i
-        while body.startswith(self.section_open, pos):
-            s = body[pos + len(self.section_open):]
-            got = json_value(s)
-            if got is None or not isinstance(got[0], list):       # still being written (or no list)
-                at_close = lambda s, p: s.startswith(self.section_close, p)  # noqa: E731
-                return content, calls + json_calls(s, 0, _SEPARATORS, at_close, partial), "", False
-            calls += json_calls(s[:got[1]], 0, _SEPARATORS, lambda s, p: False, False)
-            pos += len(self.section_open) + got[1]
-            pos = _skip(body, pos)
-            pos = _skip(body, pos + len(self.section_close)) if body.startswith(self.section_close, pos) else pos
-        return content, calls, body[pos:].strip() if not partial else "", False
-
-    def write(self, name, args, index=0, call_id=""):
-        return dumps({"name": name, "arguments": args})
+    def block(self, body, pos, partial):
+        s = body[pos:]
+        got = json_value(s)
+        if got is None or not isinstance(got[0], list):       # still being written (or no list)
+            return json_calls(s, 0, _SEPARATORS, lambda s, p: s.startswith(self.section_close, p), partial), -1
+        end = _skip(body, pos + got[1])
+        calls = json_calls(s[:got[1]], 0, _SEPARATORS, lambda s, p: False, False)
+        return calls, end + len(self.section_close) if body.startswith(self.section_close, end) else end
 
     def join(self, calls):
         return self.section_open + "[" + ", ".join(calls) + "]" + self.section_close
 
 
-class GigaChat31(GigaChat3):
+class GigaChat31(JsonBlocks, GigaChat3):
     name = "gigachat3"          # GigaChat 3.1: the same family, its newer call syntax
     call_open = "<|function_call|>"
 
@@ -63,19 +74,9 @@ class GigaChat31(GigaChat3):
     def detect(cls, src):
         return "<|role_sep|>" in src and "<|message_sep|>" in src and "<|function_call|>" in src
 
-    def parse(self, body, partial, tools):
-        """The calls one after another, each read as JSON (a string may hold the marker)."""
-        i = body.find(self.call_open)
-        if i < 0:
-            return settled(body, self.markers(), partial), [], "", False
-        content, calls, pos = body[:i].rstrip(), [], i
-        while body.startswith(self.call_open, pos):
-            call, end = json_call(body[pos + len(self.call_open):], partial)
-            if call is None:
-                break
-            calls.append(call)
-            if end < 0:
-                return content, calls, "", False
-            call.done = True
-            pos = _skip(body, pos + len(self.call_open) + end)
-        return content, calls, body[pos:].strip() if not partial else "", False
+    def block(self, body, pos, partial):
+        call, end = json_call(body[pos:], partial)
+        if call is None:
+            return [], None
+        call.done = end >= 0
+        return [call], pos + end if end >= 0 else -1

@@ -11,7 +11,7 @@ thinking is off). An argument is raw text when the tool's schema types it a stri
 type), else JSON; the type attribute decides for a key the schema does not know."""
 from __future__ import annotations
 
-from .argschema import tagged_value, tool_params, properties
+from .argschema import properties, tagged_value, tool_params
 from .families import Family, _object_text
 from .scan import Call, Msg, dumps, held
 
@@ -138,12 +138,12 @@ class KimiK3(Family):
                 break
             key = _attr(seg[o + len(ARG):q])
             raw = seg[g + len(SEP):c]
-            if key in props:
-                schema = props[key]
-                typed = schema if isinstance(schema, dict) and isinstance(schema.get("type"), str) else {"type": "string"}
+            if key in props:             # llama.cpp: the schema's type, a string when it names none
+                kind = props[key].get("type") if isinstance(props[key], dict) else None
+                string = not isinstance(kind, str) or kind == "string"
             else:                        # not in the schema: the type attribute says
-                typed = {"type": "string"} if 'type="string"' in seg[q:g] else {}
-            pairs.append((key, tagged_value(raw, typed, params)))
+                string = 'type="string"' in seg[q:g]
+            pairs.append((key, raw if string else tagged_value(raw, None, params)))
             pos = c + len(ARG_END)
         return Call(name, _object_text(pairs, not partial))
 
@@ -152,8 +152,8 @@ class KimiK3(Family):
         return (f'{CALL}{_escape(name)}" index="1"{SEP}', f'{ARG}{_escape(key)}"{kind}{SEP}', ARG_END, CALL_END)
 
     def write(self, name, args, index=0, call_id=""):
-        params = "".join(f'{ARG}{_escape(k)}" type="{_xtml_type(v)}"{SEP}{v if isinstance(v, str) else dumps(v)}{ARG_END}'
-                         for k, v in args.items())
+        params = "".join(f'{ARG}{_escape(k)}" type="{_xtml_type(v)}"{SEP}'
+                         f'{v if isinstance(v, str) else dumps(v)}{ARG_END}' for k, v in args.items())
         return f'{CALL}{_escape(name)}" index="{index + 1}"{SEP}{params}{CALL_END}'
 
     def join(self, calls):

@@ -162,11 +162,13 @@ class SeedOss(ValueClose, Family):
         return Call(name, _object_text(pairs, not partial or "</function>" in s[pos:]))
 
     def xml_parts(self, name, key, string):
-        return f"<seed:tool_call>\n<function={name}>\n", f"<parameter={key}>", "</parameter>\n", "</function>\n</seed:tool_call>"
+        return (f"<seed:tool_call>\n<function={name}>\n", f"<parameter={key}>", "</parameter>\n",
+                "</function>\n</seed:tool_call>")
 
     def write(self, name, args, index=0, call_id=""):
+        head, _, _, tail = self.xml_parts(name, "", True)
         params = "".join(f"<parameter={k}>{v if isinstance(v, str) else dumps(v)}</parameter>\n" for k, v in args.items())
-        return f"<seed:tool_call>\n<function={name}>\n{params}</function>\n</seed:tool_call>"
+        return head + params + tail
 
     def join(self, calls):
         return "\n".join(calls)
