@@ -296,3 +296,16 @@ def test_forced_choice_grammars_are_taken_by_llama_cpp(name, demo_lm):
         check_grammar(demo_lm, plan.grammar)
         head = fam.write("edit_file", {}) if not hasattr(fam, "xml_parts") else fam.xml_parts("edit_file", "", True)[0]
         assert json.dumps(head.split("edit_file")[0])[1:-1] in plan.grammar      # the family's own call syntax
+
+
+@NO_SDIST
+@pytest.mark.parametrize("name, text", [
+    ("inclusionai-ling-3.0-flash.jinja", "Hm.\n</think>\nText " + glm_call("get_time", ("zone", "CET"))),
+    ("StepFun3.5-Flash.jinja", "Hm.\n" + coder_call("get_time", ("zone", "CET"))),
+    ("tencent-Hy3.jinja", "Text " + hy3_calls(("get_time", ("zone", "CET")))),
+])
+def test_without_tools_a_call_is_text(name, text):
+    """No tools: llama.cpp's parser reads content (and reasoning) only."""
+    plan = plan_chat(TEMPLATES[name], chat_prompt([USER]))
+    streamed, msg = _parse(plan, text, 2)
+    assert msg.tool_calls == [] and "<tool_call" in msg.content and streamed["content"] == msg.content

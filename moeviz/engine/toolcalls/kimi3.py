@@ -75,7 +75,7 @@ class KimiK3(Family):
             msg.content += body          # reasoning_format none: the think text, then the response's (as llama.cpp)
         if closed and s.startswith(RESP_END, pos):
             pos += len(RESP_END)
-        if closed and s.startswith(TOOLS, pos):
+        if closed and tools and s.startswith(TOOLS, pos):
             msg.calls, pos = self._calls(s, pos + len(TOOLS), partial, tools)
         for end in (TOOLS_END, MSG_END, EOM):
             pos += len(end) if s.startswith(end, pos) else 0

@@ -91,6 +91,9 @@ class ThinkTurn:
             msg.reasoning, body, pending = split_reasoning(text, start, end, False, partial)
             if pending:
                 return msg
+        if not tools:                        # no tools: nothing is read as a call (as llama.cpp)
+            msg.content = body
+            return msg
         msg.content, msg.calls, post, _ = self.parse(body, partial, tools)
         if post:
             msg.content = msg.content + "\n" + post if msg.content else post
