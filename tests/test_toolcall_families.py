@@ -304,8 +304,11 @@ def test_forced_choice_grammars_are_taken_by_llama_cpp(name, demo_lm):
     ("StepFun3.5-Flash.jinja", "Hm.\n" + coder_call("get_time", ("zone", "CET"))),
     ("tencent-Hy3.jinja", "Text " + hy3_calls(("get_time", ("zone", "CET")))),
 ])
-def test_without_tools_a_call_is_text(name, text):
-    """No tools: llama.cpp's parser reads content (and reasoning) only."""
-    plan = plan_chat(TEMPLATES[name], chat_prompt([USER]))
+@pytest.mark.parametrize("choice", [None, "none"])
+def test_without_tools_a_call_is_text(name, text, choice):
+    """No tools, or tools with tool_choice none: llama.cpp's parser reads content (and
+    reasoning) only; the call the model wrote anyway stays in the content."""
+    request = chat_prompt([USER]) if choice is None else chat_prompt([USER], TOOLS, tool_choice=choice)
+    plan = plan_chat(TEMPLATES[name], request)
     streamed, msg = _parse(plan, text, 2)
     assert msg.tool_calls == [] and "<tool_call" in msg.content and streamed["content"] == msg.content

@@ -45,8 +45,10 @@ class ToolCallArgs:
 def parse_message(family: Family, text: str, partial: bool, tools, *, thinking: bool, opened: bool,
                   keep_reasoning: bool = True, calls_wanted: bool = True) -> Msg:
     """One parse of an assistant turn's text (the model's output after the prompt)."""
-    if hasattr(family, "parse_message"):        # whole-turn formats: gpt-oss harmony, Solar Open
-        msg = family.parse_message(text, partial, tools, opened, keep_reasoning)
+    if hasattr(family, "parse_message"):        # whole-turn formats: gpt-oss harmony, Solar Open, Kimi K3, ...
+        # tool_choice none: read as without tools, so a call the model writes anyway stays
+        # text (as llama.cpp's content-only parse keeps it) instead of vanishing
+        msg = family.parse_message(text, partial, tools if calls_wanted else (), opened, keep_reasoning)
         if not calls_wanted:
             msg.calls = []
         return msg
