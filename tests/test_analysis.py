@@ -236,9 +236,14 @@ def brute_force_lru(ids, E):
 
 @pytest.mark.parametrize("E, k, n", [(6, 2, 150), (16, 4, 150), (70, 8, 150), (256, 8, 400), (257, 5, 300),
                                      (300, 3, 150), (64, 64, 40), (128, 1, 2000)])
-def test_lru_stack_distances_match_a_direct_simulation(E, k, n):
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
+def test_lru_stack_distances_match_a_direct_simulation(E, k, n, path, monkeypatch):
     # 256 experts: the last that fit the kernel's uint8 ranks; 257 and 300: uint16 ranks;
-    # k = E: every expert every token; k = 1: a long top-1 stream
+    # k = E: every expert every token; k = 1: a long top-1 stream. Both passes: the
+    # compiled one and numpy's for small traces.
+    from moeviz.analysis import expert_cache
+
+    monkeypatch.setattr(expert_cache, "SMALL_SWEEP", 0 if path == "compiled" else 1 << 62)
     rng = np.random.default_rng(E * 100 + k)
     popularity = rng.random(E) ** 3 + 0.01
     ids = np.stack([np.stack([rng.choice(E, k, replace=False, p=popularity / popularity.sum()) for _ in range(2)])
@@ -253,6 +258,7 @@ def test_the_compiled_passes_run_where_numba_cannot_write_its_cache(monkeypatch)
     from moeviz.analysis import cache_plan, expert_cache
 
     monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    monkeypatch.setattr(expert_cache, "SMALL_SWEEP", 0)
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     for getter in (expert_cache._kernel, cache_plan._kernels):
         getter.cache_clear()
@@ -268,13 +274,14 @@ def test_the_compiled_passes_run_where_numba_cannot_write_its_cache(monkeypatch)
             getter.cache_clear()
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_a_token_that_selects_an_expert_twice_is_refused_not_counted(jobs, monkeypatch):
+@pytest.mark.parametrize("jobs, small", [(1, False), (2, False), (1, True)])
+def test_a_token_that_selects_an_expert_twice_is_refused_not_counted(jobs, small, monkeypatch):
     # the stack pass relies on a token's experts being distinct; a hand-made trace may not
     # be. With 2 jobs the second layer's worker finds it and the error crosses the process.
-    from moeviz.analysis import parallel
+    from moeviz.analysis import expert_cache, parallel
 
     monkeypatch.setattr(parallel, "MIN_PARALLEL_ASSIGNMENTS", 0)
+    monkeypatch.setattr(expert_cache, "SMALL_SWEEP", 1 << 62 if small else 0)
     ids = np.array([[[0, 1], [2, 3]], [[1, 2], [3, 3]]])
     with pytest.raises(A.AnalysisError, match=r"token 1 selects one expert twice at MoE layer 2 \(\[3, 3\]\)"):
         A.stack_distances(routing(ids, E=4), jobs=jobs)
@@ -285,9 +292,10 @@ def test_layer_parallel_passes_give_the_same_numbers(L, jobs, monkeypatch):
     """Tallies computed by forked workers over token ranges, and LRU stack distances and
     the shuffled baselines over layer ranges (parallel.py), equal the one-process
     results: first uses, overlaps of the pairs that straddle two ranges, top-1 order."""
-    from moeviz.analysis import parallel, tallies
+    from moeviz.analysis import expert_cache, parallel, tallies
 
     monkeypatch.setattr(parallel, "MIN_PARALLEL_ASSIGNMENTS", 0)
+    monkeypatch.setattr(expert_cache, "SMALL_SWEEP", 0)                  # the compiled pass, in workers
     monkeypatch.setattr(tallies, "CHUNK_ASSIGNMENTS", 64)     # several chunks per worker
     rng = np.random.default_rng(L)
     E, k, n = 70, 4, 300

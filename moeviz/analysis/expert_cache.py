@@ -19,7 +19,9 @@ was below it, the token's experts take places 0..k-1. That sweep is k compares p
 expert, which a compiler turns into a few vector instructions per 32 experts, so
 the pass costs a few nanoseconds per access. numpy cannot express it without a
 Python step per token, so it is compiled (numba, once per k, cached on disk). The
-bit-set and sparse-table formulation it replaced was pure numpy and 5x slower.
+bit-set and sparse-table formulation it replaced was pure numpy and 5x slower. Small
+traces take the same sweep in numpy, a step per token over all layers at once: for
+them that is faster than importing numba.
 
 Next to LRU: the static "hottest C experts" set, chosen with hindsight from the same
 tokens, the best any fixed placement could do.
@@ -36,6 +38,9 @@ from .routing import AnalysisError, Routing
 from .tallies import tally
 
 
+SMALL_SWEEP = 1 << 25   # n * L * k * E up to this: numpy, a step per token (< ~0.2 s), not numba (~0.4 s to load)
+
+
 def stack_distances(routing: Routing, jobs: int = 1) -> np.ndarray:
     """int64 [L, E + 1]: hist[i, d] = accesses at MoE layer i with LRU stack distance d;
     hist[i, E] counts first uses (a miss for any cache size). `jobs` > 1 splits the
@@ -43,6 +48,8 @@ def stack_distances(routing: Routing, jobs: int = 1) -> np.ndarray:
     E = routing.n_expert
     if E > 1 << 16:
         raise AnalysisError(f"{routing.name}: the cache simulation takes at most 65,536 experts per layer, not {E:,}")
+    if routing.expert_ids.size * E <= SMALL_SWEEP:
+        return _layer_distances(0, routing.n_layers, routing)
     _kernel(routing.k)                     # compiled (or loaded) here, not in every worker
     return np.concatenate(map_ranges(_layer_distances, routing.n_layers, jobs, routing, size=routing.expert_ids.size))
 
@@ -51,15 +58,44 @@ def _layer_distances(lo: int, hi: int, routing: Routing) -> np.ndarray:
     ids = np.asarray(routing.expert_ids, np.int32)[:, lo:hi]     # a view of a trace's int32 array
     n, L, k = ids.shape
     E = routing.n_expert
-    repeated, stack_pass = _kernel(k)
-    bad = repeated(ids)
+    small = ids.size * E <= SMALL_SWEEP
+    bad = _repeated(ids) if small else _kernel(k)[0](ids)
     if bad >= 0:
         t, i = divmod(int(bad), L)
         raise AnalysisError(f"{routing.name}: token {t} selects one expert twice at MoE layer "
                             f"{routing.moe_layers[lo + i]} ({ids[t, i].tolist()})")
+    if small:
+        return _stack_pass(ids, E)
     ranks = np.tile(np.arange(E, dtype=np.uint8 if E <= 256 else np.uint16), (L, 1))
     hist = np.zeros((L, E + 1), np.int64)
-    stack_pass(ids, ranks, hist)
+    _kernel(k)[1](ids, ranks, hist)
+    return hist
+
+
+def _repeated(ids: np.ndarray) -> int:
+    """numpy's `repeated` (below) for small traces."""
+    ordered = np.sort(ids, axis=2)
+    twice = np.flatnonzero((ordered[:, :, 1:] == ordered[:, :, :-1]).any(axis=2))
+    return int(twice[0]) if twice.size else -1
+
+
+def _stack_pass(ids: np.ndarray, E: int) -> np.ndarray:
+    """The compiled `stack_pass` (below) in numpy, all layers at once a token at a time:
+    what small traces use, since it costs less than loading numba."""
+    n, L, k = ids.shape
+    rows = np.arange(L)[:, None]
+    rank = np.tile(np.arange(E), (L, 1))
+    used = np.zeros(L, np.int64)
+    hist = np.zeros((L, E + 1), np.int64)
+    for t in range(n):
+        chosen = ids[t]
+        before = rank[rows, chosen]
+        fresh = before >= used[:, None]
+        hist[rows, before] += ~fresh      # a row's ranks are distinct: no index repeats
+        used += fresh.sum(axis=1)
+        rank += (rank[:, :, None] < before[:, None, :]).sum(axis=2)
+        rank[rows, chosen] = np.arange(k)
+    hist[:, E] = used
     return hist
 
 
