@@ -32,6 +32,18 @@ window.chat = async (base, key, stream) => {
   return {status: r.status, run, text};
 };
 window.tryChat = async (base, key) => { try { return await window.chat(base, key, false); } catch (e) { return {blocked: String(e)}; } };
+// A Responses-API UI: answer, then delete the stored response (DELETE needs its own preflight).
+window.respondAndDelete = async (base, key) => {
+  const auth = {Authorization: "Bearer " + key};
+  try {
+    const r = await fetch(base + "/v1/responses", {method: "POST", headers: {...auth, "Content-Type": "application/json"},
+      body: JSON.stringify({model: "demo", input: "Hi", max_output_tokens: 4, temperature: 0})});
+    const id = (await r.json()).id;
+    const d = await fetch(base + "/v1/responses/" + id, {method: "DELETE", headers: auth});
+    const gone = await fetch(base + "/v1/responses/" + id, {headers: auth});
+    return {status: r.status, deleted: (await d.json()).deleted, after: gone.status};
+  } catch (e) { return {blocked: String(e)}; }
+};
 </script></body></html>"""
 
 
@@ -59,12 +71,14 @@ def test_a_browser_chat_ui_on_an_allowed_origin_chats_and_its_runs_are_moeviz_ru
             plain = page.evaluate("([b, k]) => chat(b, k, false)", [s.url, KEY])
             streamed = page.evaluate("([b, k]) => chat(b, k, true)", [s.url, KEY])
             no_key = page.evaluate("([b]) => tryChat(b, null)", [s.url])
+            deleted = page.evaluate("([b, k]) => respondAndDelete(b, k)", [s.url, KEY])
         finally:
             page.close()
         assert plain["status"] == 200 and plain["run"] and isinstance(plain["text"], str) and plain["text"]
         assert streamed["status"] == 200 and streamed["text"] == plain["text"]     # greedy: the same answer
         # the key still guards it: the browser may read the refusal (so a UI can say so), not a run
         assert no_key.get("status") == 401 and "API Key" in json.dumps(no_key["error"]), no_key
+        assert deleted == {"status": 200, "deleted": True, "after": 404}, deleted
         live = {r["run"]: r for r in get_json(s.url + "/api/live")["runs"]}
         for run in (plain["run"], streamed["run"]):
             assert live[run]["source"] == "api" and live[run]["status"] == "done"

@@ -70,6 +70,6 @@ def create_app(engine, settings: ServerSettings | None = None) -> FastAPI:
         # browser chat UIs on these origins may call the APIs (preflight answered here, before any
         # route: it carries no key); any other origin gets no CORS headers (a preflight: 400)
         app.add_middleware(CORSMiddleware, allow_origins=list(ctx.settings.allowed_origins),
-                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+                           allow_methods=["GET", "POST", "DELETE", "OPTIONS"], allow_headers=["*"],
                            expose_headers=["X-Moeviz-Run"], max_age=600)
     return app
