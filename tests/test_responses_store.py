@@ -56,6 +56,18 @@ def test_previous_response_id_continues_the_stored_conversation(oai, server):
         *said, {"role": "assistant", "content": second.output_text}, {"role": "user", "content": "And in Rust?"}]
 
 
+def test_an_item_the_previous_response_holds_is_not_sent_twice(oai):
+    # a client that sends the earlier output back along with previous_response_id would
+    # have the model read it twice: refused, naming the item, as OpenAI refuses it
+    first = create(oai, input=ASK)
+    again = first.output[-1].model_dump(exclude_none=True)
+    with pytest.raises(openai.BadRequestError) as e:
+        create(oai, input=[again, {"role": "user", "content": "Now in C."}], previous_response_id=first.id)
+    assert e.value.body["param"] == "input[0]" and e.value.body["message"].startswith(
+        f"Duplicate item found with id {again['id']}")
+    assert create(oai, input=[{"role": "user", "content": "Now in C."}], previous_response_id=first.id).output_text
+
+
 def test_a_store_false_response_is_not_kept(oai):
     r = create(oai, input=ASK, store=False)
     assert r.store is False and r.output_text

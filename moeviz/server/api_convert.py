@@ -192,7 +192,11 @@ def responses_to_chat(body, previous: tuple | list = ()) -> dict:
         messages.append({"role": "system", "content": body["instructions"]})
     for item in previous:
         _responses_item(item, 0, messages)
+    held = {item["id"] for item in previous if isinstance(item, dict) and item.get("id")}
     for i, item in enumerate(responses_input(body)):
+        if isinstance(item, dict) and item.get("id") in held:   # sent back with previous_response_id: OpenAI refuses it too
+            raise ApiRequestError(f"Duplicate item found with id {str(item['id'])[:80]}: previous_response_id already "
+                                  "holds it; send only the new items", f"input[{i}]")
         _responses_item(item, i, messages)
     chat = {**_passed(body), "messages": messages}
     if body.get("max_output_tokens") is not None:
