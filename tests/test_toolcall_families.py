@@ -34,6 +34,9 @@ NESTED = {"path": "src/a<b>.py", "edits": [{"old": 'x = "</tool_call>"', "new": 
           "options": {"dry_run": True, "tags": ["a", "b"]}}
 EDITS_JSON, OPTIONS_JSON = json.dumps(NESTED["edits"]), json.dumps(NESTED["options"])
 W, T = ("get_weather", {"city": 'Pa"ris <|x|>', "days": 2}), ("get_time", {"zone": "CET"})
+# JSON arguments whose strings hold a family's tags (a coding agent's file contents)
+EDITS_TAGS = [{"old": "</arg_value>\n<arg_key>", "new": "</tool_call>", "line": 3}]
+EDITS_PARAMS = [{"old": "</parameter>\n<parameter=x>", "new": "</function></tool_call>", "line": 3}]
 
 
 def k3_call(name, i, *args):
@@ -178,6 +181,33 @@ CASES = [
     ("laguna-xs thinking off", "poolside-Laguna-XS-2.1.jinja", {"enable_thinking": False},
      "Let me look that up.\n" + glm_call("get_time", ("zone", "CET")) + "\n" + glm_call("get_time", ("zone", "UTC")),
      ("Let me look that up.", "", [T, ("get_time", {"zone": "UTC"})])),
+    # a string value holding its closing tag or the call's: llama.cpp reads a value up to the template's
+    # value suffix (GLM-4.6, Hy3: the closing tag and a newline; Qwen3-Coder: "\n</parameter>\n"), the
+    # call's close after its values
+    ("glm-4.6 string values holding </tool_call> and </arg_value>", "GLM-4.6.jinja", {},
+     "Let me look that up.\n" + glm_call("get_weather", ("city", "a </tool_call> b"), ("days", "2")) + "\n"
+     + glm_call("edit_file", ("path", "x</arg_value>y </arg_value> z"), ("edits", json.dumps(EDITS_TAGS))),
+     ("Let me look that up.", "", [("get_weather", {"city": "a </tool_call> b", "days": 2}),
+                                    ("edit_file", {"path": "x</arg_value>y </arg_value> z", "edits": EDITS_TAGS})])),
+    ("glm-4.7 tight tags, a value holding </tool_call>", "GLM-4.7-Flash.jinja", {},
+     "Hm.</think>" + glm_call("get_weather", ("city", "a </tool_call> b"), ("days", "2"), sep="")
+     + glm_call("get_time", ("zone", "CET"), sep=""),
+     ("", "Hm.", [("get_weather", {"city": "a </tool_call> b", "days": 2}), T])),
+    ("qwen3-coder string values holding </parameter> and </tool_call>", "Qwen3-Coder.jinja", {},
+     "Let me look that up.\n" + coder_call("get_weather", ("city", "p </parameter> q </tool_call> r")) + "\n"
+     + coder_call("edit_file", ("path", "</function></tool_call>\n</parameter> x"), ("edits", json.dumps(EDITS_PARAMS))),
+     ("Let me look that up.", "", [("get_weather", {"city": "p </parameter> q </tool_call> r"}),
+                                    ("edit_file", {"path": "</function></tool_call>\n</parameter> x", "edits": EDITS_PARAMS})])),
+    ("stepfun a value holding </parameter>", "StepFun3.5-Flash.jinja", {},
+     "Hm.\n</think>\n" + coder_call("get_weather", ("city", "x</parameter>y"), ("days", "2")),
+     ("", "Hm.", [("get_weather", {"city": "x</parameter>y", "days": 2})])),
+    ("seed-oss a value holding </parameter> and </seed:tool_call>", "ByteDance-Seed-OSS.jinja", {},
+     seed_call("get_weather", ("city", "x</parameter>y </seed:tool_call>"), ("days", "2")) + "\n"
+     + seed_call("get_time", ("zone", "CET")),
+     ("", "", [("get_weather", {"city": "x</parameter>y </seed:tool_call>", "days": 2}), T])),
+    ("hy3 a value holding its closing tags", "tencent-Hy3.jinja", {},
+     hy3_calls(("get_weather", ("city", f"x</arg_value{H}>y </tool_call{H}>"), ("days", "2")), ("get_time", ("zone", "CET"))),
+     ("", "", [("get_weather", {"city": f"x</arg_value{H}>y </tool_call{H}>", "days": 2}), T])),
 ]
 
 # template -> (family, what the prompt ends in, whether that opened the reasoning); the prompt's end
@@ -312,3 +342,23 @@ def test_without_tools_a_call_is_text(name, text, choice):
     plan = plan_chat(TEMPLATES[name], request)
     streamed, msg = _parse(plan, text, 2)
     assert msg.tool_calls == [] and "<tool_call" in msg.content and streamed["content"] == msg.content
+
+
+@NO_SDIST
+def test_gigachat3_a_call_ends_with_its_json_object(monkeypatch):
+    """GigaChat 3's call has no closing tag: it ends with its JSON object, so a string holding the call
+    marker stays in the argument, and text after the call is dropped, as llama.cpp's gigachat-v3 parser
+    reads them. The marker's newlines are raw there (JSON escapes them otherwise): llama.cpp's JSON takes
+    raw control characters in a string, scan.json_value's decoder is made to here."""
+    from moeviz.engine.toolcalls import scan
+    monkeypatch.setattr(scan, "_DECODER", json.JSONDecoder(strict=False))
+    marker = "<|message_sep|>\n\nfunction call<|role_sep|>\n"
+    city = f"a {marker} b"
+    text = ("Let me look that up." + marker + '{"name": "get_weather", "arguments": {"city": "' + city + '", "days": 2}}'
+            + "\nThe weather is coming.")
+    plan = plan_for("GigaChat3-10B-A1.8B.jinja")
+    for step in (len(text), 1, 5):
+        streamed, msg = _parse(plan, text, step)
+        assert msg.content == "Let me look that up." == streamed["content"]
+        assert [(c.name, c.arguments) for c in msg.tool_calls] == [("get_weather", f'{{"city": "{city}", "days": 2}}')]
+        assert streamed["calls"] == [[c.name, c.arguments] for c in msg.tool_calls]

@@ -8,6 +8,7 @@ prompt's example, the grammar's shape, the tests' model output).
 from __future__ import annotations
 
 from .scan import Call, dumps, held, json_call, json_value, param_schema, settled, typed_value
+from .tagvalues import ValueClose
 
 
 
@@ -112,9 +113,11 @@ class Hermes(Family):
         return "\n".join(calls)
 
 
-class Qwen3Coder(Hermes):
+class Qwen3Coder(ValueClose, Hermes):
     """Qwen3-Coder / Qwen3.5 / Nemotron Nano 3: <tool_call><function=NAME><parameter=K>V</parameter>..."""
     name = "qwen3-coder"
+    value_tags = ("<parameter=", "</parameter>")
+    value_follows = ("<parameter=", "</function>", "</tool_call>")
 
     @classmethod
     def detect(cls, src):
@@ -134,7 +137,7 @@ class Qwen3Coder(Hermes):
             if o < 0:
                 break
             g = s.find(">", o)
-            c = s.find("</parameter>", g) if g >= 0 else -1
+            c = self.value_end(s, g + 1, partial) if g >= 0 else -1
             if c < 0:
                 break
             key = s[o + len("<parameter="):g]
@@ -143,7 +146,7 @@ class Qwen3Coder(Hermes):
             value = value[:-1] if value.endswith("\n") else value
             pairs.append((key, typed_value(value, param_schema(tools, name, key))))
             pos = c + len("</parameter>")
-        done = "</function>" in s[pos:] or not partial
+        done = not partial or s[pos:].lstrip().startswith("</function>")     # not one inside a value
         return Call(name, _object_text(pairs, done), done=done)
 
     def xml_parts(self, name, key, string):
@@ -162,7 +165,7 @@ def _object_text(pairs, done: bool) -> str:
     return text + "}" if done else text
 
 
-class Glm45(Hermes):
+class Glm45(ValueClose, Hermes):
     """GLM-4.5 / 4.6 / 4.7: <tool_call>NAME<arg_key>K</arg_key><arg_value>V</arg_value>...</tool_call>."""
     name = "glm-4.5"
 
@@ -182,7 +185,7 @@ class Glm45(Hermes):
         while k >= 0:
             ke = seg.find("</arg_key>", pos)
             vo = seg.find("<arg_value>", ke) if ke >= 0 else -1
-            ve = seg.find("</arg_value>", vo) if vo >= 0 else -1
+            ve = self.value_end(seg, vo + len("<arg_value>"), partial) if vo >= 0 else -1
             if ve < 0:
                 break
             key = seg[pos + len("<arg_key>"):ke].strip()
@@ -359,7 +362,7 @@ def detect(src: str) -> Family:
     from .jsontags import GigaChat31, NemotronV2
     from .kimi3 import KimiK3
     from .minimax3 import MiniMaxM3
-    from .tagged import Hy3, Laguna, Ling3, Qwen3CoderThinking, SeedOss
+    from .tagged import Hy3, Ling3, Qwen3CoderThinking, SeedOss
     if Mistral.detect(src):
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
@@ -385,7 +388,7 @@ def detect(src: str) -> Family:
         return DeepSeek(fenced="```json" in src)
     if Hy3.detect(src):
         return Hy3.from_template(src)
-    for cls in (Laguna, Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1,
+    for cls in (Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1,
                 GigaChat31, GigaChat3, Llama3):
         if cls.detect(src):
             return cls()

@@ -100,13 +100,23 @@ class MiniMaxM1(Family):
 
 class GigaChat3(Family):
     """GigaChat 3 (10B-A1.8B MoE): a call is a message of its own,
-    <|message_sep|>\n\nfunction call<|role_sep|>\n{"name": ..., "arguments": {...}}."""
+    <|message_sep|>\n\nfunction call<|role_sep|>\n{"name": ..., "arguments": {...}}; text after a call is
+    dropped, as llama.cpp's gigachat-v3 parser drops it (which reads one call only: here every one)."""
     name = "gigachat3"
     call_open = "<|message_sep|>\n\nfunction call<|role_sep|>\n"
 
     @classmethod
     def detect(cls, src):
         return "<|role_sep|>" in src and "<|message_sep|>" in src and "function call" in src
+
+    def parse(self, body, partial, tools):
+        content, calls, _, pending = super().parse(body, partial, tools)
+        return content, calls, "", pending
+
+    def _close_at(self, body, k):
+        """A call ends with its JSON object (a string may hold the next call's marker)."""
+        got = json_value(body, k)
+        return got[1] if got is not None and isinstance(got[0], dict) else -1
 
     def call(self, seg, partial, tools):
         return json_call(seg, partial)[0]

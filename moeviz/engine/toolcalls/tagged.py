@@ -9,9 +9,8 @@
   ends the reasoning as `</think>` does; `<|role_end|>` ends the turn.
 - Qwen3-Coder's calls in thinking templates (Qwen3.5, StepFun 3.5 Flash, Nemotron 3 Nano;
   common/parsers/qwen3-coder.cpp): a `<tool_call>` ends an opened reasoning too.
-- poolside Laguna (autoparser): GLM-4.5's calls.
 
-A call ends at its closing tag past its values' own closing tags (a value may hold the call's).
+A value may hold its closing tag or the call's (tagvalues.ValueClose: where a value ends, as llama.cpp reads it).
 
 Values are raw text when the tool's schema allows a string, else JSON (argschema.tagged_value).
 """
@@ -19,44 +18,10 @@ from __future__ import annotations
 
 import re
 
-from .argschema import properties, tagged_value, tool_params
+from .argschema import tool_params
 from .families import Family, Glm45, Qwen3Coder, _object_text
 from .scan import Call, Msg, dumps, held, split_reasoning
-
-
-def tag_pairs(seg: str, pos: int, tags: tuple[str, str, str, str], root) -> tuple[list, int]:
-    """The (key, value) pairs written `KEY_OPEN k KEY_CLOSE VALUE_OPEN v VALUE_CLOSE` from `pos` on
-    (whole ones only), and where they end."""
-    key_open, key_close, value_open, value_close = tags
-    props, pairs = properties(root), []
-    while True:
-        o = seg.find(key_open, pos)
-        k = seg.find(key_close, o + len(key_open)) if o >= 0 else -1
-        v = seg.find(value_open, k + len(key_close)) if k >= 0 else -1
-        e = seg.find(value_close, v + len(value_open)) if v >= 0 else -1
-        if e < 0:
-            return pairs, pos
-        key = seg[o + len(key_open):k].strip()
-        pairs.append((key, tagged_value(seg[v + len(value_open):e], props.get(key), root)))
-        pos = e + len(value_close)
-
-
-class ValueClose:
-    """A call's closing tag is looked for past its values (`value_tags`: a value's opening and
-    closing tag): a string, or a JSON value's string, may hold it, and llama.cpp reads a value
-    up to its own closing tag."""
-    value_tags = ("<arg_value>", "</arg_value>")
-
-    def _close_at(self, body: str, k: int) -> int:
-        value_open, value_close = self.value_tags
-        while True:
-            c, o = body.find(self.call_close, k), body.find(value_open, k)
-            if c < 0 or o < 0 or c < o:
-                return c
-            e = body.find(value_close, o + len(value_open))
-            if e < 0:
-                return -1
-            k = e + len(value_close)
+from .tagvalues import ValueClose
 
 
 class ThinkTurn:
@@ -112,6 +77,7 @@ class Hy3(ThinkTurn, ValueClose, Family):
         self.sep = f"<tool_sep{tag}>"
         self.tags = (f"<arg_key{tag}>", f"</arg_key{tag}>", f"<arg_value{tag}>", f"</arg_value{tag}>")
         self.value_tags = self.tags[2:]
+        self.value_follows = (self.tags[0], self.call_close)
 
     @classmethod
     def detect(cls, src):
@@ -127,7 +93,7 @@ class Hy3(ThinkTurn, ValueClose, Family):
         if i < 0:
             return None
         name = seg[:i].strip()
-        pairs, _ = tag_pairs(seg, i + len(self.sep), self.tags, tool_params(tools, name))
+        pairs, _ = self.tag_pairs(seg, i + len(self.sep), self.tags, tool_params(tools, name), partial)
         return Call(name, _object_text(pairs, not partial))
 
     def xml_parts(self, name, key, string):
@@ -147,6 +113,7 @@ class Hy3(ThinkTurn, ValueClose, Family):
 class SeedOss(ValueClose, Family):
     name = "seed-oss"
     value_tags = ("<parameter=", "</parameter>")
+    value_follows = ("<parameter=", "</function>", "</seed:tool_call>")
     think = ("<seed:think>", "</seed:think>")
     call_open, call_close = "<seed:tool_call>", "</seed:tool_call>"
     TAGS = ("<parameter=", ">", "", "</parameter>")
@@ -161,8 +128,8 @@ class SeedOss(ValueClose, Family):
         if not s.startswith("<function=") or gt < 0:
             return None
         name = s[len("<function="):gt]
-        pairs, pos = tag_pairs(s, gt + 1, self.TAGS, tool_params(tools, name))
-        return Call(name, _object_text(pairs, not partial or "</function>" in s[pos:]))
+        pairs, pos = self.tag_pairs(s, gt + 1, self.TAGS, tool_params(tools, name), partial)
+        return Call(name, _object_text(pairs, not partial or s[pos:].lstrip().startswith("</function>")))
 
     def xml_parts(self, name, key, string):
         return (f"<seed:tool_call>\n<function={name}>\n", f"<parameter={key}>", "</parameter>\n",
@@ -177,7 +144,7 @@ class SeedOss(ValueClose, Family):
         return "\n".join(calls)
 
 
-class Ling3(ThinkTurn, ValueClose, Glm45):
+class Ling3(ThinkTurn, Glm45):
     name = "ling3"
     prefix = "<think>"
     think_stops = ("<tool_call>",)
@@ -188,21 +155,11 @@ class Ling3(ThinkTurn, ValueClose, Glm45):
         return "<role>ASSISTANT</role>" in src and "<arg_key>" in src
 
 
-class Qwen3CoderThinking(ThinkTurn, ValueClose, Qwen3Coder):
+class Qwen3CoderThinking(ThinkTurn, Qwen3Coder):
     """Qwen3-Coder's calls in a template that thinks (llama.cpp: the template has `<think>`)."""
     prefix = "<think>\n"
-    value_tags = ("<parameter=", "</parameter>")
     think_stops = ("<tool_call>",)
 
     @classmethod
     def detect(cls, src):
         return Qwen3Coder.detect(src) and "<think>" in src
-
-
-class Laguna(ValueClose, Glm45):
-    """poolside Laguna: GLM-4.5's calls (llama.cpp's autoparser, its Laguna patch tolerating whitespace
-    between the tags), a value holding `</tool_call>` included."""
-
-    @classmethod
-    def detect(cls, src):
-        return Glm45.detect(src) and "laguna_glm_thinking" in src
