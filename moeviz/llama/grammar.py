@@ -1,19 +1,22 @@
 """Grammars for constrained sampling: GBNF text checked before llama.cpp parses it, and
-JSON schemas converted to GBNF by llama-cpp-python's own converter
-(llama_cpp.llama_grammar: json_schema_to_gbnf, JSON_GBNF), never by hand.
+JSON schemas converted to GBNF by llama-cpp-python's own converter (llama_cpp.llama_grammar's
+SchemaConverter, JSON_GBNF), extended in schema_grammar.py with what llama.cpp's C++
+converter enforces and the Python one drops (integer minimum / maximum, counts as `{m,n}`,
+JSON-safe strings, literals and patterns, additionalProperties): never by hand.
 
 llama.cpp's grammar parser catches its own syntax errors (the sampler comes back NULL),
 but it recurses once per nested group, so a deeply nested grammar could overflow the
-thread's stack: `check_gbnf` refuses that, NUL characters (C strings end there) and
-oversized text first. What llama.cpp then refuses is reported with its reason when it
-logs one.
+thread's stack: `check_gbnf` refuses that, NUL characters (C strings end there),
+repetitions {m,n} with n < m (llama.cpp's parser then loops until memory runs out) or n
+over its limit of 2000 (it drops the limit), and oversized text first. What llama.cpp then
+refuses is reported with its reason when it logs one.
 
 `grammar_for(gbnf=..., json_schema=...)` is the one entry for callers that need a
 grammar (structured output, forced tool calls): GBNF text back, or GrammarError.
 """
 from __future__ import annotations
 
-import json
+import re
 
 from ..errors import UserError
 from ..settings import MAX_GRAMMAR_CHARS
@@ -51,6 +54,8 @@ def check_gbnf(text: str, param: str = "grammar") -> str:
         elif c == "#":                       # a comment, to the end of the line
             while i < n and text[i] not in "\r\n":
                 i += 1
+        elif c == "{":
+            _check_count(_COUNT.match(text, i), param)
         elif c == "(":
             depth += 1
             deepest = max(deepest, depth)
@@ -60,6 +65,25 @@ def check_gbnf(text: str, param: str = "grammar") -> str:
     if deepest > MAX_NESTING:
         raise GrammarError(f"'{param}' nests groups {deepest} deep; the limit is {MAX_NESTING}", param)
     return text
+
+
+_COUNT = re.compile(r"\{\s*([0-9]+)\s*(?:(,)\s*([0-9]*)\s*)?\}")
+REPEAT_LIMIT = 2000          # llama.cpp's MAX_REPETITION_THRESHOLD (src/llama-grammar.cpp)
+
+
+def _check_count(m, param: str) -> None:
+    """A repetition {m,n} llama.cpp would mishandle: n < m makes its parser loop (it counts
+    n - m optional rules, unsigned) until memory runs out; an n over its limit it reads as
+    no limit at all."""
+    if m is None:
+        return                               # llama.cpp's parser reports what it cannot read
+    lo, comma, hi = m.groups()
+    hi = lo if not comma else hi
+    if hi and int(hi) < int(lo):
+        raise GrammarError(f"'{param}' repeats something {{{lo},{hi}}} times: the maximum is below the minimum", param)
+    if hi and int(hi) > REPEAT_LIMIT:
+        raise GrammarError(f"'{param}' repeats something up to {hi} times; llama.cpp's limit is {REPEAT_LIMIT} "
+                           "(above it, it drops the limit)", param)
 
 
 def last_grammar_error(mark) -> str:
@@ -87,8 +111,10 @@ def _depth(v, limit: int, d: int = 0) -> int:
 
 def json_schema_grammar(schema, param: str = "response_format") -> str:
     """GBNF for JSON that satisfies `schema` (a JSON schema object), by
-    llama_cpp.llama_grammar.json_schema_to_gbnf; None: any JSON object (JSON_GBNF)."""
+    schema_grammar.schema_to_gbnf; None: any JSON object (JSON_GBNF)."""
     from llama_cpp import llama_grammar   # noqa: PLC0415 - loads the library: only when a schema is asked for
+
+    from .schema_grammar import schema_to_gbnf   # noqa: PLC0415 - imports llama_cpp too
 
     if schema is None:
         return llama_grammar.JSON_GBNF
@@ -97,7 +123,7 @@ def json_schema_grammar(schema, param: str = "response_format") -> str:
     if _depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
         raise GrammarError(f"'{param}': the JSON schema is nested more than {MAX_SCHEMA_DEPTH} deep", param)
     try:
-        text = llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        text = schema_to_gbnf(schema)
     except RecursionError:
         raise GrammarError(f"'{param}': the JSON schema refers to itself too deeply to convert", param) from None
     except Exception as e:   # noqa: BLE001 - the converter raises ValueError, KeyError, AssertionError, re.error...
