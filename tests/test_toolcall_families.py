@@ -5,7 +5,8 @@ Each real template (llama.cpp's models/templates/, read from the sdist as test_c
 rendered with tools through render.plan_chat and detected as llama.cpp detects it; model output in its
 syntax is parsed, whole and streamed in small pieces, to the message llama.cpp's parser gives. The
 expected messages are llama.cpp's own: the vendored common/chat.cpp (common_chat_templates_apply, then
-common_chat_peg_parse of the output) built and run on the same template, tools and text.
+common_chat_peg_parse of the output) built and run on the same template, tools and text. Whole conversations
+(StepFun's messages trimmed, Hy3's and LFM2.5's own rendering of earlier calls) render to llama.cpp's prompt.
 """
 import json
 
@@ -362,3 +363,95 @@ def test_gigachat3_a_call_ends_with_its_json_object(monkeypatch):
         assert msg.content == "Let me look that up." == streamed["content"]
         assert [(c.name, c.arguments) for c in msg.tool_calls] == [("get_weather", f'{{"city": "{city}", "days": 2}}')]
         assert streamed["calls"] == [[c.name, c.arguments] for c in msg.tool_calls]
+
+
+def _call(i, name, args):
+    return {"id": f"call0000{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+
+
+# whitespace around each text: llama.cpp trims every message before rendering StepFun's template (the tool
+# call's argument " Paris " is no message text: kept)
+SPACED = [
+    {"role": "system", "content": "  You are a careful assistant.\n\n"},
+    {"role": "user", "content": "\n Weather in Paris, and the time?  \n"},
+    {"role": "assistant", "content": "\nLet me look both up.  \n", "reasoning_content": "  The user wants two things.\n",
+     "tool_calls": [_call(1, "get_weather", {"city": " Paris ", "days": 2}), _call(2, "get_time", {"zone": "CET"})]},
+    {"role": "tool", "tool_call_id": "call00001", "content": "  18 C and sunny\n"},
+    {"role": "tool", "tool_call_id": "call00002", "content": "\t14:05 \n"},
+]
+STEPFUN_CALLS = ("<|im_start|>user\nWeather in Paris, and the time?<|im_end|>\n<|im_start|>assistant\n{think}Let me look both up."
+                 "<tool_call>\n<function=get_weather>\n<parameter=city>\n Paris \n</parameter>\n<parameter=days>\n2\n"
+                 "</parameter>\n</function>\n</tool_call><tool_call>\n<function=get_time>\n<parameter=zone>\nCET\n</parameter>\n"
+                 "</function>\n</tool_call><|im_end|>\n<|im_start|>tool_response\n<tool_response>18 C and sunny</tool_response>"
+                 "<tool_response>14:05</tool_response><|im_end|>\n<|im_start|>assistant\n")
+
+
+@NO_SDIST
+@pytest.mark.parametrize("messages, tail", [
+    (SPACED, STEPFUN_CALLS.format(think="<think>\nThe user wants two things.\n</think>\n") + "<think>\n"),
+    (SPACED + [{"role": "assistant", "content": " It is 18 C and sunny; 14:05.\n", "reasoning_content": "\nBoth answered. "},
+               {"role": "user", "content": "Thanks!\n\n  "}],
+     STEPFUN_CALLS.format(think="") + "It is 18 C and sunny; 14:05.<|im_end|>\n<|im_start|>user\nThanks!<|im_end|>\n"
+     "<|im_start|>assistant\n<think>\n"),
+], ids=["ending in tool results", "a later turn"])
+def test_stepfun_prompt_trims_each_message_as_llama_cpp_does(messages, tail):
+    """The whole prompt is llama.cpp's (common_chat_templates_apply on the same messages and tools): the
+    system text, then the template's tool listing, then the conversation, each text trimmed."""
+    text = plan_chat(TEMPLATES["StepFun3.5-Flash.jinja"], chat_prompt(messages, TOOLS)).text
+    assert text.startswith("<|im_start|>system\nYou are a careful assistant.\n\n# Tools\n\n")
+    assert text.endswith("</IMPORTANT><|im_end|>\n" + tail)
+    assert text.count("<|im_start|>") == 1 + tail.count("<|im_start|>")      # the system turn, then the tail
+
+
+HY3_HISTORY = [
+    {"role": "system", "content": "You are a careful assistant."},
+    {"role": "user", "content": "Weather in Paris, and fix a.py?"},
+    {"role": "assistant", "content": "Let me look.", "reasoning_content": "Two things.",
+     "tool_calls": [_call(1, "get_weather", {"city": "Paris", "days": 2}), _call(2, "edit_file", NESTED)]},
+    {"role": "tool", "tool_call_id": "call00001", "content": "18 C and sunny"},
+    {"role": "tool", "tool_call_id": "call00002", "content": "edited"},
+    {"role": "assistant", "content": "Done: 18 C and sunny."},
+    {"role": "user", "content": "Now the time in CET?"},
+    {"role": "assistant", "content": "", "tool_calls": [_call(3, "get_time", {"zone": "CET"})]},
+    {"role": "tool", "tool_call_id": "call00003", "content": "14:05"},
+]
+
+
+def _hy3_results(*results):
+    return f"<tool_responses{H}>\n" + "".join(f"<tool_response{H}>\n{r}\n</tool_response{H}>\n" for r in results) \
+        + f"</tool_responses{H}>"
+
+
+@NO_SDIST
+def test_hy3_renders_past_calls_and_results_itself_as_llama_cpp_does():
+    """Hy3's template writes earlier calls itself (render.caps finds its `<arg_key:opensource>` arguments): a
+    conversation with reasoning, calls (nested arguments) and their results renders as llama.cpp renders it."""
+    from moeviz.engine.toolcalls.render import caps
+    src = TEMPLATES["tencent-Hy3.jinja"]
+    assert caps(src).tool_calls and caps(src).object_args and caps(src).tool_responses
+    text = plan_chat(src, chat_prompt(HY3_HISTORY, ALL_TOOLS[:3])).text
+    assert text.startswith(f"<｜hy_begin_of_sentence{H}｜>You are a careful assistant.\n\n# Tools\n\n")
+    a, eos, think = f"<｜hy_Assistant{H}｜>", f"<｜hy_eos{H}｜>", f"<think{H}></think{H}>"
+    assert text[text.index(f"<｜hy_User{H}｜>"):] == (
+        f"<｜hy_User{H}｜>Weather in Paris, and fix a.py?{a}<think{H}>Two things.</think{H}>Let me look."
+        + hy3_calls(("get_weather", ("city", "Paris"), ("days", "2")),
+                    ("edit_file", ("path", "src/a<b>.py"), ("edits", EDITS_JSON), ("options", OPTIONS_JSON)))
+        + eos + _hy3_results("18 C and sunny", "edited") + f"{a}{think}Done: 18 C and sunny.{eos}"
+        + f"<｜hy_User{H}｜>Now the time in CET?{a}{think}" + hy3_calls(("get_time", ("zone", "CET"))) + eos
+        + _hy3_results("14:05") + a + think)
+
+
+@NO_SDIST
+def test_lfm2_5_renders_past_calls_itself_as_llama_cpp_does():
+    """LFM2.5's template writes earlier calls as Python calls (`name(key='value')`), which render.caps finds
+    too: the same conversation renders as llama.cpp renders it (one list of calls, Python's quotes)."""
+    text = plan_chat(TEMPLATES["LFM2.5-8B-A1B.jinja"], chat_prompt(HY3_HISTORY, ALL_TOOLS[:3])).text
+    assert text.startswith("<|im_start|>system\nYou are a careful assistant.\nList of tools: [")
+    assert text[text.index("<|im_start|>user"):] == (
+        "<|im_start|>user\nWeather in Paris, and fix a.py?<|im_end|>\n<|im_start|>assistant\nLet me look.<|tool_call_start|>"
+        "[get_weather(city='Paris', days=2), edit_file(path='src/a<b>.py', edits=[{'old': 'x = \"</tool_call>\"', "
+        "'new': \"y = '<|sep|>'\", 'line': 3}], options={\"dry_run\": true, \"tags\": [\"a\", \"b\"]})]<|tool_call_end|>"
+        "<|im_end|>\n<|im_start|>tool\n18 C and sunny<|im_end|>\n<|im_start|>tool\nedited<|im_end|>\n<|im_start|>assistant\n"
+        "Done: 18 C and sunny.<|im_end|>\n<|im_start|>user\nNow the time in CET?<|im_end|>\n<|im_start|>assistant\n"
+        "<|tool_call_start|>[get_time(zone='CET')]<|tool_call_end|><|im_end|>\n<|im_start|>tool\n14:05<|im_end|>\n"
+        "<|im_start|>assistant\n")

@@ -25,6 +25,10 @@ _TOOL = {"type": "function", "function": {"name": "tool_needle", "description": 
                                           "parameters": {"type": "object", "properties": {"argument_needle": {"type": "string"}}}}}
 _USER = {"role": "user", "content": "user_needle"}
 _ID = "call00001"        # 9 alphanumerics: Mistral's templates refuse other ids
+# StepFun 3.5 Flash's template: llama.cpp trims every message's text before rendering it (common/chat.cpp,
+# workaround::trim_all_content: whitespace left in drives the model into reasoning loops), C's isspace
+_TRIMMED = "You have access to the following functions in JSONSchema format"
+_C_SPACE = " \t\n\v\f\r"
 
 
 def _call_msg(args) -> dict:
@@ -49,9 +53,8 @@ def caps(src: str) -> Caps:
         except PromptError:
             return ""
 
-    def has_args(text: str) -> bool:
-        return any(s in text for s in ('"argument_needle"', "'argument_needle'", "<parameter=argument_needle>",
-                                       "argument_needle</arg_key>", "argument_needle:<", "<argument_needle>"))
+    def has_args(text: str) -> bool:       # however its syntax spells the key (the probes list no tools)
+        return "argument_needle" in text
 
     object_args = has_args(out([_USER, _call_msg({"argument_needle": "x"})]))
     calls = object_args or has_args(out([_USER, _call_msg('{"argument_needle": "x"}')]))
@@ -87,6 +90,11 @@ def prepare_messages(src: str, prompt: ChatPrompt, family: Family) -> tuple[list
     """The messages and tools the template is given (polyfilled where it cannot)."""
     c = caps(src)
     msgs = [dict(m) for m in prompt]
+    if _TRIMMED in src:
+        for m in msgs:
+            for key in ("content", "reasoning_content"):
+                if isinstance(m.get(key), str):
+                    m[key] = m[key].strip(_C_SPACE)
     if not isinstance(family, Harmony):
         for m in msgs:
             if m["role"] == "developer":
