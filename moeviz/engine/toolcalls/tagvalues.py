@@ -36,7 +36,7 @@ class ValueClose:
                 j += 1
             if text.startswith(self.value_follows, j):
                 return i
-            rest = text[j:]
+            rest = text[j:j + max(map(len, self.value_follows)) + 1]
             if any(f.startswith(rest) for f in self.value_follows):     # the end of the text so far
                 return -1 if partial else i
             i = text.find(close, j)
