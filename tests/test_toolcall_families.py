@@ -346,17 +346,17 @@ def test_without_tools_a_call_is_text(name, text, choice):
 
 
 @NO_SDIST
-def test_gigachat3_a_call_ends_with_its_json_object(monkeypatch):
-    """GigaChat 3's call has no closing tag: it ends with its JSON object, so a string holding the call
-    marker stays in the argument, and text after the call is dropped, as llama.cpp's gigachat-v3 parser
-    reads them. The marker's newlines are raw there (JSON escapes them otherwise): llama.cpp's JSON takes
-    raw control characters in a string, scan.json_value's decoder is made to here."""
-    from moeviz.engine.toolcalls import scan
-    monkeypatch.setattr(scan, "_DECODER", json.JSONDecoder(strict=False))
+def test_gigachat3_a_call_ends_with_its_json_object():
+    """GigaChat 3's call has no closing tag: it ends with its JSON object, so a string holding the
+    call marker (its newlines escaped, as JSON writes them) stays in the argument, and text after the
+    call is dropped, as llama.cpp's gigachat-v3 parser reads them. (llama.cpp's JSON also takes raw
+    newlines in a string; moeviz streams the arguments' text as written, so it keeps to strict JSON:
+    a raw control character in a string would reach the client's JSON parser.)"""
     marker = "<|message_sep|>\n\nfunction call<|role_sep|>\n"
-    city = f"a {marker} b"
-    text = ("Let me look that up." + marker + '{"name": "get_weather", "arguments": {"city": "' + city + '", "days": 2}}'
-            + "\nThe weather is coming.")
+    city = json.dumps(f"a {marker} b")[1:-1]                # as the JSON text holds it: a\n... escaped
+    assert marker not in city and "function call<|role_sep|>" in city
+    text = ("Let me look that up." + marker + '{"name": "get_weather", "arguments": {"city": "'
+            + city + '", "days": 2}}' + "\nThe weather is coming.")
     plan = plan_for("GigaChat3-10B-A1.8B.jinja")
     for step in (len(text), 1, 5):
         streamed, msg = _parse(plan, text, step)
