@@ -275,6 +275,12 @@ CASES = {
          "required": ["answer", "a", "b", "n"]},
         ['{"answer": "yes", "a": 1, "b": "s", "n": 7}'],
         ['{"answer": "yes", "a": 1, "b": 1, "n": 7}', '{"answer": "yes", "a": 1, "b": "s", "n": "yes"}']),
+    "a $ref at the top, as pydantic writes recursive models (refused: inner refs unresolved)": (
+        {"$defs": {"Node": {"type": "object", "required": ["v"], "properties": {
+            "v": {"type": "integer", "minimum": 0}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+         "$ref": "#/$defs/Node"},
+        ['{"v": 1, "kids": [{"v": 2}, {"v": 3, "kids": []}]}', '{"v": 0}'],
+        ['{"v": -1}', '{"v": 1, "kids": [{"v": -2}]}']),
     "allOf of a $ref to an enum (an empty object)": (
         {"$defs": {"E": {"enum": ["a", "b"]}}, "allOf": [{"$ref": "#/$defs/E"}]}, ['"a"', '"b"'], ["{}", '"c"']),
     "allOf of enums: their common values (llama.cpp's)": (
@@ -368,6 +374,35 @@ def test_schemas_without_the_fixed_keywords_convert_as_llama_cpp_python_does():
                     "required": ["d"]},
                    {"anyOf": [{"type": "integer"}, {"type": "null"}]}):
         assert json_schema_grammar(schema) == llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+
+
+def test_a_pydantic_models_constraints_hold(lm):
+    """Field(ge=, le=, gt=, lt=, max_length=, min_length=) as pydantic writes them (anyOf with
+    null for Optional, $defs and $ref for nested models)."""
+    pydantic = pytest.importorskip("pydantic")
+
+    class Item(pydantic.BaseModel):
+        name: str = pydantic.Field(max_length=5)
+        qty: int = pydantic.Field(ge=1, le=99)
+        rating: int | None = pydantic.Field(default=None, gt=0, lt=6)
+        tags: list[str] = pydantic.Field(default_factory=list, max_length=2)
+
+    class Order(pydantic.BaseModel):
+        items: list[Item] = pydantic.Field(min_length=1)
+
+    def order(**item):
+        return json.dumps({"items": [{"name": "x", "qty": 5, **item}]})
+
+    texts = {order(): True, order(qty=99, rating=5, tags=["a", "b"]): True, order(rating=None): True,
+             order(qty=0): False, order(qty=100): False, order(rating=0): False, order(rating=6): False,
+             order(name="toolong"): False, order(tags=["a", "b", "c"]): False, '{"items": []}': False}
+    assert accepted(lm, Order.model_json_schema(), list(texts)) == texts
+    for t, ok in texts.items():
+        try:
+            Order.model_validate_json(t)
+            assert ok, t
+        except pydantic.ValidationError:
+            assert not ok, t
 
 
 def test_number_bounds_are_not_enforced_as_in_llama_cpp(lm):

@@ -21,8 +21,9 @@ Added or fixed, as llama.cpp does it unless said otherwise:
   Python one), `true` any value (the Python one: objects), extra keys none of the declared
   names (llama.cpp's _not_strings; a declared name's prefix is allowed, llama.cpp's
   missed that);
-- `$ref` rules named from the whole path (llama.cpp's; by the last segment two refs could
-  share a rule); allOf follows `$ref`s and intersects enums (llama.cpp's); an allOf of one
+- `$ref`: resolved wherever it is, a `$ref` at the top too (pydantic's recursive models: the
+  Python one left the target's own refs unresolved); rules named from the whole path
+  (llama.cpp's; by the last segment two refs could share a rule); allOf follows `$ref`s and intersects enums (llama.cpp's); an allOf of one
   schema is that schema;
 - `pattern`: rewritten so that what it writes is JSON string content (see `json_pattern`).
 Not enforced (by neither converter): number minimum / maximum (llama.cpp ignores them for
@@ -227,6 +228,41 @@ class SchemaConverter(lg.SchemaConverter):
         if shared:
             return self._add_rule(rule_name, "(" + " | ".join(shared) + ") space")
         return self._add_rule(rule_name, self._build_object_rule(props, required, name, None))
+
+    def resolve_refs(self, schema, url):
+        """Every `$ref` into the same document made absolute (`url#/...`) and its target kept,
+        wherever it is: the Python one skipped what only a `$ref` reaches, so a `$ref` at the
+        top (pydantic's recursive models) left its target's own `$ref`s unresolved. JSON
+        pointers as llama.cpp reads them (array indices too, and ~0 ~1); no fetching."""
+        def target(ref):
+            node = schema
+            for sel in ref.split("#", 1)[1].split("/")[1:]:
+                sel = sel.replace("~1", "/").replace("~0", "~")
+                if isinstance(node, list) and sel.isdigit() and int(sel) < len(node):
+                    node = node[int(sel)]
+                elif isinstance(node, dict) and sel in node:
+                    node = node[sel]
+                else:
+                    raise ValueError(f"cannot resolve $ref {ref}: {sel} not found")
+            return node
+
+        def walk(n):
+            if isinstance(n, list):
+                for x in n:
+                    walk(x)
+            elif isinstance(n, dict):
+                ref = n.get("$ref")
+                if isinstance(ref, str) and not ref.startswith(f"{url}#/"):
+                    if not ref.startswith("#/"):
+                        raise ValueError(f"unsupported $ref {ref}: only references into the same document")
+                    n["$ref"] = ref = f"{url}{ref}"
+                if isinstance(ref, str) and ref not in self._refs:
+                    self._refs[ref] = target(ref)
+                for v in n.values():
+                    walk(v)
+
+        walk(schema)
+        return schema
 
     def _resolve_ref(self, ref):
         """llama.cpp's: the rule is named from the ref's whole fragment (and document, when
