@@ -130,7 +130,10 @@ def _ranges():
 
 
 def _schema(lo, hi, style: int) -> dict:
-    """The range said three ways: inclusive, exclusive, fractional (rounded inwards)."""
+    """The range said three ways: inclusive, exclusive, fractional (rounded inwards; only
+    where a float holds the bound exactly)."""
+    if style == 2 and max(abs(lo or 0), abs(hi or 0)) >= 2**50:
+        style = 0
     s = {"type": "integer"}
     if lo is not None:
         s.update([("minimum", lo), ("exclusiveMinimum", lo - 1), ("minimum", lo - 0.75)][style:style + 1])

@@ -202,7 +202,7 @@ class SchemaConverter(lg.SchemaConverter):
         if not isinstance(parts, list) or not parts:
             raise ValueError("allOf must be a non-empty list of schemas")
         if len(parts) == 1:
-            return self._add_rule(rule_name, self.visit(parts[0], name))
+            return self.visit(parts[0], name)
         props, required, enums = [], set(), {}
 
         def add(part, is_required, depth=0):
