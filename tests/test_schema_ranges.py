@@ -232,6 +232,8 @@ def test_bounds_are_read_as_llama_cpp_reads_them(lm):
     ({"type": "array", "minItems": 3, "maxItems": 2}, "minItems 3 is more than maxItems 2"),
     ({"type": "string", "pattern": "^(?=a)b$"}, "has no grammar form"),
     ({"type": "string", "pattern": "^\\bword$"}, "has no grammar form"),
+    ({"type": "string", "pattern": "(((("}, "pattern /((((/ is not a valid regular expression: missing )"),
+    ({"type": "string", "pattern": "^[a-z$"}, "is not a valid regular expression: unterminated character set"),
 ])
 def test_impossible_or_malformed_schemas_are_one_line_errors(schema, message):
     with pytest.raises(GrammarError, match="cannot be turned into a grammar") as e:

@@ -335,9 +335,9 @@ def _deep(n):
 
 @pytest.mark.parametrize("params, message", [
     ({"type": "object", "properties": {"x": {"$ref": "http://evil.example/x.json"}}},
-     "a tool's parameters schema cannot be turned into a grammar: Unsupported ref http://evil.example/x.json"),
+     "a tool's parameters schema cannot be turned into a grammar: unsupported $ref http://evil.example/x.json"),
     ({"type": "object", "properties": {"x": {"type": "string", "pattern": "(((("}}},
-     "a tool's parameters schema cannot be turned into a grammar: Pattern must start with"),
+     "a tool's parameters schema cannot be turned into a grammar: pattern /((((/ is not a valid regular expression"),
     ({"type": "bogus"}, "a tool's parameters schema cannot be turned into a grammar: Unrecognized schema"),
     (_deep(200), "'tools' is "),
 ])

@@ -91,6 +91,10 @@ def json_pattern(pattern: str) -> str:
     search). Lookarounds, \\b, back-references: ValueError."""
     if not isinstance(pattern, str):
         raise ValueError("pattern must be a string")
+    try:
+        re.compile(pattern)             # the rewrite below would close an unbalanced group itself
+    except re.error as e:
+        raise ValueError(f"pattern /{pattern[:80]}/ is not a valid regular expression: {e.msg}") from None
     start = pattern.startswith("^")
     end = pattern.endswith("$") and not pattern.endswith("\\$")
     p = pattern[int(start):len(pattern) - int(end)]

@@ -1,8 +1,9 @@
 """The grammar a forced tool choice runs under (`required`, or a named function): the
 family's own call syntax around arguments that satisfy each tool's JSON schema, so even
-a weak model answers with a valid call. The schemas go through llama-cpp-python's
-converter (llama_cpp.llama_grammar.SchemaConverter: the one json_schema_to_gbnf uses),
-one rule set per tool in one grammar; the text is checked as any run's grammar is.
+a weak model answers with a valid call. The schemas go through the converter structured
+output uses (moeviz/llama/schema_grammar.py: llama-cpp-python's, with llama.cpp's integer
+ranges and the fixes listed there), one rule set per tool in one grammar; the text is
+checked as any run's grammar is.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def _split(text: str, marker: str) -> tuple[str, str]:
 
 
 def _converter():
-    from llama_cpp import llama_grammar  # noqa: PLC0415 - loads the library: only when a grammar is asked for
-    return llama_grammar.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    from ...llama.schema_grammar import converter  # noqa: PLC0415 - loads the library: only when a grammar is asked for
+    return converter()
 
 
 def _string_only(schema) -> bool:
