@@ -148,7 +148,7 @@ def _kernel(k: int):
                         used[i] += 1
                     else:
                         hist[i, r] += 1
-                for x in range(E):          # the sweep: one place down per token expert above
+                for x in range(E):          # the sweep: one place down per token expert that was below
                     v = rank[x]
                     down = v
                     for p in range(k):
