@@ -359,7 +359,9 @@ def detect(src: str) -> Family:
     """The family of a chat template, tested in llama.cpp's order (most specific first)."""
     from .harmony import Harmony  # noqa: PLC0415 - these import this module
     from .jsonforms import Generic, GigaChat3, Llama3, MiniMaxM1, Mistral
+    from .jsonmarks import Apertus, Firefunction, FunctionaryV31, FunctionaryV32
     from .jsontags import GigaChat31, NemotronV2
+    from .minicpm5 import MiniCpm5
     from .kimi3 import KimiK3
     from .minimax3 import MiniMaxM3
     from .tagged import Hy3, Ling3, Qwen3CoderThinking, SeedOss
@@ -367,7 +369,7 @@ def detect(src: str) -> Family:
         return Mistral(args_style="[ARGS]" in src)
     if Harmony.detect(src):
         return Harmony()
-    for cls in (KimiK2, KimiK3, Ling3, MiniMaxM3, MiniMaxM2):
+    for cls in (FunctionaryV32, KimiK2, KimiK3, Ling3, MiniMaxM3, MiniMaxM2):
         if cls.detect(src):
             return cls()
     from .gemma import Gemma4
@@ -380,8 +382,9 @@ def detect(src: str) -> Family:
         return Lfm2()
     if Solar.detect(src):
         return Solar()
-    if Gemma4.detect(src):
-        return Gemma4()
+    for cls in (Gemma4, MiniCpm5):
+        if cls.detect(src):
+            return cls()
     if DeepSeekDsml.detect(src):
         return DeepSeekDsml("function_calls" if "function_calls" in src else "tool_calls")
     if DeepSeek.detect(src):
@@ -389,7 +392,7 @@ def detect(src: str) -> Family:
     if Hy3.detect(src):
         return Hy3.from_template(src)
     for cls in (Glm45, Qwen3CoderThinking, Qwen3Coder, SeedOss, NemotronV2, Hermes, MiniMaxM1,
-                GigaChat31, GigaChat3, Llama3):
+                GigaChat31, GigaChat3, FunctionaryV31, Firefunction, Apertus, Llama3):
         if cls.detect(src):
             return cls()
     return Generic()
