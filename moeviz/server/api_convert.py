@@ -68,12 +68,54 @@ def anthropic_to_chat(body) -> dict:
         chat["tool_choice"], parallel = _anthropic_tool_choice(choice)
         if parallel is not None:
             chat["parallel_tool_calls"] = parallel
-    thinking = body.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled"):
-        kwargs = dict(chat.get("chat_template_kwargs") or {})
-        kwargs.setdefault("enable_thinking", thinking["type"] == "enabled")
+    enable = _anthropic_thinking(body.get("thinking"), chat["max_tokens"])
+    if enable is not None:
+        kwargs = chat.get("chat_template_kwargs", {})
+        kwargs = dict(kwargs) if isinstance(kwargs, dict) else kwargs   # not an object: parse_request says so
+        if isinstance(kwargs, dict):
+            kwargs.setdefault("enable_thinking", enable)      # the client's own chat_template_kwargs win
         chat["chat_template_kwargs"] = kwargs
     return chat
+
+
+ANTHROPIC_THINKING = ("enabled", "disabled", "adaptive")
+ANTHROPIC_MIN_BUDGET = 1024     # Anthropic's least budget_tokens
+
+
+def _anthropic_thinking(thinking, max_tokens) -> bool | None:
+    """Anthropic's `thinking` as the template's enable_thinking (None: left out, the
+    template's default). `enabled` needs a budget_tokens Anthropic would take (an integer,
+    at least 1024, under max_tokens): validated, not enforced (the model thinks until it
+    closes its reasoning; max_tokens bounds the whole answer). `adaptive`: the model's own
+    choice, which for a local model is its template's thinking switch on."""
+    if thinking is None:
+        return None
+    kinds = "{type: enabled, budget_tokens}, {type: disabled} or {type: adaptive}"
+    if not isinstance(thinking, dict) or thinking.get("type") not in ANTHROPIC_THINKING:
+        raise ApiRequestError(f"'thinking' must be {kinds}", "thinking")
+    if thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < ANTHROPIC_MIN_BUDGET:
+            raise ApiRequestError(f"thinking.budget_tokens must be an integer of at least {ANTHROPIC_MIN_BUDGET}",
+                                  "thinking")
+        if isinstance(max_tokens, int) and budget >= max_tokens:
+            raise ApiRequestError("thinking.budget_tokens must be less than max_tokens", "thinking")
+    if thinking.get("display") not in (None, "summarized", "omitted"):
+        raise ApiRequestError("thinking.display must be summarized or omitted", "thinking")
+    return thinking["type"] != "disabled"
+
+
+def anthropic_thinking_display(body) -> str:
+    """How the answer shows the model's reasoning: "summarized" (a thinking block, as
+    Anthropic's default), "omitted" (`display: omitted`: the block with its signature only)
+    or "none" (thinking disabled: no thinking block, as Anthropic answers, even where the
+    model reasoned anyway; the stored run keeps what it wrote)."""
+    thinking = body.get("thinking") if isinstance(body, dict) else None
+    if not isinstance(thinking, dict):
+        return "summarized"
+    if thinking.get("type") == "disabled":
+        return "none"
+    return "omitted" if thinking.get("display") == "omitted" else "summarized"
 
 
 def _list(v, where: str) -> list:
@@ -83,22 +125,30 @@ def _list(v, where: str) -> list:
 
 
 def _anthropic_message(m: dict, i: int) -> list[dict]:
-    """One Anthropic message as chat messages: text blocks, tool_use as the assistant's
-    tool_calls, each tool_result as a `tool` message after it."""
+    """One Anthropic message as chat messages: text blocks, thinking as the assistant's
+    reasoning_content (the template renders it where it keeps reasoning in history),
+    tool_use as its tool_calls, each tool_result as a `tool` message."""
     content = m.get("content")
     if isinstance(content, str):
         return [{"role": m["role"], "content": content}]
     if not isinstance(content, list):
         raise ApiRequestError(f"messages[{i}].content must be a string or a list of content blocks", "messages")
     text, reasoning, calls, results = [], [], [], []
+    assistant = m["role"] == "assistant"
     for j, b in enumerate(content):
         kind = b.get("type") if isinstance(b, dict) else None
         if kind == "text" and isinstance(b.get("text"), str):
             text.append(b["text"])
+        elif kind in ("thinking", "redacted_thinking") and not assistant:
+            raise ApiRequestError(f"messages[{i}].content[{j}]: a {kind} block belongs to an assistant message",
+                                  "messages")
         elif kind == "thinking":
-            reasoning.append(str(b.get("thinking", "")))
+            if not isinstance(b.get("thinking"), str):
+                raise ApiRequestError(f"messages[{i}].content[{j}]: a thinking block needs a string 'thinking'",
+                                      "messages")
+            reasoning.append(b["thinking"])     # its signature is not checked: any client's thinking is taken
         elif kind == "redacted_thinking":
-            continue
+            continue        # encrypted reasoning only Anthropic can read: accepted, nothing to render
         elif kind == "tool_use" and isinstance(b.get("name"), str):
             calls.append({"id": str(b.get("id", f"toolu_{i}_{j}")), "type": "function",
                           "function": {"name": b["name"], "arguments": json.dumps(b.get("input", {}),
@@ -109,15 +159,15 @@ def _anthropic_message(m: dict, i: int) -> list[dict]:
         else:
             raise ApiRequestError(f"messages[{i}].content[{j}]: only text, thinking, tool_use and tool_result blocks "
                                   "are supported", "messages")
-    out = []
-    if text or calls or reasoning:
-        msg = {"role": m["role"], "content": "".join(text)}
-        if calls:
-            msg["tool_calls"] = calls
-        if reasoning:
-            msg["reasoning_content"] = "".join(reasoning)
-        out.append(msg)
-    return out + results
+    if not (text or calls or reasoning or assistant):
+        return results
+    msg = {"role": m["role"], "content": "".join(text)}     # an assistant's turn kept even when all redacted
+    if calls:
+        msg["tool_calls"] = calls
+    if reasoning:
+        msg["reasoning_content"] = "\n\n".join(reasoning)
+    # a user's tool_results answer the assistant's calls before it: they come first, then its text
+    return [msg] if assistant else results + [msg]
 
 
 def _tool_result_text(content, i: int) -> str:

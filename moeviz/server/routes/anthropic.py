@@ -12,6 +12,7 @@ Errors are Anthropic's error object ({"type": "error", "error": {type, message}}
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..api_convert import anthropic_to_chat
+from ..api_convert import anthropic_thinking_display, anthropic_to_chat
 from ..api_runs import ClientGone, RunError, chat_chunks, finished, start_run, stop_sequence
 from ..context import ServerContext
 from ..errors import client_message, client_status, translating_route
@@ -57,11 +58,22 @@ def stop_reason(answer: RunAnswer) -> tuple[str, str | None]:
     return STOP_REASONS.get(answer.finish_reason, "end_turn"), None
 
 
-def content_blocks(message: dict) -> list[dict]:
-    """An OpenAI chat message's parts as Anthropic content blocks: thinking, text, tool_use."""
+def signature(thinking: str) -> str:
+    """A thinking block's `signature`: opaque to clients, which send it back unchanged (the
+    SDK's ThinkingBlock requires one; some clients drop a block whose signature is empty).
+    Here a digest of the thinking, the same streamed or not; not checked when it comes back."""
+    return "moeviz:" + hashlib.sha256(thinking.encode("utf-8")).hexdigest()
+
+
+def content_blocks(message: dict, display: str = "summarized") -> list[dict]:
+    """An OpenAI chat message's parts as Anthropic content blocks: thinking, text, tool_use
+    (`display`: api_convert.anthropic_thinking_display's; "omitted": the thinking block's
+    text left out, its signature kept; "none": no thinking block)."""
     blocks = []
-    if message.get("reasoning_content"):
-        blocks.append({"type": "thinking", "thinking": message["reasoning_content"], "signature": ""})
+    if message.get("reasoning_content") and display != "none":
+        thinking = message["reasoning_content"]
+        blocks.append({"type": "thinking", "thinking": "" if display == "omitted" else thinking,
+                       "signature": signature(thinking)})
     if message.get("content"):
         blocks.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:
@@ -89,25 +101,27 @@ def moeviz_object(answer: RunAnswer, ext: dict, base_url: str) -> dict:
     return obj
 
 
-def message(answer: RunAnswer, base_url: str) -> dict:
+def message(answer: RunAnswer, base_url: str, display: str = "summarized") -> dict:
     chat = answer.response(base_url)["choices"][0]
     reason, seq = stop_reason(answer)
     ext = {k: chat[k] for k in ("sgl_ext", "moeviz") if k in chat}
     return {"id": message_id(answer), "type": "message", "role": "assistant", "model": answer.model,
-            "content": content_blocks(chat["message"]), "stop_reason": reason, "stop_sequence": seq,
+            "content": content_blocks(chat["message"], display), "stop_reason": reason, "stop_sequence": seq,
             "usage": usage(answer), "moeviz": moeviz_object(answer, ext, base_url)}
 
 
 class MessageStream:
     """Chat chunks in, Anthropic's stream events out: message_start, then per content
     block content_block_start / content_block_delta... / content_block_stop (thinking,
-    text and each tool_use its own block, in order), then message_delta and message_stop."""
+    text and each tool_use its own block, in order), then message_delta and message_stop.
+    A thinking block ends as Anthropic's does: a signature_delta, then its stop."""
 
-    def __init__(self, answer: RunAnswer, base_url: str):
-        self.answer, self.base_url = answer, base_url
+    def __init__(self, answer: RunAnswer, base_url: str, display: str = "summarized"):
+        self.answer, self.base_url, self.display = answer, base_url, display
         self.started = False
         self.block: tuple | None = None      # (kind, tool call index) of the open block
         self.index = -1
+        self.thinking: list[str] = []        # the open thinking block's text, for its signature
 
     def events(self, chunk: dict) -> list[dict]:
         out = []
@@ -118,9 +132,11 @@ class MessageStream:
                 "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage(self.answer, 0)}})
         choice = chunk["choices"][0]
         delta = choice.get("delta") or {}
-        if delta.get("reasoning_content"):
+        if delta.get("reasoning_content") and self.display != "none":
             out += self._open(("thinking", None), {"type": "thinking", "thinking": "", "signature": ""})
-            out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
+            self.thinking.append(delta["reasoning_content"])
+            if self.display != "omitted":
+                out.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
         if delta.get("content"):
             out += self._open(("text", None), {"type": "text", "text": ""})
             out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
@@ -136,7 +152,7 @@ class MessageStream:
             reason, seq = stop_reason(self.answer)
             ext = {k: choice[k] for k in ("sgl_ext", "moeviz") if k in choice}
             out.append({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": seq},
-                        "usage": {"output_tokens": self.answer.finish.n_generated},
+                        "usage": usage(self.answer),
                         "moeviz": moeviz_object(self.answer, ext, self.base_url)})
             out.append({"type": "message_stop"})
         return out
@@ -152,8 +168,12 @@ class MessageStream:
     def _close(self) -> list[dict]:
         if self.block is None:
             return []
+        out = []
+        if self.block[0] == "thinking":
+            out.append(self._delta({"type": "signature_delta", "signature": signature("".join(self.thinking))}))
+            self.thinking = []
         self.block = None
-        return [{"type": "content_block_stop", "index": self.index}]
+        return out + [{"type": "content_block_stop", "index": self.index}]
 
     def _delta(self, delta: dict) -> dict:
         return {"type": "content_block_delta", "index": self.index, "delta": delta}
@@ -166,21 +186,21 @@ def router(ctx: ServerContext) -> APIRouter:
 
     async def chat_request(request: Request):
         ctx.guard.check(request)        # x-api-key, as Anthropic's clients send it (or Bearer)
-        body = anthropic_to_chat(await read_body(request, settings.api.max_body_bytes))
-        req = parse_request(body, chat=True, max_tokens_cap=settings.max_tokens,
+        given = await read_body(request, settings.api.max_body_bytes)
+        req = parse_request(anthropic_to_chat(given), chat=True, max_tokens_cap=settings.max_tokens,
                             defaults=settings.run_defaults)
         req.routed_experts_format = "sglang"      # the moeviz object carries SGLang's form
-        return req
+        return req, anthropic_thinking_display(given)
 
     @r.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request):
-        req = await chat_request(request)
+        req, _ = await chat_request(request)
         tokens = await run_in_threadpool(ctx.engine.prompt_tokens, req.prompt)
         return {"input_tokens": len(tokens)}
 
     @r.post("/v1/messages")
     async def messages(request: Request):
-        req = await chat_request(request)
+        req, display = await chat_request(request)
         run = await start_run(ctx, request, req, model_id=model_id, prompt_param="messages")
         base_url = str(request.base_url)
         headers = {"X-Moeviz-Run": run.run_id}
@@ -189,12 +209,12 @@ def router(ctx: ServerContext) -> APIRouter:
                 answer = await finished(run, request)
             except ClientGone:
                 return JSONResponse(error_body("the client closed the request", 400), status_code=400)
-            return JSONResponse(message(answer, base_url), headers=headers)
-        return StreamingResponse(stream(run, base_url), media_type="text/event-stream",
+            return JSONResponse(message(answer, base_url, display), headers=headers)
+        return StreamingResponse(stream(run, base_url, display), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
 
-    async def stream(run, base_url: str):
-        writer = MessageStream(run.answer, base_url)
+    async def stream(run, base_url: str, display: str):
+        writer = MessageStream(run.answer, base_url, display)
         try:
             async for chunk in chat_chunks(run, base_url):
                 for event in writer.events(chunk):
