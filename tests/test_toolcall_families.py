@@ -80,6 +80,14 @@ def json_list(*calls):
     return ", ".join(json.dumps({"name": n, "arguments": a}) for n, a in calls)
 
 
+def fn_call(name, args):
+    return f"<function={name}>{json.dumps(args)}</function>"
+
+
+def cpm_call(name, *kv):
+    return f'<function name="{name}">' + "".join(f'<param name="{k}">{v}</param>' for k, v in kv) + "</function>"
+
+
 # (case, template, chat_template_kwargs, model output, (content, reasoning, calls)): the message is
 # llama.cpp's for that output after that template's prompt
 CASES = [
@@ -209,6 +217,44 @@ CASES = [
     ("hy3 a value holding its closing tags", "tencent-Hy3.jinja", {},
      hy3_calls(("get_weather", ("city", f"x</arg_value{H}>y </tool_call{H}>"), ("days", "2")), ("get_time", ("zone", "CET"))),
      ("", "", [("get_weather", {"city": f"x</arg_value{H}>y </tool_call{H}>", "days": 2}), T])),
+    # Functionary v3.1, Firefunction v2, Apertus: llama.cpp's autoparser keeps the text before the calls as written
+    ("functionary-v3.1 content, two calls, </function> in a string", "meetkai-functionary-medium-v3.1.jinja", {},
+     "Let me look that up. \n" + fn_call(*W) + "\n" + fn_call("edit_file", {**NESTED, "path": "</function>"}),
+     ("Let me look that up. \n", "", [W, ("edit_file", {**NESTED, "path": "</function>"})])),
+    ("functionary-v3.1 nested JSON, calls back to back", "meetkai-functionary-medium-v3.1.jinja", {},
+     fn_call("edit_file", NESTED) + fn_call(*T), ("", "", [("edit_file", NESTED), T])),
+    ("firefunction-v2 content, two calls", "fireworks-ai-llama-3-firefunction-v2.jinja", {},
+     "Let me look that up.\n functools[" + json_list(W, ("edit_file", NESTED)) + "]",
+     ("Let me look that up.\n ", "", [W, ("edit_file", NESTED)])),
+    ("firefunction-v2 a call only", "fireworks-ai-llama-3-firefunction-v2.jinja", {},
+     " functools[" + json_list(T) + "]", ("", "", [T])),
+    ("apertus content, two calls", "Apertus-8B-Instruct.jinja", {},
+     "Let me look that up.\n<|tools_prefix|>[" + ", ".join(json.dumps({n: a}) for n, a in (W, ("edit_file", NESTED)))
+     + "]<|tools_suffix|>", ("Let me look that up.\n", "", [W, ("edit_file", NESTED)])),
+    ("apertus a call only", "Apertus-8B-Instruct.jinja", {},
+     "<|tools_prefix|>[" + json.dumps({"get_time": {"zone": "CET"}}) + "]<|tools_suffix|>", ("", "", [T])),
+    # Functionary v3.2: the prompt ends in ">>>"; llama.cpp reads calls only when the turn opens with one (after
+    # "all\n" the rest is content, a later ">>>NAME" included), and calls follow each other without ">>>"
+    ("functionary-v3.2 two calls, nested JSON", "meetkai-functionary-medium-v3.2.jinja", {},
+     "get_weather\n" + json.dumps(W[1]) + "edit_file\n" + json.dumps(NESTED), ("", "", [W, ("edit_file", NESTED)])),
+    ("functionary-v3.2 content: the rest is text", "meetkai-functionary-medium-v3.2.jinja", {},
+     "all\nLet me look that up.>>>get_time\n" + json.dumps(T[1]),
+     ("Let me look that up.>>>get_time\n" + json.dumps(T[1]), "", [])),
+    # MiniCPM5: reasoning and content keep their trailing whitespace; CDATA holds </param>; other values are JSON
+    ("minicpm5 reasoning, content, two calls, CDATA", "openbmb-MiniCPM5-1B.jinja", {},
+     "The user wants weather.\n</think>\n\nLet me look that up.\n"
+     + cpm_call("get_weather", ("city", '<![CDATA[Pa"ris </param> x]]>'), ("days", "2")) + "\n"
+     + cpm_call("edit_file", ("path", "<![CDATA[src/a<b>.py</param>]]>"), ("edits", EDITS_JSON), ("options", OPTIONS_JSON)),
+     ("Let me look that up.\n", "The user wants weather.\n",
+      [("get_weather", {"city": 'Pa"ris </param> x', "days": 2}), ("edit_file", {**NESTED, "path": "src/a<b>.py</param>"})])),
+    ("minicpm5 thinking off", "openbmb-MiniCPM5-1B.jinja", {"enable_thinking": False},
+     "Text " + cpm_call("get_time", ("zone", "CET")), ("Text ", "", [T])),
+    ("minicpm5 no call", "openbmb-MiniCPM5-1B.jinja", {}, "Hm.</think>Just <b>text</b>.\n",
+     ("Just <b>text</b>.\n", "Hm.", [])),
+    # IBM Granite 3.3: llama.cpp's autoparser finds no call syntax in the template: its <|tool_call|> is content
+    ("granite-3.3 reasoning, a call left as content", "ibm-granite-granite-3.3-2B-Instruct.jinja", {},
+     "<think>The user wants weather.</think><response>Let me.</response><|tool_call|>[" + json_list(W) + "]",
+     ("<response>Let me.</response><|tool_call|>[" + json_list(W) + "]", "The user wants weather.", [])),
 ]
 
 # template -> (family, what the prompt ends in, whether that opened the reasoning); the prompt's end
@@ -226,6 +272,14 @@ DETECTED = {
     "poolside-Laguna-XS.2.jinja": ("glm-4.5", "<assistant>\n<think>", True),
     "ByteDance-Seed-OSS.jinja": ("seed-oss", "<seed:bos>assistant\n", False),
     "NVIDIA-Nemotron-Nano-v2.jinja": ("nemotron-v2", "<SPECIAL_11>Assistant\n<think>\n", True),
+    "meetkai-functionary-medium-v3.1.jinja": ("functionary-v3.1", "<|start_header_id|>assistant<|end_header_id|>\n\n", False),
+    "meetkai-functionary-medium-v3.2.jinja": ("functionary-v3.2", "<|start_header_id|>assistant<|end_header_id|>\n\n>>>",
+                                              False),
+    "fireworks-ai-llama-3-firefunction-v2.jinja": ("firefunction-v2", "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                                                   False),
+    "Apertus-8B-Instruct.jinja": ("apertus", "<|assistant_start|>", False),
+    "openbmb-MiniCPM5-1B.jinja": ("minicpm5", "<|im_start|>assistant\n<think>\n", True),
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": ("generic", "<|start_of_role|>assistant<|end_of_role|>", False),
 }
 
 
