@@ -173,6 +173,9 @@ CASES = [
     ("gigachat3 content, then a call message", "GigaChat3-10B-A1.8B.jinja", {},
      "Let me look that up.<|message_sep|>\n\nfunction call<|role_sep|>\n" + json_list(("edit_file", NESTED)),
      ("Let me look that up.", "", [("edit_file", NESTED)])),
+    ("gigachat3 two call messages: llama.cpp reads the first (max_calls = 1)", "GigaChat3-10B-A1.8B.jinja", {},
+     "Let me look that up." + "".join("<|message_sep|>\n\nfunction call<|role_sep|>\n" + json_list(c) for c in (W, T)),
+     ("Let me look that up.", "", [W])),
     ("stepfun a call ends an unclosed reasoning", "StepFun3.5-Flash.jinja", {},
      "I need the weather.\n" + coder_call("get_weather", ("city", 'Pa"ris </think> <parameter=x>'), ("days", "2"))
      + "\n" + coder_call("get_time", ("zone", "CET")),

@@ -103,6 +103,10 @@ def test_each_family_renders_tools_and_history_and_parses_its_calls_back(name):
 
     calls = CALLS[:1] if family in SINGLE_CALL else CALLS
     text = model_output(plan, calls)
+    if name == "GigaChat3-10B-A1.8B.jinja":
+        # llama.cpp's gigachat-v3 parser reads one call (max_calls = 1): of the two written, the first
+        # (llama.cpp's answer for this output: get_weather's call only, the get_time message dropped)
+        calls = CALLS[:1]
     streamed = plan.parser()
     events = [ev for ch in text for ev in streamed.feed(ch)] + streamed.finish()
     whole = plan.parser()

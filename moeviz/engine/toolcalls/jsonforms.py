@@ -100,8 +100,9 @@ class MiniMaxM1(Family):
 
 class GigaChat3(Family):
     """GigaChat 3 (10B-A1.8B MoE): a call is a message of its own,
-    <|message_sep|>\n\nfunction call<|role_sep|>\n{"name": ..., "arguments": {...}}; text after a call is
-    dropped, as llama.cpp's gigachat-v3 parser drops it (which reads one call only: here every one)."""
+    <|message_sep|>\n\nfunction call<|role_sep|>\n{"name": ..., "arguments": {...}}; one call per turn, as
+    llama.cpp's gigachat-v3 parser reads it (max_calls = 1): what follows the first call, a second call
+    included, is dropped."""
     name = "gigachat3"
     call_open = "<|message_sep|>\n\nfunction call<|role_sep|>\n"
 
@@ -111,7 +112,7 @@ class GigaChat3(Family):
 
     def parse(self, body, partial, tools):
         content, calls, _, pending = super().parse(body, partial, tools)
-        return content, calls, "", pending
+        return content, calls[:1], "", pending
 
     def _close_at(self, body, k):
         """A call ends with its JSON object (a string may hold the next call's marker)."""
