@@ -191,3 +191,12 @@ def test_thinking_blocks_belong_to_the_assistant(scripted):
                                      {"type": "text", "text": "hi"}]}]})
     assert status == 400 and body["error"]["message"] == (
         "messages[0].content[0]: a thinking block belongs to an assistant message")
+
+
+def test_tool_results_come_before_the_users_text(claude, scripted):
+    first = claude.messages.create(messages=[USER], thinking=ON, **BASE)
+    history = tool_loop_history(first)
+    history[2]["content"].append({"type": "text", "text": "Answer briefly."})
+    msg = claude.messages.create(messages=history, **{**BASE, "max_tokens": 4})
+    prompt = stored(scripted, msg.model_extra["moeviz"]["run"])["prompt"]
+    assert [(m["role"], m["content"]) for m in prompt[2:]] == [("tool", RESULT), ("user", "Answer briefly.")]
