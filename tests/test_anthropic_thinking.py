@@ -182,7 +182,8 @@ def test_bad_thinking_values_are_one_line_400s(claude, scripted, thinking, says)
         claude.messages.create(messages=[USER], thinking=thinking, **BASE)
     assert e.value.status_code == 400 and e.value.body["type"] == "error"
     error = e.value.body["error"]
-    assert error["type"] == "invalid_request_error" and error["message"].startswith(says) and "\n" not in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(says) and "\n" not in error["message"]
 
 
 def test_thinking_blocks_belong_to_the_assistant(scripted):
