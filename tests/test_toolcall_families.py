@@ -512,3 +512,25 @@ def test_lfm2_5_renders_past_calls_itself_as_llama_cpp_does():
         "Done: 18 C and sunny.<|im_end|>\n<|im_start|>user\nNow the time in CET?<|im_end|>\n<|im_start|>assistant\n"
         "<|tool_call_start|>[get_time(zone='CET')]<|tool_call_end|><|im_end|>\n<|im_start|>tool\n14:05<|im_end|>\n"
         "<|im_start|>assistant\n")
+
+
+PARTS = {"role": "user", "content": [{"type": "text", "text": "  Weather in\n"}, {"type": "text", "text": " Paris? "}]}
+
+
+@NO_SDIST
+@pytest.mark.parametrize("name, rendered", [
+    # a template that reads a string: llama.cpp joins the parts with a newline, each as written
+    ("Qwen-Qwen3-0.6B.jinja", "<|im_start|>user\n  Weather in\n\n Paris? <|im_end|>"),
+    ("meta-llama-Llama-3.1-8B-Instruct.jinja", "Weather in\n\n Paris?<|eot_id|>"),
+    ("openbmb-MiniCPM5-1B.jinja", "<|im_start|>user\n  Weather in\n\n Paris? <|im_end|>"),
+    # templates that read the parts get them: StepFun's each trimmed by llama.cpp, Gemma 4 trims them itself,
+    # GLM-4.6 and MiniMax-M3 write them one after another
+    ("StepFun3.5-Flash.jinja", "<|im_start|>user\nWeather inParis?<|im_end|>"),
+    ("google-gemma-4-31B-it.jinja", "<|turn>user\nWeather inParis?<turn|>"),
+    ("GLM-4.6.jinja", "<|user|>\n  Weather in\n Paris? <|assistant|>"),
+    ("MiniMax-M3.jinja", "]~b]user\n  Weather in\n Paris? [e~["),
+])
+def test_text_parts_render_as_llama_cpp_renders_them(name, rendered):
+    """A message's text parts (llama.cpp's prompt for the same message and tools, common/chat.cpp's
+    messages_inp_normalizer and StepFun's trim_all_content)."""
+    assert rendered in plan_chat(TEMPLATES[name], chat_prompt([PARTS], ALL_TOOLS[:2])).text

@@ -31,6 +31,14 @@ _TRIMMED = "You have access to the following functions in JSONSchema format"
 _C_SPACE = " \t\n\v\f\r"
 
 
+_PARTS = [{"type": "text", "text": "part_needle_1"}, {"type": "text", "text": "part_needle_2"}]
+
+
+def _reads_parts(text: str) -> bool:
+    """The parts' texts rendered, not the list's repr (a template that prints the content as it is)."""
+    return "part_needle_1" in text and "part_needle_2" in text and "'text'" not in text and '"text"' not in text
+
+
 def _call_msg(args) -> dict:
     return {"role": "assistant", "content": "", "tool_calls": [
         {"id": _ID, "type": "function", "function": {"name": "tool_needle", "arguments": args}}]}
@@ -43,6 +51,7 @@ class Caps:
     object_args: bool       # ... with their arguments as an object (else as JSON text)
     tool_responses: bool    # renders a `tool` message's content
     system: bool            # renders a system message
+    typed_content: bool     # reads a message's content as a list of text parts
 
 
 @functools.lru_cache(maxsize=8)
@@ -62,7 +71,9 @@ def caps(src: str) -> Caps:
                     {"role": "tool", "tool_call_id": _ID, "name": "tool_needle", "content": "response_needle"}])
     return Caps(tools="tool_needle" in out([_USER], tools=[_TOOL]), tool_calls=calls, object_args=object_args,
                 tool_responses="response_needle" in response,
-                system="system_needle" in out([{"role": "system", "content": "system_needle"}, _USER]))
+                system="system_needle" in out([{"role": "system", "content": "system_needle"}, _USER]),
+                typed_content=_reads_parts(out([{"role": "user", "content": _PARTS}]))
+                and bool(out([{"role": "user", "content": []}])))      # as llama.cpp's probe: no parts at all
 
 
 def tools_system_prompt(family: Family, tools: list[dict]) -> str:
@@ -90,6 +101,12 @@ def prepare_messages(src: str, prompt: ChatPrompt, family: Family) -> tuple[list
     """The messages and tools the template is given (polyfilled where it cannot)."""
     c = caps(src)
     msgs = [dict(m) for m in prompt]
+    for m in msgs:
+        # typed content (common/chat.cpp, messages_inp_normalizer): a template that reads parts gets them, one
+        # that reads a string gets them joined (request.join_parts)
+        parts = m.pop("content_parts", None)
+        if parts is not None and c.typed_content:
+            m["content"] = [{"type": "text", "text": p.strip(_C_SPACE) if _TRIMMED in src else p} for p in parts]
     if _TRIMMED in src:
         for m in msgs:
             for key in ("content", "reasoning_content"):

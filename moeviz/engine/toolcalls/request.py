@@ -89,20 +89,34 @@ class ChatPrompt(list):
         return out
 
 
+def _parts(content, where: str) -> list[str]:
+    """The texts of a list of content parts."""
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text") \
+                and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        else:
+            raise ToolRequestError(f"{where}: only text content is supported", "messages")
+    return parts
+
+
+def join_parts(parts: list[str]) -> str:
+    """Text parts as one text for a template that reads a string: llama.cpp joins them with a newline
+    (common/chat.cpp, concat_content_parts: none before the first text), each as written."""
+    text = ""
+    for part in parts:
+        text += ("\n" if text else "") + part
+    return text
+
+
 def _text(content, where: str) -> str | None:
     if content is None or isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text") \
-                    and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            else:
-                raise ToolRequestError(f"{where}: only text content is supported", "messages")
-        return "".join(parts)
+        return join_parts(_parts(content, where))
     raise ToolRequestError(f"{where}.content must be a string, a list of text parts or null", "messages")
 
 
@@ -146,6 +160,8 @@ def validate_messages(messages) -> list[dict]:
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             raise ToolRequestError(f"{where} must be an object with a role of {', '.join(ROLES)}", "messages")
         msg = {"role": m["role"], "content": _text(m.get("content"), where)}
+        if isinstance(m.get("content"), list):     # a template that reads typed content gets the parts
+            msg["content_parts"] = _parts(m["content"], where)
         if m.get("tool_calls"):
             if m["role"] != "assistant":
                 raise ToolRequestError(f"{where}: only assistant messages carry tool_calls", "messages")
