@@ -7,7 +7,8 @@
                DeepSeek V3/R1, Mistral, Llama 3.x, generic JSON) and detect(), which tells them apart;
                harmony.py: gpt-oss; kimi3.py: Kimi K3; minimax3.py: MiniMax-M3; tagged.py: Hy3,
                Seed-OSS, Ling 3.0, Qwen3-Coder's thinking templates (poolside Laguna reads as
-               GLM-4.5); jsontags.py: Nemotron Nano v2, GigaChat 3.1; gemma.py, cohere.py,
+               GLM-4.5); jsontags.py: Nemotron Nano v2, GigaChat 3.1; jsonmarks.py: Functionary v3.1 / v3.2,
+               Firefunction v2, Apertus; minicpm5.py: MiniCPM5; gemma.py, cohere.py,
                lfm2.py, solar.py, jsonforms.py: the rest; argschema.py: argument values typed
                by the tool's JSON schema; tagvalues.py: where a tagged value ends
 - stream.py    StreamParser: output text in, Content / Reasoning / ToolCallStart / ToolCallArgs out
