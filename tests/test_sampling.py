@@ -172,10 +172,13 @@ def test_a_grammar_constrains_every_run(demo):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ('root ::= (', "not valid GBNF"),
+    # syntax errors name llama.cpp's reason and where (patches/0060 logs what its parser printed to stderr)
+    ('root ::= (', "not valid GBNF: expecting ')' at line 1, column 11 (the end)"),
+    ('root ::= "a"\nx ::= "b\\q" "c"\ny ::= "d"\n', "not valid GBNF: unknown escape at line 2, column 9 (near '\\\\q\" \"c\"')"),
+    ('root ::= "a" )', "not valid GBNF: expecting newline or end at line 1, column 14 (near ')')"),
     ('other ::= "x"', "grammar does not contain a 'root' symbol"),
     ('root ::= root "a"', "left recursion"),
-    ('root ::= x', "not valid GBNF"),
+    ('root ::= x', "not valid GBNF: Undefined rule identifier 'x'"),
     ("root ::= " + "(" * 500 + '"a"' + ")" * 500, "nests groups 500 deep; the limit is 100"),
     ("root ::= \"a\x00\"", "NUL"),
     ("", "non-empty GBNF"),

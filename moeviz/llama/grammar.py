@@ -9,7 +9,8 @@ but it recurses once per nested group, so a deeply nested grammar could overflow
 thread's stack: `check_gbnf` refuses that, NUL characters (C strings end there),
 repetitions {m,n} with n < m (llama.cpp's parser then loops until memory runs out) or n
 over its limit of 2000 (it drops the limit), and oversized text first. What llama.cpp then
-refuses is reported with its reason when it logs one.
+refuses is reported with its reason, a syntax error with its line and column (the parser
+printed those to stderr only: patches/0060-grammar-errors-logged.patch logs them).
 
 `grammar_for(gbnf=..., json_schema=...)` is the one entry for callers that need a
 grammar (structured output, forced tool calls): GBNF text back, or GrammarError.
@@ -86,17 +87,45 @@ def _check_count(m, param: str) -> None:
                            "(above it, it drops the limit)", param)
 
 
-def last_grammar_error(mark) -> str:
-    """llama.cpp's logged reason for refusing a grammar (left recursion, no root rule),
-    else a pointer to the syntax (its parser prints syntax errors to stderr only)."""
+def last_grammar_error(mark, text: str = "") -> str:
+    """llama.cpp's logged reason for refusing the grammar `text`: a syntax error with its
+    line and column (patches/0060 logs the parser's error, which it printed to stderr
+    only), left recursion, no root rule; else a pointer to the syntax."""
     if mark is not None:
         log, since = mark
-        for _level, line in log.since(since):
+        lines = [line for _level, line in log.since(since)]
+        for i, line in enumerate(lines):
+            if "error parsing grammar: " in line:
+                # the parser's message ends with the rest of the grammar from where it
+                # stopped, which may span lines (and other lines follow it): its length
+                # gives the position
+                return _where([line.split("error parsing grammar: ", 1)[1], *lines[i + 1:]], text)
             low = line.lower()
             if "grammar" in low and ("left recursion" in low or "does not contain" in low or "undefined" in low
                                      or "references" in low):
                 return line.split(": ", 1)[-1].strip() if "llama_grammar" in line else line.strip()
     return f"llama.cpp's grammar parser refused it ({GBNF_HELP})"
+
+
+def _where(lines: list[str], text: str) -> str:
+    """The parser's message ('expecting name at <rest of the grammar>', its first line and
+    the log's lines after it) as 'expecting name at line L, column C (near '...')': the
+    rest is the longest run of those lines that ends the grammar. A message without a
+    position (undefined rule, end of input) as it is."""
+    reason, at, first = lines[0].partition(" at ")
+    body = text.rstrip("\n")
+    rest = None
+    for j in range(1, len(lines) + 1):
+        candidate = "\n".join([first, *lines[1:j]]).rstrip("\n")
+        if body.endswith(candidate):
+            rest = candidate
+    if not at or rest is None:
+        return lines[0].strip()[:200]
+    pos = len(body) - len(rest)
+    line = body.count("\n", 0, pos) + 1
+    column = pos - (body.rfind("\n", 0, pos) + 1) + 1
+    near = body[pos:pos + 24].split("\n", 1)[0]
+    return f"{reason} at line {line}, column {column}" + (f" (near {near!r})" if near else " (the end)")
 
 
 def _depth(v, limit: int, d: int = 0) -> int:

@@ -200,7 +200,7 @@ def make_grammar_sampler(vocab, text: str):
     mark = _log_mark()
     smpl = lc.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
     if not smpl:
-        raise GrammarError(f"'grammar' is not valid GBNF: {last_grammar_error(mark)}", "grammar")
+        raise GrammarError(f"'grammar' is not valid GBNF: {last_grammar_error(mark, text)}", "grammar")
     return smpl
 
 
