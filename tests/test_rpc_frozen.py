@@ -22,6 +22,7 @@ import time
 
 import pytest
 from conftest import PY, ROOT
+from websockets.sync.client import connect
 from serverproc import ServerProcess, free_port
 from test_rpc import PROMPT, RpcServer, _get, needs_rpc
 
@@ -84,6 +85,16 @@ def _env(**extra) -> dict:
 
 
 @needs_rpc
+def _generate(ws_url: str, max_tokens: int, wait: float) -> dict:
+    """A websocket run of PROMPT on a fresh connection: its closing message (error or done)."""
+    with connect(ws_url, max_size=None, open_timeout=30) as ws:
+        ws.recv(timeout=30)
+        ws.send(json.dumps({"type": "generate", "text": PROMPT, "max_tokens": max_tokens}))
+        while (m := json.loads(ws.recv(timeout=wait)))["type"] not in ("error", "done"):
+            pass
+    return m
+
+
 def test_a_frozen_host_at_load_is_one_line_in_seconds(fixture_models, frozen, tmp_path):
     """It takes moeviz's probe and ggml-rpc's HELLO, then never answers the first command."""
     t0 = time.time()
@@ -111,8 +122,6 @@ def test_a_frozen_host_mid_run_ends_the_run_and_health_says_so(fixture_models, t
         with ServerProcess("--model", fixture_models["llama"], "--n-ctx", "512", "--n-gpu-layers", "-1",
                            "--rpc", f"{pair[0].endpoint},{ep}", "--tensor-split", "1,1",
                            "--data-dir", tmp_path / "runs") as s:
-            from websockets.sync.client import connect
-
             with connect(s.ws_url, max_size=None, open_timeout=30) as ws:
                 ws.recv(timeout=30)
                 ws.send(json.dumps({"type": "generate", "text": PROMPT, "max_tokens": 2000, "seed": 3}))
@@ -131,22 +140,14 @@ def test_a_frozen_host_mid_run_ends_the_run_and_health_says_so(fixture_models, t
             if m["type"] == "done":
                 # the cancel came between two decodes: the next run meets the frozen server
                 t0 = time.time()
-                with connect(s.ws_url, max_size=None, open_timeout=30) as ws:
-                    ws.recv(timeout=30)
-                    ws.send(json.dumps({"type": "generate", "text": PROMPT, "max_tokens": 8}))
-                    while (m := json.loads(ws.recv(timeout=60)))["type"] not in ("error", "done"):
-                        pass
+                m = _generate(s.ws_url, 8, 60)
                 assert time.time() - t0 < TIMEOUT_S + 20
             assert m == {"type": "error", "message": line} or (
                 m["type"] == "error" and "stopped answering" in m["message"] and ep in m["message"]), m
             status, health = _get(s.url + "/health")
             assert status == 503 and ep in health["error"] and "stopped answering" in health["error"], health
             t0 = time.time()
-            with connect(s.ws_url, max_size=None, open_timeout=30) as ws:
-                ws.recv(timeout=30)
-                ws.send(json.dumps({"type": "generate", "text": PROMPT, "max_tokens": 4}))
-                while (m := json.loads(ws.recv(timeout=30)))["type"] not in ("error", "done"):
-                    pass
+            m = _generate(s.ws_url, 4, 30)
             assert m["type"] == "error" and ep in m["message"] and time.time() - t0 < 10, m
             assert s.proc.poll() is None
             assert "Traceback" not in s.close()

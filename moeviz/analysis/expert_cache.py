@@ -48,9 +48,8 @@ def stack_distances(routing: Routing, jobs: int = 1) -> np.ndarray:
     E = routing.n_expert
     if E > 1 << 16:
         raise AnalysisError(f"{routing.name}: the cache simulation takes at most 65,536 experts per layer, not {E:,}")
-    if routing.expert_ids.size * E <= SMALL_SWEEP:
-        return _layer_distances(0, routing.n_layers, routing)
-    _kernel(routing.k)                     # compiled (or loaded) here, not in every worker
+    if routing.expert_ids.size * E > SMALL_SWEEP:
+        _kernel(routing.k)                 # compiled (or loaded) here, not in every worker
     return np.concatenate(map_ranges(_layer_distances, routing.n_layers, jobs, routing, size=routing.expert_ids.size))
 
 
@@ -58,7 +57,7 @@ def _layer_distances(lo: int, hi: int, routing: Routing) -> np.ndarray:
     ids = np.asarray(routing.expert_ids, np.int32)[:, lo:hi]     # a view of a trace's int32 array
     n, L, k = ids.shape
     E = routing.n_expert
-    small = ids.size * E <= SMALL_SWEEP
+    small = ids.size * E <= SMALL_SWEEP    # per layer range: both passes give the same numbers
     bad = _repeated(ids) if small else _kernel(k)[0](ids)
     if bad >= 0:
         t, i = divmod(int(bad), L)

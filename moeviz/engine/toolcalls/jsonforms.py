@@ -70,7 +70,27 @@ class Mistral(Family):
         return "".join(calls) if self.args_style else "[TOOL_CALLS][" + ", ".join(calls) + "]"
 
 
-class MiniMaxM1(Family):
+class CallSection(Family):
+    """Calls in one section opened by `section_open`: the text before it is the content,
+    what follows it is read by `section_calls`."""
+
+    def markers(self):
+        return [self.section_open]
+
+    def parse(self, body, partial, tools):
+        i = body.find(self.section_open)
+        if i < 0:
+            return settled(body, self.markers(), partial), [], "", False
+        return self.before(body[:i]), self.section_calls(body[i + len(self.section_open):], partial), "", False
+
+    def before(self, text: str) -> str:
+        return text.rstrip()
+
+    def section_calls(self, s: str, partial: bool) -> list[Call]:
+        raise NotImplementedError
+
+
+class MiniMaxM1(CallSection):
     """MiniMax-M1: <tool_calls>{"name": ..., "arguments": {...}} one object a line ...</tool_calls>;
     Apriel 1.5 / 1.6: the same objects as a JSON list inside the tags."""
     name = "minimax-m1"
@@ -80,16 +100,8 @@ class MiniMaxM1(Family):
     def detect(cls, src):
         return "<tool_calls>" in src and "</tool_calls>" in src
 
-    def markers(self):
-        return [self.section_open]
-
-    def parse(self, body, partial, tools):
-        i = body.find(self.section_open)
-        if i < 0:
-            return settled(body, self.markers(), partial), [], "", False
-        content, s = body[:i].rstrip(), body[i + len(self.section_open):]
-        return content, json_calls(s, 0, " \t\r\n[,]", lambda s, pos: s.startswith(self.section_close, pos),
-                                   partial), "", False
+    def section_calls(self, s, partial):
+        return json_calls(s, 0, " \t\r\n[,]", lambda s, pos: s.startswith(self.section_close, pos), partial)
 
     def write(self, name, args, index=0, call_id=""):
         return dumps({"name": name, "arguments": args})

@@ -19,8 +19,8 @@ import json
 import re
 
 from .families import Family, raw_args
-from .jsonforms import Mistral
-from .scan import Call, dumps, held, json_value, settled
+from .jsonforms import CallSection, Mistral
+from .scan import Call, dumps, held, json_value
 
 _KEY = re.compile(r'\{\s*"((?:[^"\\]|\\.)*)"\s*:\s*')
 
@@ -104,7 +104,7 @@ def named_objects(s: str, pos: int, partial: bool) -> list[Call]:
         pos = close + 1
 
 
-class Apertus(AsWritten, Family):
+class Apertus(CallSection):
     name = "apertus"
     section_open, section_close = "<|tools_prefix|>", "<|tools_suffix|>"
 
@@ -112,16 +112,12 @@ class Apertus(AsWritten, Family):
     def detect(cls, src):
         return "<|tools_prefix|>" in src and "<|tools_suffix|>" in src
 
-    def markers(self):
-        return [self.section_open]
+    def before(self, text):
+        return text if text.strip() else ""            # as written, as AsWritten keeps it
 
-    def parse(self, body, partial, tools):
-        i = body.find(self.section_open)
-        if i < 0:
-            return settled(body, self.markers(), partial), [], "", False
-        s = body[i + len(self.section_open):].lstrip()
-        calls = named_objects(s, 1, partial) if s.startswith("[") else []
-        return (body[:i] if body[:i].strip() else ""), calls, "", False
+    def section_calls(self, s, partial):
+        s = s.lstrip()
+        return named_objects(s, 1, partial) if s.startswith("[") else []
 
     def write(self, name, args, index=0, call_id=""):
         return dumps({name: args})
